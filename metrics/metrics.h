@@ -1,0 +1,35 @@
+/* Quality metrics (DESIGN §7). Frames are uint8 RGB [H][W][3], interpreted as values/255 in [0,1].
+ * PSNR: 10·log10(1/MSE); identical inputs give +INFINITY.
+ * SSIM: Gaussian window 11, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2, per channel, valid region, mean over channels
+ *       (scikit-image structural_similarity with gaussian_weights=True, use_sample_covariance=False, data_range=1).
+ * LPIPS v0.1, AlexNet backbone + linear heads, inputs scaled to [-1,1], spatial mean; weights embedded at build time. */
+#ifndef CACHEBENCH_METRICS_H
+#define CACHEBENCH_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "harness/error.h"
+#include "results/record.h"
+
+double psnr_u8(const uint8_t *a, const uint8_t *b, size_t n);
+/* Mean SSIM of one RGB frame; -1 with a message when the frame is smaller than the 11x11 window. */
+int ssim_frame_u8(const uint8_t *a, const uint8_t *b, int height, int width, double *out, Error *err);
+
+typedef struct LpipsNet LpipsNet;
+/* 1 when the build embedded a complete set of LPIPS weights. */
+int lpips_available(void);
+/* Why LPIPS is unavailable (which files were missing at build time); "" when available. */
+const char *lpips_unavailable_reason(void);
+/* Fails (with the reason) when unavailable. */
+int lpips_create(LpipsNet **net, Error *err);
+void lpips_destroy(LpipsNet *net);
+int lpips_frame_u8(LpipsNet *net, const uint8_t *a, const uint8_t *b, int height, int width, double *out, Error *err);
+
+/* Compares two videos [frames][height][width][3] frame by frame: per-frame and mean PSNR/SSIM/LPIPS into out
+ * (arrays allocated here, freed with run_metrics_free). net may be NULL: LPIPS is then left unavailable (NAN).
+ * The video-level PSNR is over all pixels (10·log10(1/MSE) of the whole video), not a mean of frame PSNRs. */
+int metrics_compare_videos(const uint8_t *a, const uint8_t *b, int frames, int height, int width, LpipsNet *net,
+                           RunMetrics *out, Error *err);
+
+#endif

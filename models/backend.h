@@ -1,0 +1,38 @@
+/* The backend seam: everything the runner and the strategies need from a compute device.
+ * CPU (models/backend_cpu.c) is the specification; CUDA implements the same table.
+ * Buffers handed out by a backend live in its memory (host for CPU, device for CUDA); strategies touch
+ * them only through VecOps, so their reductions run on the device with no full-tensor copies to the host. */
+#ifndef CACHEBENCH_BACKEND_H
+#define CACHEBENCH_BACKEND_H
+
+#include <stddef.h>
+
+#include "harness/error.h"
+
+/* Vector operations on backend memory. Reductions return host doubles (accumulated in double). */
+typedef struct {
+    void *ctx;
+    float *(*alloc)(void *ctx, size_t n);            /* n floats, zero-filled; NULL on failure */
+    void (*release)(void *ctx, float *p);
+    double (*mean_abs)(void *ctx, const float *a, size_t n);
+    double (*mean_abs_diff)(void *ctx, const float *a, const float *b, size_t n);
+    void (*sub)(void *ctx, float *out, const float *a, const float *b, size_t n); /* out = a - b */
+    void (*add)(void *ctx, float *out, const float *a, const float *b, size_t n); /* out = a + b */
+    void (*copy)(void *ctx, float *dst, const float *src, size_t n);
+} VecOps;
+
+/* The CPU implementation (plain host arrays, OpenMP). ctx is unused. */
+const VecOps *cpu_vec_ops(void);
+
+/* Per-layer attention plan. Dense unless an attention-level strategy (SVG) fills it. */
+typedef enum { ATTN_DENSE = 0, ATTN_SPATIAL = 1, ATTN_TEMPORAL = 2 } AttnPattern;
+
+typedef struct {
+    int num_heads;
+    AttnPattern *pattern;   /* [num_heads]; NULL = all dense */
+    int band_tokens;        /* half-width of the sparse band, in tokens */
+    double flops_dense;     /* filled by the backend: attention FLOPs a dense layer would spend */
+    double flops_done;      /* filled by the backend: attention FLOPs actually spent */
+} AttentionPlan;
+
+#endif

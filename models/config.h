@@ -1,0 +1,27 @@
+/* Model configurations are data: one table row per named config (models/config.c).
+ * Field names follow Wan2.1's WanModel constructor. */
+#ifndef CACHEBENCH_CONFIG_H
+#define CACHEBENCH_CONFIG_H
+
+typedef struct {
+    const char *name;
+    int in_dim, out_dim;            /* latent (or pixel) channels in and out */
+    int patch_t, patch_h, patch_w;  /* Conv3d kernel = stride */
+    int dim, ffn_dim, num_heads, num_layers;
+    int freq_dim;                   /* sinusoidal timestep embedding width (256) */
+    int text_dim, text_len;         /* text encoder width; context padded with zeros to text_len */
+    int vocab_size;                 /* >0: the model embeds word tokens itself (token_embedding.weight) */
+    float eps;                      /* LayerNorm / RMSNorm epsilon */
+    float rope_theta;
+    /* Default run geometry (latent grid, channels-first [C][F][H][W]) and sampler. */
+    int frames, height, width;
+    int default_steps;
+    float default_shift, default_guidance;
+} DitConfig;
+
+/* NULL when the name is unknown. */
+const DitConfig *dit_config_by_name(const char *name);
+/* Comma-separated list of known names, for error messages. */
+const char *dit_config_names(void);
+
+#endif

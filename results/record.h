@@ -1,0 +1,102 @@
+/* Run records in HDF5 (DESIGN §5). One file per run, written as "<path>.tmp" and renamed when complete.
+ *
+ * Layout (every dataset dimension has an attached dimension scale, so h5py and
+ * xarray.open_dataset(path, group=G, engine="h5netcdf") open each group without special flags):
+ *   /                 attributes: strategy, strategy_spec, model, weights_path, weights_sha256, prompt_id, prompt,
+ *                     negative_prompt, seed, steps, solver, shift, guidance, backend, device, version, start_time,
+ *                     status ("complete" | "failed"), failed_step, failure, frames, height, width
+ *   /steps            dims step[steps], branch[2] (0 = cond, 1 = uncond; attribute "names" = "cond,uncond")
+ *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
+ *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
+ *   /video            dims frame, height, width, rgb; frames(frame,height,width,rgb) uint8
+ *   /latents          optional: dims step, channel, lframe, lheight, lwidth; latents(step,...) float32 chunked per
+ *                     step, deflate + shuffle
+ *   /totals           attributes: wall_seconds, model_seconds, calls_total, calls_computed, calls_skipped, hit_rate,
+ *                     flops_spent, flops_full, speedup_flops, peak_rss_kb
+ *   /metrics          optional (added against a baseline): dims frame; psnr(frame), ssim(frame), lpips(frame);
+ *                     attributes psnr_mean, ssim_mean, lpips_mean (NAN when unavailable), lpips_available,
+ *                     baseline (path of the baseline run). PSNR of identical frames is +inf.
+ */
+#ifndef CACHEBENCH_RECORD_H
+#define CACHEBENCH_RECORD_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "harness/error.h"
+
+typedef struct {
+    float timestep, sigma;
+    double wall_seconds;            /* whole step, both branches and the sampler update */
+    double flops;                   /* model FLOPs spent in this step */
+    uint8_t computed[2];
+    float signal[2], accumulator[2], threshold[2], k[2];
+    double call_seconds[2];
+} StepRecord;
+
+typedef struct {
+    int frames;
+    double *psnr, *ssim, *lpips;     /* [frames]; lpips NULL when unavailable */
+    double psnr_mean, ssim_mean, lpips_mean;
+    int lpips_available;
+    char baseline[1024];
+} RunMetrics;
+
+typedef struct {
+    /* attributes */
+    char strategy[64];
+    char strategy_spec[256];
+    char model[64];
+    char weights_path[1024];
+    char weights_sha256[65];
+    char prompt_id[64];
+    char prompt[512];
+    char negative_prompt[512];
+    uint64_t seed;
+    int steps;
+    char solver[16];
+    float shift, guidance;
+    char backend[16];
+    char device[128];
+    char version[64];
+    char start_time[32];            /* ISO 8601 UTC */
+    int failed;                     /* 1 when the output turned NaN/Inf */
+    int failed_step;                /* -1 when not failed */
+    char failure[256];
+
+    /* per step: steps entries, owned */
+    StepRecord *step;
+
+    /* final video [frames][height][width][3], owned */
+    int frames, height, width;
+    uint8_t *video;
+
+    /* optional latents [steps][lc][lf][lh][lw] (x after each step), owned, NULL when not recorded */
+    float *latents;
+    int lc, lf, lh, lw;
+
+    /* totals */
+    double wall_seconds, model_seconds;
+    int calls_total, calls_computed, calls_skipped;
+    double flops_spent, flops_full;
+    long peak_rss_kb;
+
+    /* optional metrics against a baseline; frames == 0 when absent */
+    RunMetrics metrics;
+} RunRecord;
+
+/* Writes path.tmp then renames to path. On failure nothing is left at path or path.tmp. */
+int record_write(const char *path, const RunRecord *r, Error *err);
+/* Reads everything back (latents too when present). Validates the layout: a foreign or corrupt HDF5 file is an
+ * error naming the file and what is missing, never a crash. */
+int record_read(const char *path, RunRecord *r, Error *err);
+/* Frees the owned arrays and zeroes the struct. */
+void record_free(RunRecord *r);
+/* Adds or replaces /metrics in a finished record (atomically: copy to .tmp, modify, rename). */
+int record_write_metrics(const char *path, const RunMetrics *m, Error *err);
+/* Human-readable summary (attributes, totals, per-step decisions compactly, metrics if any). */
+int record_print_info(const char *path, FILE *out, Error *err);
+
+void run_metrics_free(RunMetrics *m);
+
+#endif

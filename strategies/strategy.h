@@ -1,0 +1,120 @@
+/* The strategy interface (DESIGN §4). A strategy is one file in strategies/ plus one line in
+ * strategies/registry.c. The runner calls its hooks around every model call; every hook may be NULL.
+ *
+ * Order of calls for one model call (one step, one branch), as made by harness/runner.c:
+ *   model_begin(x)            -> STRATEGY_REUSE: model_reuse(x, y) and nothing else runs
+ *                             -> STRATEGY_COMPUTE:
+ *      embed (patch, time, text)
+ *      blocks_begin(e, e0, tokens) -> STRATEGY_REUSE: blocks_reuse(tokens)   (tokens += cached residual)
+ *                                  -> STRATEGY_COMPUTE: for each layer: attention_plan(layer), block(layer);
+ *                                                       blocks_end(tokens)
+ *      head -> y
+ *   model_end(x, y)           (only after a computed model call, also when only the block stack was reused)
+ * Within a step the cond call comes first, then the uncond call (when guidance is on).
+ *
+ * The runner fills a BranchTrace with defaults (computed = 1, the rest NAN) before each call; a strategy writes
+ * its signal, accumulator (after the step), threshold and k into it from model_begin or blocks_begin. */
+#ifndef CACHEBENCH_STRATEGY_H
+#define CACHEBENCH_STRATEGY_H
+
+#include <stddef.h>
+
+#include "harness/error.h"
+#include "models/backend.h"
+
+typedef enum { BRANCH_COND = 0, BRANCH_UNCOND = 1, BRANCH_COUNT = 2 } Branch;
+typedef enum { STRATEGY_REUSE = 0, STRATEGY_COMPUTE = 1 } StrategyDecision;
+
+typedef struct {
+    int step;           /* 0-based sampling step */
+    int num_steps;
+    Branch branch;
+    int guidance_on;    /* 0 when only the cond branch runs (guidance 1) */
+    float timestep;     /* model timestep, sigma * 1000 */
+    float sigma;
+} StepInfo;
+
+typedef struct {
+    int computed;       /* 1 computed, 0 reused (model output or block stack) */
+    float signal;       /* TeaCache rel-L1 / EasyCache increment; NAN when none */
+    float accumulator;  /* after this step */
+    float threshold;
+    float k;            /* EasyCache transformation rate; NAN when none */
+} BranchTrace;
+
+/* What blocks_begin sees: the stage outputs of embed (backend memory). */
+typedef struct {
+    const float *e;     /* [dim] time embedding */
+    const float *e0;    /* [6][dim] time projection (modulation input of every block) */
+    size_t dim;
+    const float *tokens;/* [L][dim] block-stack input */
+    size_t n_tokens;    /* L * dim */
+} BlockInputs;
+
+typedef struct {
+    int num_steps;
+    int num_layers, num_heads, dim;
+    size_t model_numel;     /* floats in one model input/output */
+    size_t tokens_numel;    /* floats in the block-stack state */
+    const VecOps *ops;
+    const char *model_name; /* config name, e.g. "tiny" */
+    const char *weights_path; /* may be NULL; strategies may look for data beside it (TeaCache coefficients) */
+} StrategyEnv;
+
+typedef struct Strategy Strategy;
+struct Strategy {
+    const struct StrategyInfo *info;
+    void *state;
+    const VecOps *ops;
+    char spec[256];         /* canonical spec with every parameter, e.g. "easycache:thresh=0.05,warmup=10" */
+
+    int (*model_begin)(Strategy *s, const StepInfo *st, const float *x, size_t n, BranchTrace *trace);
+    void (*model_reuse)(Strategy *s, const StepInfo *st, const float *x, float *y, size_t n);
+    void (*model_end)(Strategy *s, const StepInfo *st, const float *x, const float *y, size_t n);
+
+    int (*blocks_begin)(Strategy *s, const StepInfo *st, const BlockInputs *in, BranchTrace *trace);
+    void (*blocks_reuse)(Strategy *s, const StepInfo *st, float *tokens, size_t n);
+    void (*blocks_end)(Strategy *s, const StepInfo *st, const float *tokens_out, size_t n);
+
+    void (*attention_plan)(Strategy *s, const StepInfo *st, int layer, AttentionPlan *plan);
+
+    void (*destroy)(Strategy *s);   /* frees state; NULL when there is none */
+};
+
+/* Parsed "name:key=value,key=value". Values keep their text; numbers are parsed by the getters. */
+#define STRATEGY_MAX_PARAMS 16
+typedef struct {
+    char name[64];
+    int count;
+    char keys[STRATEGY_MAX_PARAMS][32];
+    char values[STRATEGY_MAX_PARAMS][128];
+} StrategyParams;
+
+typedef struct StrategyInfo {
+    const char *name;
+    const char *summary;                 /* one line for --help */
+    const char *const *param_names;      /* NULL-terminated list of accepted keys */
+    int (*create)(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err);
+} StrategyInfo;
+
+/* Parses the spec, checks the name and every key against the registry (the error lists the valid ones),
+ * and calls the strategy's create. On success *s is ready and must be released with strategy_destroy. */
+int strategy_create(Strategy *s, const char *spec, const StrategyEnv *env, Error *err);
+void strategy_destroy(Strategy *s);
+
+int strategy_parse_spec(const char *spec, StrategyParams *out, Error *err);
+/* Getters: return def when the key is absent; -1 with a message when the value does not parse or is out of range. */
+int strategy_param_double(const StrategyParams *p, const char *key, double def, double lo, double hi, double *out,
+                          Error *err);
+int strategy_param_int(const StrategyParams *p, const char *key, int def, int lo, int hi, int *out, Error *err);
+/* NULL when absent. */
+const char *strategy_param_text(const StrategyParams *p, const char *key);
+
+/* Registry (strategies/registry.c). */
+const StrategyInfo *strategy_find(const char *name);
+int strategy_count(void);
+const StrategyInfo *strategy_at(int i);
+/* Writes "none, static, ..." into buf. */
+void strategy_list_names(char *buf, size_t cap);
+
+#endif
