@@ -10,7 +10,7 @@ HDF5_INC   ?= /usr/include/hdf5/serial
 LPIPS_WEIGHTS_DIR ?= ../shared/lpips
 PYTHON     ?= /usr/bin/python3
 
-CFLAGS  := $(OPT) -g -std=gnu11 -Wall -Wextra -fopenmp -I. -I$(BLAS_INC) -I$(HDF5_INC) -MMD -MP $(EXTRA_CFLAGS)
+CFLAGS  := $(OPT) -g -std=gnu11 -Wall -Wextra -fopenmp -I. -I$(BUILD) -I$(BLAS_INC) -I$(HDF5_INC) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(EXTRA_LDFLAGS)
 LDLIBS  := -lopenblas -lcjson -lpng -lhdf5_serial_hl -lhdf5_serial -linih -lm
 
@@ -21,8 +21,16 @@ TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC := $(wildcard bench/*.c)
 
-.PHONY: all test bench demo clean deps
+.PHONY: all test bench demo clean deps FORCE
 all: $(BUILD)/cachebench
+
+# The version string recorded in every run; the header is rewritten only when the version changes.
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(BUILD)
+	@echo '#define CACHEBENCH_VERSION "$(VERSION)"' > $@.new
+	@if cmp -s $@ $@.new; then rm $@.new; else mv $@.new $@; fi
+$(BUILD)/harness/experiment.o: $(BUILD)/version.h
 
 # Module-specific rules (generated sources, embedded data, CUDA) live beside their module.
 -include $(wildcard */*.mk)
@@ -43,7 +51,7 @@ $(BUILD)/test_all: $(TEST_OBJ) $(BUILD)/libcachebench.a
 
 # Tests run from the repository root (they read fixtures by relative path and call build/cachebench).
 # -j2: the CI machine has two cores; OMP_NUM_THREADS=1 keeps parallel tests from oversubscribing them.
-test: $(BUILD)/cachebench $(BUILD)/test_all
+test: deps $(BUILD)/cachebench $(BUILD)/test_all
 	OMP_NUM_THREADS=1 CACHEBENCH_PYTHON=$(PYTHON) $(BUILD)/test_all -j2 $(TEST_ARGS)
 
 $(BUILD)/bench_%: bench/%.c $(BUILD)/libcachebench.a
@@ -55,6 +63,14 @@ bench: $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%)
 
 deps:
 	sh scripts/install-deps.sh
+
+# The main job. Uses the embedded tiny model when its weights are present, random weights otherwise.
+DEMO_OUT ?= results/demo
+DEMO_WEIGHTS = $(if $(wildcard models/tiny/tiny.safetensors),models/tiny/tiny.safetensors,random:1)
+demo: deps $(BUILD)/cachebench
+	$(BUILD)/cachebench run --weights $(DEMO_WEIGHTS) --prompt "a red circle moving right on a black background" \
+	    --prompt-id demo --seed 1 --strategy none --out $(DEMO_OUT)
+	$(BUILD)/cachebench info $(DEMO_OUT)/none__demo__s1.h5
 
 clean:
 	rm -rf $(BUILD)

@@ -23,6 +23,13 @@ int lpips_available(void);
 const char *lpips_unavailable_reason(void);
 /* Fails (with the reason) when unavailable. */
 int lpips_create(LpipsNet **net, Error *err);
+/* Reads the weights at run time from dir, laid out like LPIPS_WEIGHTS_DIR (features.N.{weight,bias}.f32,
+ * linK.weight.f32: raw little-endian float32, C order); each file must hold exactly its shape. For
+ * `cachebench metrics --lpips-weights DIR` and for tests with synthetic backbones. */
+int lpips_create_from_dir(LpipsNet **net, const char *dir, Error *err);
+/* A seeded random backbone (He-normal convs, small biases, small non-negative heads): its values mean nothing;
+ * for benchmarks and for tests of properties that hold for any weights (identity, symmetry). */
+int lpips_create_synthetic(LpipsNet **net, uint64_t seed, Error *err);
 void lpips_destroy(LpipsNet *net);
 int lpips_frame_u8(LpipsNet *net, const uint8_t *a, const uint8_t *b, int height, int width, double *out, Error *err);
 

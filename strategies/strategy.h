@@ -109,6 +109,9 @@ int strategy_param_double(const StrategyParams *p, const char *key, double def, 
 int strategy_param_int(const StrategyParams *p, const char *key, int def, int lo, int hi, int *out, Error *err);
 /* NULL when absent. */
 const char *strategy_param_text(const StrategyParams *p, const char *key);
+/* For creates writing s->spec: the shortest decimal text that reads back as exactly v ("0.05", not
+ * "0.050000000000000003"), so a canonical spec parses back to the same parameters. */
+void strategy_format_double(double v, char *buf, size_t cap);
 
 /* Registry (strategies/registry.c). */
 const StrategyInfo *strategy_find(const char *name);

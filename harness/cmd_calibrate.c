@@ -1,0 +1,176 @@
+/* cachebench calibrate: fit TeaCache's rescaling polynomial for a model from full-inference traces. */
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datasets/prompts.h"
+#include "harness/calibrate.h"
+#include "harness/cli.h"
+#include "harness/experiment.h"
+#include "strategies/teacache.h"
+
+static void calibrate_usage(FILE *out) {
+    fprintf(out,
+            "Usage: cachebench calibrate --prompts FILE [options]\n"
+            "Runs full inference for every prompt (and seed), records per model call the TeaCache input signal\n"
+            "(relative L1 change of the timestep modulation since the previous call of the same branch) and the\n"
+            "relative L1 change of the model output, fits output = poly4(input) by least squares and writes the five\n"
+            "coefficients (highest degree first) as a TeaCache coefficient file. Prints R^2 of the fit.\n\n"
+            "  --prompts FILE     prompt set, lines \"id<TAB>prompt\" (required)\n"
+            "  --model NAME       model config (default tiny)\n"
+            "  --weights FILE     checkpoint (default: the embedded tiny model)\n"
+            "  --variant e|e0     signal: time embedding e (default) or time projection e0 (retention steps)\n"
+            "  --seeds LIST       comma-separated seeds (default 0)\n"
+            "  --steps N          sampling steps (default: the config's)\n"
+            "  --out FILE         coefficient file (default: teacache_coeffs_<variant>.txt beside the weights,\n"
+            "                     where the teacache strategy looks for it)\n"
+            "  --samples FILE     also write the (step, input, output) samples as TSV\n"
+            "  --backend cpu|cuda (default cpu)\n"
+            "  --help\n");
+}
+
+int cmd_calibrate(int argc, char **argv) {
+    enum { OPT_PROMPTS = 1000, OPT_MODEL, OPT_WEIGHTS, OPT_VARIANT, OPT_SEEDS, OPT_STEPS, OPT_OUT, OPT_SAMPLES,
+           OPT_BACKEND, OPT_HELP };
+    static const struct option options[] = {
+        {"prompts", required_argument, 0, OPT_PROMPTS}, {"model", required_argument, 0, OPT_MODEL},
+        {"weights", required_argument, 0, OPT_WEIGHTS}, {"variant", required_argument, 0, OPT_VARIANT},
+        {"seeds", required_argument, 0, OPT_SEEDS},     {"steps", required_argument, 0, OPT_STEPS},
+        {"out", required_argument, 0, OPT_OUT},         {"samples", required_argument, 0, OPT_SAMPLES},
+        {"backend", required_argument, 0, OPT_BACKEND}, {"help", no_argument, 0, OPT_HELP},
+        {0, 0, 0, 0}};
+    const char *prompts_path = NULL, *model = "tiny", *weights = NULL, *out = NULL, *samples_path = NULL;
+    const char *backend = "cpu", *seeds_text = "0";
+    int use_e0 = 0;
+    long steps = 0;
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_PROMPTS: prompts_path = optarg; break;
+        case OPT_MODEL: model = optarg; break;
+        case OPT_WEIGHTS: weights = optarg; break;
+        case OPT_VARIANT:
+            if (strcmp(optarg, "e") && strcmp(optarg, "e0"))
+                return cli_usage_error("calibrate", "invalid value '%s' for --variant: use e or e0", optarg);
+            use_e0 = strcmp(optarg, "e0") == 0;
+            break;
+        case OPT_SEEDS: seeds_text = optarg; break;
+        case OPT_STEPS:
+            if (cli_parse_int("calibrate", "--steps", optarg, 2, 10000, &steps)) return 2;
+            break;
+        case OPT_OUT: out = optarg; break;
+        case OPT_SAMPLES: samples_path = optarg; break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+                return cli_usage_error("calibrate", "invalid value '%s' for --backend: use cpu or cuda", optarg);
+            backend = optarg;
+            break;
+        case OPT_HELP: calibrate_usage(stdout); return 0;
+        default: return cli_usage_error("calibrate", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("calibrate", "unexpected argument '%s'", argv[optind]);
+    if (!prompts_path) return cli_usage_error("calibrate", "--prompts is required");
+
+    /* Seeds: strict comma-separated list. */
+    long seeds[64];
+    int num_seeds = 0;
+    {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", seeds_text);
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (num_seeds == 64) return cli_usage_error("calibrate", "at most 64 seeds");
+            if (cli_parse_int("calibrate", "--seeds", tok, 0, 0x7fffffffffffffffL, &seeds[num_seeds++])) return 2;
+        }
+        if (num_seeds == 0) return cli_usage_error("calibrate", "--seeds is empty");
+    }
+
+    char default_weights[PATH_MAX];
+    if (!weights) {
+        if (strcmp(model, "tiny") != 0) return cli_usage_error("calibrate", "--weights is required for %s", model);
+        experiment_default_weights(default_weights, sizeof default_weights);
+        weights = default_weights;
+    }
+    char default_out[PATH_MAX + 64];
+    if (!out) {
+        if (strncmp(weights, "random", 6) == 0)
+            return cli_usage_error("calibrate", "--out is required with random weights");
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", weights);
+        snprintf(default_out, sizeof default_out, "%s/teacache_coeffs_%s.txt", dirname(dir), use_e0 ? "e0" : "e");
+        out = default_out;
+    }
+
+    Error err = {{0}};
+    PromptSet prompts;
+    if (prompt_set_read(prompts_path, &prompts, &err)) {
+        fprintf(stderr, "cachebench calibrate: %s\n", err.msg);
+        return 1;
+    }
+    ExperimentContext ctx;
+    if (experiment_open(&ctx, model, weights, backend, &err)) {
+        fprintf(stderr, "cachebench calibrate: %s\n", err.msg);
+        prompt_set_free(&prompts);
+        return 1;
+    }
+    CalibrationSamples samples = {0};
+    int rc = 1, total = prompts.count * num_seeds, done = 0;
+    for (int p = 0; p < prompts.count; p++)
+        for (int s = 0; s < num_seeds; s++) {
+            ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = prompts.items[p].id,
+                                   .prompt = prompts.items[p].text, .negative_prompt = "",
+                                   .seed = (uint64_t)seeds[s], .steps = (int)steps, .show_progress = 1};
+            StrategyEnv env;
+            Strategy observer;
+            RunRecord rec;
+            if (experiment_strategy_env(&ctx, &spec, &env, &err) ||
+                calibration_observer_create(&observer, &env, use_e0, &samples, &err))
+                goto fail;
+            int run_rc = experiment_run_with(&ctx, &spec, &observer, &rec, &err);
+            observer.destroy(&observer);
+            if (run_rc) goto fail;
+            int failed = rec.failed;
+            record_free(&rec);
+            if (failed) {
+                error_set(&err, "prompt %s seed %ld: model output turned non-finite", prompts.items[p].id, seeds[s]);
+                goto fail;
+            }
+            fprintf(stderr, "calibrate: %d/%d trajectories, %zu samples\n", ++done, total, samples.count);
+        }
+    double coeffs[5], r2;
+    if (calibration_fit(samples.input, samples.output, samples.count, coeffs, &r2, &err)) goto fail;
+    char comment[1024];
+    snprintf(comment, sizeof comment,
+             "TeaCache coefficients (variant %s) for model %s, weights %.300s (sha256 %s)\n"
+             "fitted by cachebench calibrate on %.300s, %d seed(s), %zu samples; R^2 = %.4f",
+             use_e0 ? "e0" : "e", model, weights, ctx.model.weights_sha256, prompts_path, num_seeds, samples.count, r2);
+    if (teacache_write_coeffs(out, coeffs, comment, &err)) goto fail;
+    if (samples_path) {
+        FILE *f = fopen(samples_path, "w");
+        if (!f) {
+            error_set(&err, "%s: cannot write samples", samples_path);
+            goto fail;
+        }
+        fprintf(f, "step\tinput_rel_l1\toutput_rel_l1\n");
+        for (size_t i = 0; i < samples.count; i++)
+            fprintf(f, "%d\t%.9g\t%.9g\n", samples.step[i], samples.input[i], samples.output[i]);
+        if (fclose(f)) {
+            error_set(&err, "%s: write error", samples_path);
+            goto fail;
+        }
+    }
+    printf("%s: poly = %.9g s^4 + %.9g s^3 + %.9g s^2 + %.9g s + %.9g   (R^2 = %.4f, %zu samples)\n", out,
+           coeffs[0], coeffs[1], coeffs[2], coeffs[3], coeffs[4], r2, samples.count);
+    rc = 0;
+fail:
+    if (rc) fprintf(stderr, "cachebench calibrate: %s\n", err.msg);
+    calibration_samples_free(&samples);
+    experiment_close(&ctx);
+    prompt_set_free(&prompts);
+    return rc;
+}

@@ -1,0 +1,185 @@
+/* cachebench run: one trajectory, one run record. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness/cli.h"
+#include "harness/experiment.h"
+#include "strategies/strategy.h"
+
+static void run_usage(FILE *out) {
+    char strategies[512];
+    strategy_list_names(strategies, sizeof strategies);
+    fprintf(out,
+            "Usage: cachebench run --prompt TEXT [options]\n"
+            "Runs one sampling trajectory and writes one HDF5 run record into --out.\n\n"
+            "  --prompt TEXT        the prompt (required; the tiny model knows only its vocabulary words)\n"
+            "  --prompt-id ID       id used in the run file name (default p0)\n"
+            "  --negative TEXT      prompt of the unconditional branch (default: empty)\n"
+            "  --model NAME         model config: %s (default tiny)\n"
+            "  --weights FILE       safetensors checkpoint, or random[:SEED] for random weights\n"
+            "                       (default: the embedded tiny model, models/tiny/tiny.safetensors)\n"
+            "  --strategy SPEC      caching strategy, e.g. none, static:interval=3,warmup=5,\n"
+            "                       teacache:thresh=0.08, easycache:thresh=0.05,warmup=10 (default none)\n"
+            "                       available: %s\n"
+            "  --seed N             noise seed (default 0)\n"
+            "  --steps N            sampling steps (default: the config's, 50)\n"
+            "  --shift X            schedule shift (default: the config's)\n"
+            "  --guidance X         classifier-free guidance scale; 1 disables CFG (default: the config's)\n"
+            "  --frames N --height N --width N   latent/pixel grid (default: the config's)\n"
+            "  --backend cpu|cuda   compute backend (default cpu)\n"
+            "  --latents            also record x after every step (chunked, compressed)\n"
+            "  --out DIR            output folder, created if missing (default results/runs)\n"
+            "  --quiet              no progress line\n"
+            "  --help               this text\n"
+            "The run file is DIR/<strategy>__<prompt-id>__s<seed>.h5, written under a temporary name and renamed\n"
+            "when complete. Exit status: 0 done (also when the run failed with NaN/Inf, recorded in the file),\n"
+            "1 error, 2 bad usage.\n",
+            dit_config_names(), strategies);
+}
+
+/* mkdir -p for one path; returns -1 with errno set. */
+static int make_dirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+    return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    enum { OPT_PROMPT = 1000, OPT_PROMPT_ID, OPT_NEGATIVE, OPT_MODEL, OPT_WEIGHTS, OPT_STRATEGY, OPT_SEED, OPT_STEPS,
+           OPT_SHIFT, OPT_GUIDANCE, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT, OPT_QUIET,
+           OPT_HELP };
+    static const struct option options[] = {
+        {"prompt", required_argument, 0, OPT_PROMPT},     {"prompt-id", required_argument, 0, OPT_PROMPT_ID},
+        {"negative", required_argument, 0, OPT_NEGATIVE}, {"model", required_argument, 0, OPT_MODEL},
+        {"weights", required_argument, 0, OPT_WEIGHTS},   {"strategy", required_argument, 0, OPT_STRATEGY},
+        {"seed", required_argument, 0, OPT_SEED},         {"steps", required_argument, 0, OPT_STEPS},
+        {"shift", required_argument, 0, OPT_SHIFT},       {"guidance", required_argument, 0, OPT_GUIDANCE},
+        {"frames", required_argument, 0, OPT_FRAMES},     {"height", required_argument, 0, OPT_HEIGHT},
+        {"width", required_argument, 0, OPT_WIDTH},       {"backend", required_argument, 0, OPT_BACKEND},
+        {"latents", no_argument, 0, OPT_LATENTS},         {"out", required_argument, 0, OPT_OUT},
+        {"quiet", no_argument, 0, OPT_QUIET},             {"help", no_argument, 0, OPT_HELP},
+        {0, 0, 0, 0}};
+    const char *model = "tiny", *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
+    ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
+    long lv;
+    double dv;
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_PROMPT: spec.prompt = optarg; break;
+        case OPT_PROMPT_ID: spec.prompt_id = optarg; break;
+        case OPT_NEGATIVE: spec.negative_prompt = optarg; break;
+        case OPT_MODEL: model = optarg; break;
+        case OPT_WEIGHTS: weights = optarg; break;
+        case OPT_STRATEGY: spec.strategy_spec = optarg; break;
+        case OPT_SEED:
+            if (cli_parse_int("run", "--seed", optarg, 0, 0x7fffffffffffffffL, &lv)) return 2;
+            spec.seed = (uint64_t)lv;
+            break;
+        case OPT_STEPS:
+            if (cli_parse_int("run", "--steps", optarg, 1, 10000, &lv)) return 2;
+            spec.steps = (int)lv;
+            break;
+        case OPT_SHIFT:
+            if (cli_parse_double("run", "--shift", optarg, 1e-3, 1e3, &dv)) return 2;
+            spec.shift = (float)dv;
+            break;
+        case OPT_GUIDANCE:
+            if (cli_parse_double("run", "--guidance", optarg, 1.0, 100.0, &dv)) return 2;
+            spec.guidance = (float)dv;
+            break;
+        case OPT_FRAMES:
+            if (cli_parse_int("run", "--frames", optarg, 1, 4096, &lv)) return 2;
+            spec.F = (int)lv;
+            break;
+        case OPT_HEIGHT:
+            if (cli_parse_int("run", "--height", optarg, 1, 8192, &lv)) return 2;
+            spec.H = (int)lv;
+            break;
+        case OPT_WIDTH:
+            if (cli_parse_int("run", "--width", optarg, 1, 8192, &lv)) return 2;
+            spec.W = (int)lv;
+            break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+                return cli_usage_error("run", "invalid value '%s' for --backend: use cpu or cuda", optarg);
+            backend = optarg;
+            break;
+        case OPT_LATENTS: spec.record_latents = 1; break;
+        case OPT_OUT: out_dir = optarg; break;
+        case OPT_QUIET: spec.show_progress = 0; break;
+        case OPT_HELP: run_usage(stdout); return 0;
+        default: return cli_usage_error("run", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
+    if (!spec.prompt) return cli_usage_error("run", "--prompt is required");
+    if (!*spec.prompt_id || strchr(spec.prompt_id, '/'))
+        return cli_usage_error("run", "invalid --prompt-id '%s': must be non-empty, without '/'", spec.prompt_id);
+
+    char default_weights[4096];
+    if (!weights) {
+        if (strcmp(model, "tiny") != 0)
+            return cli_usage_error("run", "--weights is required for model %s (or --weights random)", model);
+        experiment_default_weights(default_weights, sizeof default_weights);
+        weights = default_weights;
+    }
+
+    Error err = {{0}};
+    ExperimentContext ctx;
+    if (experiment_open(&ctx, model, weights, backend, &err)) {
+        fprintf(stderr, "cachebench run: %s\n", err.msg);
+        return 1;
+    }
+    /* Validate the strategy spec before spending time: strategy_create in experiment_run reports it too,
+     * but a usage error deserves exit code 2. */
+    StrategyParams params;
+    if (strategy_parse_spec(spec.strategy_spec, &params, &err) || !strategy_find(params.name)) {
+        char names[512];
+        strategy_list_names(names, sizeof names);
+        if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "unknown strategy '%s' (valid: %s)", params.name, names);
+        experiment_close(&ctx);
+        return cli_usage_error("run", "%s", err.msg);
+    }
+
+    if (make_dirs(out_dir)) {
+        fprintf(stderr, "cachebench run: %s: cannot create output folder: %s\n", out_dir, strerror(errno));
+        experiment_close(&ctx);
+        return 1;
+    }
+    RunRecord rec;
+    if (experiment_run(&ctx, &spec, &rec, &err)) {
+        fprintf(stderr, "cachebench run: %s\n", err.msg);
+        experiment_close(&ctx);
+        return 1;
+    }
+    char run_id[512], path[4096 + 600];
+    experiment_run_id(rec.strategy_spec, spec.prompt_id, spec.seed, run_id, sizeof run_id);
+    snprintf(path, sizeof path, "%s/%s.h5", out_dir, run_id);
+    int rc = 0;
+    if (record_write(path, &rec, &err)) {
+        fprintf(stderr, "cachebench run: %s\n", err.msg);
+        rc = 1;
+    } else {
+        printf("%s: %s, %d/%d model calls computed (%.0f%% reused), %.2f s wall, FLOP speed-up %.2fx\n", path,
+               rec.failed ? "FAILED (non-finite output)" : "complete", rec.calls_computed, rec.calls_total,
+               rec.calls_total ? 100.0 * rec.calls_skipped / rec.calls_total : 0.0, rec.wall_seconds,
+               rec.flops_spent > 0 ? rec.flops_full / rec.flops_spent : 0.0);
+    }
+    record_free(&rec);
+    experiment_close(&ctx);
+    return rc;
+}

@@ -1,0 +1,173 @@
+#include "harness/runner.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness/rng.h"
+#include "harness/sampler.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void sync_engine(Engine *e) {
+    if (e->synchronize) e->synchronize(e);
+}
+
+void runner_initial_noise(float *x, size_t n, uint64_t seed) { philox_normal(x, n, seed, 0); }
+
+void runner_decode_video(const float *x, int channels, int F, int H, int W, uint8_t *video) {
+    size_t plane = (size_t)F * H * W;
+    for (int c = 0; c < 3; c++) {
+        const float *src = x + (size_t)(c < channels ? c : channels - 1) * plane;
+        float lo = -1.0f, hi = 1.0f;
+        if (channels != 3) {
+            lo = hi = src[0];
+            for (size_t i = 1; i < plane; i++) lo = fminf(lo, src[i]), hi = fmaxf(hi, src[i]);
+            if (hi <= lo) hi = lo + 1.0f;
+        }
+        for (size_t i = 0; i < plane; i++) {
+            float v = (src[i] - lo) / (hi - lo);
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            video[i * 3 + c] = (uint8_t)lrintf(v * 255.0f);
+        }
+    }
+}
+
+/* One model call for one branch, with the strategy deciding at model and block-stack level.
+ * Returns the FLOPs spent. */
+static double model_call(Engine *e, Strategy *s, const StepInfo *st, const float *x, const float *text, float *v,
+                         size_t n, AttentionPlan *plan, BranchTrace *trace) {
+    const DitConfig *cfg = &e->model->cfg;
+    if (s->model_begin && s->model_begin(s, st, x, n, trace) == STRATEGY_REUSE) {
+        s->model_reuse(s, st, x, v, n);
+        trace->computed = 0;
+        return 0.0;
+    }
+    double flops = dit_flops_embed(cfg, e->L) + dit_flops_head(cfg, e->L);
+    e->embed(e, x, st->timestep, text);
+    BlockInputs in = {.e = e->time_embedding(e), .e0 = e->time_projection(e), .dim = (size_t)cfg->dim,
+                      .tokens = e->tokens(e), .n_tokens = (size_t)e->L * cfg->dim};
+    if (s->blocks_begin && s->blocks_begin(s, st, &in, trace) == STRATEGY_REUSE) {
+        s->blocks_reuse(s, st, e->tokens(e), in.n_tokens);
+        trace->computed = 0;
+    } else {
+        double attn_dense = dit_flops_self_attention(cfg, e->L);
+        for (int layer = 0; layer < cfg->num_layers; layer++) {
+            AttentionPlan *p = NULL;
+            if (s->attention_plan) {
+                memset(plan->pattern, 0, (size_t)plan->num_heads * sizeof *plan->pattern);
+                plan->band_tokens = 0;
+                s->attention_plan(s, st, layer, plan);
+                p = plan;
+            }
+            e->block(e, layer, p);
+            /* A sparse plan saves attention work; the rest of the block is always spent. */
+            flops += dit_flops_block(cfg, e->L) - (p ? attn_dense - p->flops_done : 0.0);
+        }
+        if (s->blocks_end) s->blocks_end(s, st, e->tokens(e), in.n_tokens);
+    }
+    e->head(e, v);
+    if (s->model_end) s->model_end(s, st, x, v, n);
+    return flops;
+}
+
+int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec, float *final_x, Error *err) {
+    const DitConfig *cfg = &e->model->cfg;
+    if (rs->steps < 1) return error_set(err, "steps must be >= 1, got %d", rs->steps);
+    if (e->prepare(e, rs->F, rs->H, rs->W, err)) return -1;
+    const size_t n = (size_t)cfg->in_dim * rs->F * rs->H * rs->W;
+    const size_t text_n = (size_t)cfg->text_len * cfg->text_dim;
+    const int branches = rs->guidance != 1.0f ? 2 : 1;
+    const VecOps *ops = e->ops;
+
+    float *host = malloc(n * sizeof(float));
+    float *sigmas = malloc((size_t)(rs->steps + 1) * sizeof(float));
+    float *x = ops->alloc(ops->ctx, n);
+    float *v[2] = {ops->alloc(ops->ctx, n), branches == 2 ? ops->alloc(ops->ctx, n) : NULL};
+    float *text[2] = {ops->alloc(ops->ctx, text_n), branches == 2 ? ops->alloc(ops->ctx, text_n) : NULL};
+    AttentionPlan plan = {.num_heads = cfg->num_heads, .pattern = calloc((size_t)cfg->num_heads, sizeof(AttnPattern))};
+    rec->step = calloc((size_t)rs->steps, sizeof *rec->step);
+    rec->video = malloc((size_t)rs->F * rs->H * rs->W * 3);
+    if (rs->record_latents) rec->latents = calloc((size_t)rs->steps * n, sizeof(float));
+    int ok = host && sigmas && x && v[0] && text[0] && plan.pattern && rec->step && rec->video &&
+             (branches == 1 || (v[1] && text[1])) && (!rs->record_latents || rec->latents);
+    if (!ok) {
+        error_set(err, "out of memory for a %dx%dx%d run", rs->F, rs->H, rs->W);
+        goto done;
+    }
+
+    rec->steps = rs->steps;
+    rec->frames = rs->F;
+    rec->height = rs->H, rec->width = rs->W;
+    rec->lc = cfg->in_dim, rec->lf = rs->F, rec->lh = rs->H, rec->lw = rs->W;
+    rec->failed = 0, rec->failed_step = -1;
+    snprintf(rec->backend, sizeof rec->backend, "%s", e->backend);
+    snprintf(rec->device, sizeof rec->device, "%s", e->device);
+    for (int b = 0; b < branches; b++) e->upload(e, text[b], rs->text[b], text_n);
+    runner_initial_noise(host, n, rs->seed);
+    e->upload(e, x, host, n);
+    flow_sigmas(sigmas, rs->steps, rs->shift);
+
+    const double full_call = dit_flops_forward(cfg, e->L);
+    const double run_start = now_seconds();
+    for (int i = 0; i < rs->steps; i++) {
+        StepRecord *r = &rec->step[i];
+        const double step_start = now_seconds();
+        r->sigma = sigmas[i];
+        r->timestep = sigmas[i] * 1000.0f;
+        for (int b = 0; b < 2; b++) {
+            r->computed[b] = 0;
+            r->signal[b] = r->accumulator[b] = r->threshold[b] = r->k[b] = NAN;
+        }
+        for (int b = 0; b < branches; b++) {
+            StepInfo st = {.step = i, .num_steps = rs->steps, .branch = (Branch)b, .guidance_on = branches == 2,
+                           .timestep = r->timestep, .sigma = r->sigma};
+            BranchTrace trace = {.computed = 1, .signal = NAN, .accumulator = NAN, .threshold = NAN, .k = NAN};
+            const double call_start = now_seconds();
+            r->flops += model_call(e, s, &st, x, text[b], v[b], n, &plan, &trace);
+            sync_engine(e);
+            r->call_seconds[b] = now_seconds() - call_start;
+            rec->model_seconds += r->call_seconds[b];
+            r->computed[b] = (uint8_t)trace.computed;
+            r->signal[b] = trace.signal, r->accumulator[b] = trace.accumulator;
+            r->threshold[b] = trace.threshold, r->k[b] = trace.k;
+            rec->calls_total++;
+            if (trace.computed) rec->calls_computed++;
+            else rec->calls_skipped++;
+        }
+        rec->flops_spent += r->flops;
+        rec->flops_full += full_call * branches;
+        size_t bad = e->euler_cfg(e, x, v[0], branches == 2 ? v[1] : NULL, rs->guidance, sigmas[i + 1] - sigmas[i], n);
+        sync_engine(e);
+        r->wall_seconds = now_seconds() - step_start;
+        if (bad) {
+            rec->failed = 1;
+            rec->failed_step = i;
+            snprintf(rec->failure, sizeof rec->failure, "model output has %zu non-finite values at step %d", bad, i);
+            break;
+        }
+        if (rs->record_latents) e->download(e, rec->latents + (size_t)i * n, x, n);
+        if (rs->progress) rs->progress(rs->progress_user, i + 1, rs->steps, now_seconds() - run_start);
+    }
+    rec->wall_seconds = now_seconds() - run_start;
+    e->download(e, host, x, n);
+    if (final_x) memcpy(final_x, host, n * sizeof(float));
+    if (rec->failed) memset(rec->video, 0, (size_t)rs->F * rs->H * rs->W * 3);
+    else runner_decode_video(host, cfg->in_dim, rs->F, rs->H, rs->W, rec->video);
+    ok = 1;
+done:
+    free(host);
+    free(sigmas);
+    free(plan.pattern);
+    ops->release(ops->ctx, x);
+    for (int b = 0; b < 2; b++) {
+        if (v[b]) ops->release(ops->ctx, v[b]);
+        if (text[b]) ops->release(ops->ctx, text[b]);
+    }
+    return ok ? 0 : -1;
+}

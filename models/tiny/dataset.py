@@ -1,0 +1,157 @@
+"""Procedural text-to-video dataset for the tiny model, generated on the fly.
+
+One object (circle, square, triangle) in one colour (red, green, blue, yellow, white) moves left/right/up/down at
+constant speed over a plain background (black, gray, white, blue). Prompt:
+    "a {colour} {shape} moving {direction} on a {background} background"
+The object never has the background's colour (white-on-white and blue-on-blue are excluded). Position, size and speed
+vary; the object stays fully inside the 64x64 frame for all 8 frames. Edges are anti-aliased (signed distance,
+1-pixel ramp). Videos are float32 [3, 8, 64, 64] (channels first, [C][F][H][W]) with values in [-1, 1].
+"up" means towards row 0 (top of the image), "left" towards column 0.
+
+    python3 models/tiny/dataset.py [out.png]   # writes a strip of a few random samples for a visual check
+"""
+import numpy as np
+
+SHAPES = ["circle", "square", "triangle"]
+COLOURS = {  # RGB in [0,1]
+    "red": (0.90, 0.10, 0.10),
+    "green": (0.10, 0.80, 0.15),
+    "blue": (0.10, 0.25, 0.95),
+    "yellow": (0.95, 0.90, 0.10),
+    "white": (1.00, 1.00, 1.00),
+}
+BACKGROUNDS = {
+    "black": (0.0, 0.0, 0.0),
+    "gray": (0.5, 0.5, 0.5),
+    "white": (1.0, 1.0, 1.0),
+    "blue": COLOURS["blue"],
+}
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (dx, dy) per unit speed
+
+FRAMES, H, W = 8, 64, 64
+
+# All valid (colour, shape, direction, background) combinations.
+COMBOS = [(c, s, d, b) for c in COLOURS for s in SHAPES for d in DIRECTIONS for b in BACKGROUNDS if c != b]
+
+
+def prompt_of(colour, shape, direction, background):
+    return "a %s %s moving %s on a %s background" % (colour, shape, direction, background)
+
+
+_YY, _XX = np.meshgrid(np.arange(H) + 0.5, np.arange(W) + 0.5, indexing="ij")
+
+
+def _coverage(shape, cx, cy, size):
+    """Anti-aliased coverage [F,H,W] for centres cx, cy [F] (pixels) and half-size `size`."""
+    dx = _XX[None] - cx[:, None, None]
+    dy = _YY[None] - cy[:, None, None]
+    if shape == "circle":
+        d = size - np.sqrt(dx * dx + dy * dy)
+    elif shape == "square":
+        s = size * 0.88  # similar area to the circle
+        d = s - np.maximum(np.abs(dx), np.abs(dy))
+    elif shape == "triangle":
+        # upward-pointing equilateral triangle, circumradius R, centroid at (cx, cy)
+        R = size * 1.3
+        d = None
+        for k in range(3):
+            a = -np.pi / 2 + np.pi + 2 * np.pi * k / 3  # outward normal of the edge opposite vertex k
+            nx, ny = np.cos(a), np.sin(a)
+            dist = R / 2 - (dx * nx + dy * ny)  # inradius = R/2
+            d = dist if d is None else np.minimum(d, dist)
+    else:
+        raise ValueError(shape)
+    return np.clip(d + 0.5, 0.0, 1.0)
+
+
+def render(colour, shape, direction, background, cx0, cy0, size, speed):
+    """-> float32 video [3, F, H, W] in [-1, 1]."""
+    ddx, ddy = DIRECTIONS[direction]
+    t = np.arange(FRAMES, dtype=np.float64)
+    cx = cx0 + ddx * speed * t
+    cy = cy0 + ddy * speed * t
+    cov = _coverage(shape, cx, cy, size)[None]  # [1,F,H,W]
+    fg = np.asarray(COLOURS[colour], dtype=np.float64)[:, None, None, None]
+    bg = np.asarray(BACKGROUNDS[background], dtype=np.float64)[:, None, None, None]
+    img = bg * (1.0 - cov) + fg * cov
+    return (img * 2.0 - 1.0).astype(np.float32)
+
+
+def random_sample(rng, combo=None):
+    """-> (video [3,F,H,W] float32, prompt str, params dict)."""
+    if combo is None:
+        combo = COMBOS[rng.integers(len(COMBOS))]
+    colour, shape, direction, background = combo
+    size = rng.uniform(6.0, 12.0)
+    ext = size * (1.3 if shape == "triangle" else 1.0)  # conservative half-extent
+    lo, hi = ext + 1.0, W - ext - 1.0
+    max_speed = min(5.0, (hi - lo) / (FRAMES - 1))
+    speed = rng.uniform(2.0, max_speed)
+    travel = speed * (FRAMES - 1)
+    ddx, ddy = DIRECTIONS[direction]
+    # motion axis: start so that the whole path stays inside; other axis: anywhere inside
+    if ddx != 0:
+        start = rng.uniform(lo, hi - travel)
+        cx0 = start if ddx > 0 else W - start
+        cy0 = rng.uniform(lo, hi)
+    else:
+        start = rng.uniform(lo, hi - travel)
+        cy0 = start if ddy > 0 else H - start
+        cx0 = rng.uniform(lo, hi)
+    vid = render(colour, shape, direction, background, cx0, cy0, size, speed)
+    params = dict(colour=colour, shape=shape, direction=direction, background=background, cx0=cx0, cy0=cy0,
+                  size=size, speed=speed)
+    return vid, prompt_of(*combo), params
+
+
+def random_batch(rng, n):
+    vids, prompts = [], []
+    for _ in range(n):
+        v, p, _ = random_sample(rng)
+        vids.append(v)
+        prompts.append(p)
+    return np.stack(vids), prompts
+
+
+def to_uint8_strip(video):
+    """[3,F,H,W] in [-1,1] -> uint8 [H, F*(W+2)-2, 3] strip (2-px separators)."""
+    v = np.clip((np.asarray(video) + 1.0) * 0.5, 0, 1)
+    C, F, Hh, Ww = v.shape
+    strip = np.full((Hh, F * (Ww + 2) - 2, 3), 0.35, dtype=np.float64)
+    for f in range(F):
+        strip[:, f * (Ww + 2):f * (Ww + 2) + Ww] = v[:, f].transpose(1, 2, 0)
+    return (strip * 255 + 0.5).astype(np.uint8)
+
+
+def write_png(path, rgb, scale=1):
+    """Minimal PNG writer (uint8 [H,W,3]); no PIL needed."""
+    import struct
+    import zlib
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    if scale > 1:
+        rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(tag, data):
+        c = struct.pack(">I", len(data)) + tag + data
+        return c + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(png)
+
+
+if __name__ == "__main__":
+    import sys
+    out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/dataset_preview.png"
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(6):
+        v, p, prm = random_sample(rng)
+        print(p, {k: (round(x, 1) if isinstance(x, float) else x) for k, x in prm.items()})
+        rows.append(to_uint8_strip(v))
+        rows.append(np.full((4, rows[-1].shape[1], 3), 128, np.uint8))
+    write_png(out, np.concatenate(rows), scale=2)
+    print("wrote", out, "combos:", len(COMBOS))

@@ -1,0 +1,113 @@
+"""Prompt-adherence check of generated videos (a crude automatic judge for the procedural world).
+
+For each generated video: background = per-channel median of frame pixels -> nearest background colour;
+object mask = pixels far from the background; object colour = mean colour of the mask -> nearest object colour;
+direction = displacement of the mask centroid from the first to the last frame (dominant axis);
+shape = mask area / bounding-box area (circle ~0.79, square ~1.0, triangle ~0.5).
+
+    /usr/bin/python3 models/tiny/evaluate.py [--weights W] [--prompts datasets/prompts_bench.txt] [--n 12]
+        [--settings "50,3,5;50,3,3;50,1,5"]   (steps,shift,guidance triples)
+Also judges real dataset videos with --real to show the judge's own accuracy.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dataset as ds  # noqa: E402
+import model as M  # noqa: E402
+
+
+def judge(video):
+    """video [3,F,H,W] in [-1,1] -> dict colour/shape/direction/background (or None where undecidable)."""
+    v = (np.clip(np.asarray(video, dtype=np.float64), -1, 1) + 1) / 2  # [3,F,H,W] in [0,1]
+    pix = v.reshape(3, -1)
+    bgc = np.median(pix, axis=1)
+    bg = min(ds.BACKGROUNDS, key=lambda k: np.sum((np.array(ds.BACKGROUNDS[k]) - bgc) ** 2))
+    dist = np.sqrt(((v - bgc[:, None, None, None]) ** 2).sum(0))  # [F,H,W]
+    mask = dist > 0.35
+    res = {"background": bg, "colour": None, "shape": None, "direction": None}
+    if mask.sum() < 8 * 10:
+        return res
+    col = v[:, mask].mean(axis=1)
+    res["colour"] = min(ds.COLOURS, key=lambda k: np.sum((np.array(ds.COLOURS[k]) - col) ** 2))
+    ys, xs = np.meshgrid(np.arange(v.shape[2]), np.arange(v.shape[3]), indexing="ij")
+    cents, fills = [], []
+    for f in range(v.shape[1]):
+        m = mask[f]
+        if m.sum() < 10:
+            continue
+        cents.append((f, xs[m].mean(), ys[m].mean()))
+        hh = ys[m].max() - ys[m].min() + 1
+        ww = xs[m].max() - xs[m].min() + 1
+        fills.append(m.sum() / float(hh * ww))
+    if len(cents) >= 2:
+        (f0, x0, y0), (f1, x1, y1) = cents[0], cents[-1]
+        dx, dy = x1 - x0, y1 - y0
+        if max(abs(dx), abs(dy)) > 3:
+            res["direction"] = ("right" if dx > 0 else "left") if abs(dx) > abs(dy) else ("down" if dy > 0 else "up")
+    if fills:
+        fr = float(np.median(fills))
+        res["shape"] = "triangle" if fr < 0.64 else ("circle" if fr < 0.89 else "square")
+    return res
+
+
+def parse_prompt(p):
+    w = p.split()
+    return {"colour": w[1], "shape": w[2], "direction": w[4], "background": w[7]}
+
+
+def score(results):
+    keys = ["colour", "shape", "direction", "background"]
+    acc = {k: np.mean([r[0][k] == r[1][k] for r in results]) for k in keys}
+    acc["all"] = np.mean([all(r[0][k] == r[1][k] for k in keys) for r in results])
+    return acc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", default=os.path.join(M.HERE, "tiny.safetensors"))
+    ap.add_argument("--prompts", default=os.path.join(M.HERE, "..", "..", "datasets", "prompts_bench.txt"))
+    ap.add_argument("--n", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--settings", default="50,3,5")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--real", action="store_true")
+    ap.add_argument("--verbose", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.real:
+        rng = np.random.default_rng(5)
+        res = []
+        for _ in range(200):
+            v, p, _ = ds.random_sample(rng)
+            res.append((judge(v), parse_prompt(p)))
+        print("judge on real data:", {k: round(float(x), 3) for k, x in score(res).items()})
+        return
+    with open(a.prompts) as f:
+        prompts = [line.rstrip("\n").split("\t")[1] for line in f if line.strip()][:a.n]
+    model = M.TinyWan()
+    M.import_weights(model, a.weights)
+    model.eval()
+    for st in a.settings.split(";"):
+        steps, shift, g = st.split(",")
+        steps, shift, g = int(steps), float(shift), float(g)
+        t0 = time.time()
+        res = []
+        for i, p in enumerate(prompts):
+            v = M.sample(model, p, steps=steps, shift=shift, guidance=g, seed=a.seed + i).numpy()
+            res.append((judge(v), parse_prompt(p)))
+            if a.verbose:
+                print("  ", p, "->", res[-1][0])
+        acc = score(res)
+        print("steps=%d shift=%g guidance=%g  n=%d  %s  (%.0fs)" % (
+            steps, shift, g, len(prompts), " ".join("%s=%.2f" % (k, x) for k, x in acc.items()), time.time() - t0),
+            flush=True)
+
+
+if __name__ == "__main__":
+    main()

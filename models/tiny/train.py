@@ -1,0 +1,300 @@
+"""Train the tiny text-to-video DiT on the procedural dataset (flow matching), export safetensors, write the parity
+fixture.
+
+  train (default sub-command):
+    /usr/bin/python3 models/tiny/train.py [train] --steps N --batch B --lr LR --seed S --out models/tiny/tiny.safetensors
+        [--device cpu|cuda] [--threads 2] [--init ckpt.pt|weights.safetensors] [--log models/tiny/train.log]
+  fixture:
+    /usr/bin/python3 models/tiny/train.py fixture [--weights models/tiny/tiny.safetensors]
+        [--out models/tiny/parity_fixture.safetensors]
+  roundtrip (self-test: export -> import gives an identical forward):
+    /usr/bin/python3 models/tiny/train.py roundtrip
+
+Loss: MSE between the model output and v = noise - x0 at x_t = (1-sigma) x0 + sigma noise, t = 1000 sigma.
+sigma is drawn as the sampler spends its steps: u ~ U(0,1), sigma = shift u / (1 + (shift-1) u) (shift 3).
+The prompt is replaced by the empty prompt (all 16 context rows zero) with probability --cfg-drop (0.1).
+AdamW, linear warm-up then cosine decay to 10%, gradient clipping (1.0), EMA of the weights (exported).
+A fixed held-out batch (fixed videos, noise and sigmas, seed 12345) is evaluated every --eval-every steps.
+"""
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dataset as ds  # noqa: E402
+import model as M  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def shifted(u, shift):
+    return shift * u / (1.0 + (shift - 1.0) * u)
+
+
+def make_batch(rng, n, gen, shift, cfg_drop, device):
+    vids, prompts = ds.random_batch(rng, n)
+    x0 = torch.from_numpy(vids)
+    ids = [M.tokenize(p) for p in prompts]
+    if cfg_drop > 0:
+        drop = rng.random(n) < cfg_drop
+        ids = [[] if d else i for d, i in zip(drop, ids)]
+    tok = M.pad_tokens(ids)
+    noise = torch.randn(x0.shape, generator=gen)
+    u = torch.rand(n, generator=gen, dtype=torch.float64)
+    sigma = shifted(u, shift).float()
+    return x0.to(device), tok.to(device), noise.to(device), sigma.to(device)
+
+
+def heldout_batch(n, shift, device):
+    """Fixed held-out batch: new random videos (seed 12345), fixed noise, stratified sigmas; 1/8 empty prompts."""
+    rng = np.random.default_rng(12345)
+    gen = torch.Generator().manual_seed(12345)
+    vids, prompts = ds.random_batch(rng, n)
+    ids = [M.tokenize(p) for p in prompts]
+    ids = [[] if i % 8 == 7 else x for i, x in enumerate(ids)]
+    noise = torch.randn(vids.shape, generator=gen)
+    u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    u = u[torch.randperm(n, generator=gen)]
+    sigma = shifted(u, shift).float()
+    return torch.from_numpy(vids).to(device), M.pad_tokens(ids).to(device), noise.to(device), sigma.to(device)
+
+
+def fm_loss(model, x0, tok, noise, sigma):
+    s = sigma.view(-1, 1, 1, 1, 1)
+    xt = (1 - s) * x0 + s * noise
+    v = model(xt, sigma * 1000.0, tok)
+    return torch.mean((v - (noise - x0)) ** 2)
+
+
+@torch.no_grad()
+def eval_loss(model, hb, chunk=16):
+    x0, tok, noise, sigma = hb
+    tot = 0.0
+    for i in range(0, x0.shape[0], chunk):
+        sl = slice(i, i + chunk)
+        tot += fm_loss(model, x0[sl], tok[sl], noise[sl], sigma[sl]).item() * x0[sl].shape[0]
+    return tot / x0.shape[0]
+
+
+def log(fh, msg):
+    line = time.strftime("%H:%M:%S ") + msg
+    print(line, flush=True)
+    if fh:
+        fh.write(line + "\n")
+        fh.flush()
+
+
+def cmd_train(a):
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rng = np.random.default_rng(a.seed)
+    gen = torch.Generator().manual_seed(a.seed + 1)
+    model = M.TinyWan().to(device)
+    ema = copy.deepcopy(model)
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    decay_params, other = [], []
+    for n, p in model.named_parameters():
+        (decay_params if p.ndim >= 2 and "modulation" not in n and "token_embedding" not in n else other).append(p)
+    opt = torch.optim.AdamW([{"params": decay_params, "weight_decay": a.wd}, {"params": other, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.99), eps=1e-8)
+    step0 = 0
+    if a.init:
+        if a.init.endswith(".safetensors"):
+            M.import_weights(model, a.init)
+            ema.load_state_dict(model.state_dict())
+        else:
+            ck = torch.load(a.init, map_location=device)
+            model.load_state_dict(ck["model"])
+            ema.load_state_dict(ck["ema"])
+            opt.load_state_dict(ck["opt"])
+            step0 = ck["step"]
+            rng.bit_generator.state = ck["np_rng"]
+            gen.set_state(ck["torch_gen"])
+    fh = open(a.log, "a") if a.log else None
+    nparams = sum(p.numel() for p in model.parameters())
+    log(fh, "start: %s" % " ".join(sys.argv))
+    log(fh, "device=%s threads=%d params=%d steps=%d batch=%d lr=%g seed=%d shift=%g cfg_drop=%g ema=%g from_step=%d"
+        % (device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed, a.shift, a.cfg_drop, a.ema, step0))
+    hb = heldout_batch(a.heldout, a.shift, device)
+    warm = min(a.warmup, max(1, a.steps // 10))
+
+    t_start = time.time()
+    prog = {"p": 0.0}
+
+    def lr_at(s):
+        if s < warm:
+            return a.lr * (s + 1) / warm
+        p = (s - warm) / max(1, a.steps - warm)
+        if a.time_budget > 0:  # wall-clock safety net: anneal on time if that runs out first
+            p = max(p, (time.time() - t_start) / a.time_budget)
+        prog["p"] = p = max(prog["p"], p)
+        return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+    def save(step, final=False):
+        meta = {"config": "tiny", "step": step, "seed": a.seed, "batch": a.batch, "lr": a.lr, "weights": "ema"}
+        M.export_weights(ema, a.out, meta)
+        if a.ckpt:
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state()}, a.ckpt + ".tmp")
+            os.replace(a.ckpt + ".tmp", a.ckpt)
+        log(fh, "saved %s%s (step %d)" % (a.out, " and " + a.ckpt if a.ckpt else "", step))
+
+    t_last = t_start
+    run_loss, run_n = 0.0, 0
+    step = step0
+    last = step0
+    for step in range(step0, a.steps):
+        lr = lr_at(step)
+        if prog["p"] >= 1.0 and step >= warm:
+            log(fh, "time budget %.0fs reached at step %d: stopping" % (a.time_budget, step))
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x0, tok, noise, sigma = make_batch(rng, a.batch, gen, a.shift, a.cfg_drop, device)
+        loss = fm_loss(model, x0, tok, noise, sigma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
+        opt.step()
+        n = last = step + 1
+        d = min(a.ema, (1 + n - step0) / (10 + n - step0))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        run_loss += loss.item()
+        run_n += 1
+        if n % a.log_every == 0 or n == a.steps:
+            now = time.time()
+            msg = "step %d train %.5f lr %.2e gnorm %.3f %.3fs/step elapsed %.0fs" % (
+                n, run_loss / run_n, lr, float(gn), (now - t_last) / run_n, now - t_start)
+            if n % a.eval_every == 0 or n == a.steps:
+                msg += " | heldout %.5f ema %.5f" % (eval_loss(model, hb), eval_loss(ema, hb))
+            log(fh, msg)
+            run_loss, run_n = 0.0, 0
+            t_last = time.time()
+        if n % a.ckpt_every == 0 and n != a.steps:
+            save(n)
+    save(last, final=True)
+    log(fh, "done: step %d (%d steps this run) in %.0fs; final heldout raw %.5f ema %.5f" % (
+        last, last - step0, time.time() - t_start, eval_loss(model, hb), eval_loss(ema, hb)))
+
+
+def cmd_roundtrip(a):
+    torch.manual_seed(0)
+    m = M.TinyWan()
+    # perturb zero-initialised params so the test is meaningful
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = "/tmp/tiny_roundtrip.safetensors"
+    M.export_weights(m, path)
+    m2 = M.TinyWan()
+    M.import_weights(m2, path)
+    x = torch.randn(2, 3, 8, 64, 64)
+    tok = M.pad_tokens([M.tokenize("a red circle moving left on a black background"), []])
+    t = torch.tensor([500.0, 999.0])
+    with torch.no_grad():
+        d = (m(x, t, tok) - m2(x, t, tok)).abs().max().item()
+    tensors, _ = M.load_safetensors(path)
+    print("roundtrip max abs diff %.3g; %d tensors; keys ok: %s" % (d, len(tensors), sorted(tensors) == sorted(
+        m.state_dict())))
+    for k in sorted(tensors):
+        print("  %-40s %s" % (k, list(tensors[k].shape)))
+    assert d == 0.0
+
+
+FIXTURE_CASES = [
+    # (prompt, sigma, seed) -- one empty prompt, varied t
+    ("a red circle moving left on a black background", 0.95, 1),
+    ("", 0.5, 2),
+    ("a yellow triangle moving up on a blue background", 0.12, 3),
+]
+
+
+def cmd_fixture(a):
+    """Parity fixture: case{i}.x [3,8,64,64], case{i}.t [1] (= sigma*1000), case{i}.tokens [16] (float ids, -1 = pad),
+    case{i}.v [3,8,64,64] = float64 forward of the exported float32 weights (stored as float32)."""
+    m = M.TinyWan()
+    M.import_weights(m, a.weights)
+    m = m.double().eval()
+    out = {}
+    rng = np.random.default_rng(777)
+    for i, (prompt, sigma, seed) in enumerate(FIXTURE_CASES):
+        vid, _, _ = ds.random_sample(rng)
+        noise = torch.randn(1, 3, 8, 64, 64, generator=torch.Generator().manual_seed(seed))
+        x = ((1 - sigma) * torch.from_numpy(vid)[None] + sigma * noise).float()  # exactly representable in fp32
+        t = torch.tensor([sigma * 1000.0], dtype=torch.float32)
+        tok = M.pad_tokens([M.tokenize(prompt)])
+        with torch.no_grad():
+            v = m(x.double(), t.double(), tok)
+        out["case%d.x" % i] = x[0].numpy().astype(np.float32)
+        out["case%d.t" % i] = t.numpy()
+        out["case%d.tokens" % i] = tok[0].numpy().astype(np.float32)
+        out["case%d.v" % i] = v[0].numpy().astype(np.float32)
+        print("case%d: prompt=%r t=%.1f |v|_rms=%.4f" % (i, prompt, t.item(), v.pow(2).mean().sqrt().item()))
+    # sanity: fp32 torch forward vs the float64 reference
+    m32 = M.TinyWan()
+    M.import_weights(m32, a.weights)
+    for i in range(len(FIXTURE_CASES)):
+        with torch.no_grad():
+            v32 = m32(torch.from_numpy(out["case%d.x" % i])[None], torch.from_numpy(out["case%d.t" % i]),
+                      torch.from_numpy(out["case%d.tokens" % i]).long()[None])[0].numpy()
+        ref = out["case%d.v" % i].astype(np.float64)
+        rel = np.linalg.norm(v32 - ref) / np.linalg.norm(ref)
+        print("case%d: torch fp32 vs fp64 rel L2 err %.2e, max abs %.2e" % (i, rel, np.abs(v32 - ref).max()))
+    meta = {"weights": os.path.basename(a.weights), "cases": len(FIXTURE_CASES),
+            "prompts": " | ".join(p for p, _, _ in FIXTURE_CASES),
+            "layout": "caseN.x [3,8,64,64] C,F,H,W; caseN.t [1] = sigma*1000; caseN.tokens [16] float ids, -1 pad "
+                      "(all -1 = empty prompt); caseN.v [3,8,64,64] float64 forward rounded to f32"}
+    M.save_safetensors(a.out, out, meta)
+    print("wrote", a.out)
+
+
+def main():
+    argv = sys.argv[1:]
+    if not argv or argv[0].startswith("-"):
+        argv = ["train"] + argv
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd")
+    t = sub.add_parser("train")
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=os.path.join(HERE, "tiny.safetensors"))
+    t.add_argument("--device", default=None)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--init", default=None, help="resume: checkpoint .pt (full state) or weights .safetensors")
+    t.add_argument("--ckpt", default=os.path.join(HERE, "ckpt.pt"), help="full training state, saved periodically")
+    t.add_argument("--log", default=os.path.join(HERE, "train.log"))
+    t.add_argument("--shift", type=float, default=3.0)
+    t.add_argument("--cfg-drop", type=float, default=0.1)
+    t.add_argument("--ema", type=float, default=0.998)
+    t.add_argument("--wd", type=float, default=0.01)
+    t.add_argument("--clip", type=float, default=1.0)
+    t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--time-budget", type=float, default=0.0,
+                   help="seconds; if >0 the cosine schedule advances by max(step, wall-clock) progress and training "
+                        "stops when the budget is spent (the step reached is logged)")
+    t.add_argument("--heldout", type=int, default=32)
+    t.add_argument("--log-every", type=int, default=25)
+    t.add_argument("--eval-every", type=int, default=100)
+    t.add_argument("--ckpt-every", type=int, default=250)
+    f = sub.add_parser("fixture")
+    f.add_argument("--weights", default=os.path.join(HERE, "tiny.safetensors"))
+    f.add_argument("--out", default=os.path.join(HERE, "parity_fixture.safetensors"))
+    sub.add_parser("roundtrip")
+    a = ap.parse_args(argv)
+    {"train": cmd_train, "fixture": cmd_fixture, "roundtrip": cmd_roundtrip}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+#include "tests/fixtures.h"
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness/rng.h"
+#include "models/dit.h"
+#include "models/safetensors.h"
+
+static const DitConfig SMALL = {
+    .name = "tiny", /* uses the tiny vocabulary path and name-based defaults */
+    .in_dim = 3, .out_dim = 3, .patch_t = 1, .patch_h = 2, .patch_w = 2,
+    .dim = 32, .ffn_dim = 64, .num_heads = 2, .num_layers = 2, .freq_dim = 256,
+    .text_dim = 8, .text_len = 5, .vocab_size = 18, .eps = 1e-6f, .rope_theta = 10000.0f,
+    .frames = 2, .height = 4, .width = 6, .default_steps = 6, .default_shift = 3.0f, .default_guidance = 5.0f};
+
+const DitConfig *fixture_small_config(void) { return &SMALL; }
+
+char *fixture_tmpdir(void) {
+    char *dir = strdup("/tmp/cachebench-test-XXXXXX");
+    if (!dir || !mkdtemp(dir)) {
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+void fixture_rmdir(const char *dir) {
+    if (!dir || strncmp(dir, "/tmp/cachebench-test-", 21) != 0) return;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "fixture: could not remove %s\n", dir);
+}
+
+typedef struct {
+    StWriteTensor *list;
+    int count;
+    StDtype dtype;
+} Collect;
+
+static int collect_tensor(void *user, const char *name, int ndim, const int64_t *shape, const float **slot) {
+    Collect *c = user;
+    StWriteTensor *t = &c->list[c->count++];
+    t->name = strdup(name);
+    t->dtype = c->dtype;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->data = *slot;
+    return 0;
+}
+
+static int count_tensor(void *user, const char *name, int ndim, const int64_t *shape, const float **slot) {
+    (void)name, (void)ndim, (void)shape, (void)slot;
+    (*(int *)user)++;
+    return 0;
+}
+
+int fixture_write_random_weights(const char *path, const DitConfig *cfg, uint64_t seed, int dtype) {
+    DitModel m;
+    Error err;
+    if (dit_init_random(&m, cfg, seed, &err)) return -1;
+    int count = 0;
+    dit_for_each_tensor(&m, count_tensor, &count);
+    Collect c = {.list = calloc((size_t)count, sizeof(StWriteTensor)), .dtype = (StDtype)dtype};
+    dit_for_each_tensor(&m, collect_tensor, &c);
+    int rc = st_write(path, c.list, c.count, &err);
+    if (rc) fprintf(stderr, "fixture: %s\n", err.msg);
+    for (int i = 0; i < c.count; i++) free((char *)c.list[i].name);
+    free(c.list);
+    dit_free(&m);
+    if (rc) return -1;
+    /* The vocabulary lives beside the weights. */
+    char dir[4096], vocab[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    snprintf(vocab, sizeof vocab, "%s/vocab.txt", dirname(dir));
+    char cmd[8500];
+    snprintf(cmd, sizeof cmd, "cp models/tiny/vocab.txt '%s'", vocab);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int fixture_run_cli(char *out, size_t cap, const char *const *args) {
+    int pipefd[2];
+    if (pipe(pipefd)) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        int nargs = 0;
+        while (args[nargs]) nargs++;
+        char **argv = calloc((size_t)nargs + 2, sizeof *argv);
+        argv[0] = "build/cachebench";
+        for (int i = 0; i < nargs; i++) argv[i + 1] = (char *)args[i];
+        execv("build/cachebench", argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t len = 0;
+    ssize_t got;
+    char sink[4096];
+    while ((got = read(pipefd[0], len + 1 < cap ? out + len : sink,
+                       len + 1 < cap ? cap - 1 - len : sizeof sink)) > 0)
+        if (len + 1 < cap) len += (size_t)got;
+    out[len] = '\0';
+    close(pipefd[0]);
+    int status;
+    if (waitpid(pid, &status, 0) < 0) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void fixture_random(float *x, size_t n, uint64_t seed) {
+    philox_uniform(x, n, seed, 7);
+    for (size_t i = 0; i < n; i++) x[i] = 2.0f * x[i] - 1.0f;
+}

@@ -1,0 +1,30 @@
+/* Shared test fixtures: temporary folders, random-weight checkpoints, running the CLI. */
+#ifndef CACHEBENCH_TEST_FIXTURES_H
+#define CACHEBENCH_TEST_FIXTURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/config.h"
+
+/* A small config with the tiny model's structure but tiny sizes, for exhaustive reference checks:
+ * dim 32, 2 heads (head_dim 16: RoPE parts 4/2/2), 2 layers, patch 1x2x2, 3 channels, text_len 5, vocab 18. */
+const DitConfig *fixture_small_config(void);
+
+/* mkdtemp under /tmp; returns a malloc'd path. */
+char *fixture_tmpdir(void);
+/* rm -rf of a fixture folder. */
+void fixture_rmdir(const char *dir);
+
+/* Writes the random-weight model of cfg (seeded) as safetensors with the given dtype (0 F32, 1 F16, 2 BF16),
+ * plus vocab.txt (the tiny vocabulary) beside it. Returns 0 on success. */
+int fixture_write_random_weights(const char *path, const DitConfig *cfg, uint64_t seed, int dtype);
+
+/* Runs build/cachebench with the given arguments (NULL-terminated), capturing stdout+stderr into out
+ * (NUL-terminated, truncated to cap). Returns the exit status, or -1 if it could not run. */
+int fixture_run_cli(char *out, size_t cap, const char *const *args);
+
+/* Seeded uniform values in [-1, 1), never all zero. */
+void fixture_random(float *x, size_t n, uint64_t seed);
+
+#endif

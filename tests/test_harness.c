@@ -1,0 +1,72 @@
+/* Harness pieces with published reference values: Philox4x32-10 known-answer vectors (Random123 kat_vectors),
+ * SHA-256 (FIPS 180-2 examples), the shifted flow-matching schedule. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness/rng.h"
+#include "harness/sampler.h"
+#include "harness/sha256.h"
+
+Test(rng, philox4x32_10_known_answers) {
+    const struct { uint32_t ctr[4], key[2], want[4]; } kat[] = {
+        {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+        {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, {0xffffffff, 0xffffffff},
+         {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+        {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, {0xa4093822, 0x299f31d0},
+         {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+    };
+    for (size_t i = 0; i < sizeof kat / sizeof kat[0]; i++) {
+        uint32_t out[4];
+        philox4x32_10(kat[i].ctr, kat[i].key, out);
+        for (int j = 0; j < 4; j++) cr_assert_eq(out[j], kat[i].want[j], "vector %zu word %d: %08x", i, j, out[j]);
+    }
+}
+
+Test(rng, normal_noise_is_standard_and_order_free) {
+    enum { N = 1 << 16 };
+    static float a[N], b[100];
+    philox_normal(a, N, 42, 0);
+    double mean = 0, var = 0;
+    for (int i = 0; i < N; i++) mean += a[i];
+    mean /= N;
+    for (int i = 0; i < N; i++) var += (a[i] - mean) * (a[i] - mean);
+    var /= N;
+    /* Standard error of the mean is 1/sqrt(N) = 0.004; of the variance about sqrt(2/N) = 0.0055. */
+    cr_assert(fabs(mean) < 0.02 && fabs(var - 1.0) < 0.03, "mean %g var %g", mean, var);
+    /* A shorter draw is a prefix of a longer one: element i depends only on (seed, i). */
+    philox_normal(b, 100, 42, 0);
+    cr_assert_eq(memcmp(a, b, sizeof b), 0);
+    philox_normal(b, 100, 43, 0);
+    cr_assert_neq(memcmp(a, b, sizeof b), 0);
+}
+
+static void sha_hex(const char *msg, char hex[65]) {
+    Sha256 h;
+    uint8_t d[32];
+    sha256_init(&h);
+    sha256_update(&h, msg, strlen(msg));
+    sha256_final(&h, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+Test(sha256, fips_examples) {
+    char hex[65];
+    sha_hex("abc", hex);
+    cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    sha_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", hex);
+    cr_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    sha_hex("", hex);
+    cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+Test(sampler, shifted_schedule) {
+    float s[5];
+    flow_sigmas(s, 4, 5.0f);
+    /* sigma = 1, .75, .5, .25 shifted by 5: 5s/(1+4s) = 1, 0.9375, 0.8333.., 0.625; then 0. */
+    const float want[5] = {1.0f, 0.9375f, 5.0f / 6.0f, 0.625f, 0.0f};
+    for (int i = 0; i < 5; i++) cr_assert_float_eq(s[i], want[i], 1e-6f, "sigma[%d] = %g", i, s[i]);
+    flow_sigmas(s, 4, 1.0f);
+    cr_assert_float_eq(s[1], 0.75f, 1e-7f);
+}

@@ -1,0 +1,180 @@
+/* The runner with real strategies on a real (small, random) model: thresholds of 0 reproduce the `none` run bit
+ * for bit, and a reused step does no model or block work (counted through a wrapping engine). Also the calibration
+ * fit against a polynomial known exactly. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/calibrate.h"
+#include "harness/runner.h"
+#include "strategies/strategy.h"
+#include "tests/fixtures.h"
+
+typedef struct {
+    Engine base;      /* the wrapper seen by the runner */
+    Engine *inner;    /* the CPU engine doing the work */
+    int embeds, blocks, heads;
+} CountingEngine;
+
+static CountingEngine *counting(Engine *e) { return (CountingEngine *)e; }
+static int c_prepare(Engine *e, int F, int H, int W, Error *err) {
+    int rc = counting(e)->inner->prepare(counting(e)->inner, F, H, W, err);
+    e->L = counting(e)->inner->L;
+    return rc;
+}
+static void c_upload(Engine *e, float *d, const float *s, size_t n) { counting(e)->inner->upload(counting(e)->inner, d, s, n); }
+static void c_download(Engine *e, float *d, const float *s, size_t n) { counting(e)->inner->download(counting(e)->inner, d, s, n); }
+static void c_embed(Engine *e, const float *x, float t, const float *text) {
+    counting(e)->embeds++;
+    counting(e)->inner->embed(counting(e)->inner, x, t, text);
+}
+static void c_block(Engine *e, int layer, AttentionPlan *p) {
+    counting(e)->blocks++;
+    counting(e)->inner->block(counting(e)->inner, layer, p);
+}
+static void c_head(Engine *e, float *out) {
+    counting(e)->heads++;
+    counting(e)->inner->head(counting(e)->inner, out);
+}
+static size_t c_euler(Engine *e, float *x, const float *vc, const float *vu, float g, float dt, size_t n) {
+    return counting(e)->inner->euler_cfg(counting(e)->inner, x, vc, vu, g, dt, n);
+}
+static float *c_tokens(Engine *e) { return counting(e)->inner->tokens(counting(e)->inner); }
+static const float *c_e(Engine *e) { return counting(e)->inner->time_embedding(counting(e)->inner); }
+static const float *c_e0(Engine *e) { return counting(e)->inner->time_projection(counting(e)->inner); }
+
+static DitModel model;
+static CountingEngine engine;
+static char *dir;
+static const int F = 2, H = 4, W = 6, STEPS = 12;
+
+static void setup(void) {
+    Error err;
+    cr_assert_eq(dit_init_random(&model, fixture_small_config(), 3, &err), 0);
+    Engine *inner;
+    cr_assert_eq(engine_create_cpu(&inner, &model, &err), 0);
+    engine = (CountingEngine){.inner = inner};
+    Engine *b = &engine.base;
+    *b = *inner; /* backend name, device, ops, model */
+    b->impl = NULL;
+    b->prepare = c_prepare, b->upload = c_upload, b->download = c_download, b->embed = c_embed;
+    b->block = c_block, b->head = c_head, b->euler_cfg = c_euler, b->synchronize = NULL;
+    b->tokens = c_tokens, b->time_embedding = c_e, b->time_projection = c_e0;
+    dir = fixture_tmpdir();
+}
+
+static void teardown(void) {
+    engine.inner->destroy(engine.inner);
+    dit_free(&model);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+TestSuite(runner, .init = setup, .fini = teardown);
+
+/* Runs one trajectory with spec; returns final x (malloc'd) and fills rec. */
+static float *run_spec(const char *spec, RunRecord *rec) {
+    const DitConfig *cfg = &model.cfg;
+    size_t tn = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * F * H * W;
+    float *text = calloc(tn, sizeof(float)), *zeros = calloc(tn, sizeof(float)), *x = malloc(n * sizeof(float));
+    fixture_random(text, 2 * (size_t)cfg->text_dim, 5);
+    Error err = {{0}};
+    cr_assert_eq(engine.base.prepare(&engine.base, F, H, W, &err), 0, "%s", err.msg);
+    StrategyEnv env = {.num_steps = STEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
+                       .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)engine.base.L * cfg->dim,
+                       .ops = engine.base.ops, .model_name = cfg->name};
+    Strategy s;
+    cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
+    RunSettings rs = {.steps = STEPS, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = F, .H = H, .W = W,
+                      .text = {text, zeros}};
+    memset(rec, 0, sizeof *rec);
+    engine.embeds = engine.blocks = engine.heads = 0;
+    cr_assert_eq(runner_sample(&engine.base, &s, &rs, rec, x, &err), 0, "%s", err.msg);
+    strategy_destroy(&s);
+    free(text);
+    free(zeros);
+    return x;
+}
+
+Test(runner, zero_thresholds_reproduce_none_bit_for_bit) {
+    /* A polynomial that is positive everywhere (poly(s) = s + 1), so TeaCache's accumulator only grows. */
+    char coeffs[4200], spec[4400];
+    snprintf(coeffs, sizeof coeffs, "%s/coeffs.txt", dir);
+    FILE *f = fopen(coeffs, "w");
+    fprintf(f, "0 0 0 1 1\n");
+    fclose(f);
+    RunRecord base, rec;
+    size_t n = 3 * (size_t)F * H * W;
+    float *ref = run_spec("none", &base);
+    cr_assert_eq(base.calls_computed, 2 * STEPS);
+    snprintf(spec, sizeof spec, "teacache:thresh=0,warmup=0,cutoff=0,coeffs=%s", coeffs);
+    const char *specs[] = {"static:interval=1,warmup=0", "easycache:thresh=0,warmup=0", spec};
+    for (size_t i = 0; i < 3; i++) {
+        float *x = run_spec(specs[i], &rec);
+        cr_assert_eq(rec.calls_computed, 2 * STEPS, "%s computed %d of %d calls", specs[i], rec.calls_computed,
+                     2 * STEPS);
+        cr_assert_eq(memcmp(x, ref, n * sizeof(float)), 0, "%s with threshold 0 must equal none bit for bit", specs[i]);
+        cr_assert_eq(memcmp(rec.video, base.video, (size_t)F * H * W * 3), 0);
+        free(x);
+        record_free(&rec);
+    }
+    free(ref);
+    record_free(&base);
+}
+
+Test(runner, reused_model_calls_do_no_model_work) {
+    RunRecord rec;
+    free(run_spec("easycache:thresh=0.5,warmup=2", &rec));
+    int layers = model.cfg.num_layers;
+    cr_assert(rec.calls_skipped > 0, "threshold 0.5 should reuse some calls on this trajectory");
+    cr_assert_eq(engine.embeds, rec.calls_computed, "every computed call embeds once, reused calls never");
+    cr_assert_eq(engine.heads, rec.calls_computed);
+    cr_assert_eq(engine.blocks, rec.calls_computed * layers);
+    /* FLOPs follow the decisions: a reused model call costs nothing. */
+    double per_call = dit_flops_forward(&model.cfg, engine.base.L);
+    cr_assert_float_eq(rec.flops_spent, per_call * rec.calls_computed, per_call * 1e-9);
+    int computed = 0;
+    for (int i = 0; i < STEPS; i++) computed += rec.step[i].computed[0] + rec.step[i].computed[1];
+    cr_assert_eq(computed, rec.calls_computed, "the trace agrees with the totals");
+    record_free(&rec);
+}
+
+Test(runner, reused_block_stacks_skip_blocks_only) {
+    char coeffs[4200], spec[4400];
+    snprintf(coeffs, sizeof coeffs, "%s/coeffs.txt", dir);
+    FILE *f = fopen(coeffs, "w");
+    fprintf(f, "0 0 0 0 0.3\n"); /* constant 0.3 per call: compute every 4th call of a branch at thresh 1 */
+    fclose(f);
+    snprintf(spec, sizeof spec, "teacache:thresh=1,warmup=1,cutoff=1,coeffs=%s", coeffs);
+    RunRecord rec;
+    free(run_spec(spec, &rec));
+    /* Per branch: step 0 warm-up C; then A = .3,.6,.9 (R R R), 1.2 >= 1 (C, reset), ... ; last step cutoff C.
+     * Steps 0..11: C R R R C R R R C R R C -> 4 of 12 per branch, 8 calls in all. */
+    const char *want = "CRRRCRRRCRRC";
+    for (int i = 0; i < STEPS; i++)
+        for (int b = 0; b < 2; b++)
+            cr_assert_eq(rec.step[i].computed[b], want[i] == 'C', "step %d branch %d", i, b);
+    cr_assert_eq(rec.calls_computed, 8);
+    int layers = model.cfg.num_layers;
+    cr_assert_eq(engine.embeds, 2 * STEPS, "block-stack reuse still embeds every call");
+    cr_assert_eq(engine.heads, 2 * STEPS, "block-stack reuse still runs the head every call");
+    cr_assert_eq(engine.blocks, rec.calls_computed * layers, "but runs no block on a reused call");
+    record_free(&rec);
+}
+
+Test(calibration, fit_recovers_a_known_polynomial) {
+    const double c[5] = {-5.2e4, 9.2e3, -5.3e2, 13.7, -0.05}; /* the shape of the official Wan e0 polynomial */
+    double x[40], y[40], got[5], r2;
+    for (int i = 0; i < 40; i++) {
+        x[i] = 0.002 + 0.003 * i;
+        y[i] = (((c[0] * x[i] + c[1]) * x[i] + c[2]) * x[i] + c[3]) * x[i] + c[4];
+    }
+    Error err;
+    cr_assert_eq(calibration_fit(x, y, 40, got, &r2, &err), 0, "%s", err.msg);
+    /* Exact data: only rounding error, amplified by the conditioning of the scaled Vandermonde system (~1e4). */
+    for (int k = 0; k < 5; k++) cr_assert(fabs(got[k] - c[k]) <= 1e-6 * fabs(c[k]), "c%d = %.12g, want %g", k, got[k], c[k]);
+    cr_assert(r2 > 1 - 1e-12, "R^2 of an exact fit is 1, got %.15g", r2);
+    cr_assert_eq(calibration_fit(x, y, 4, got, &r2, &err), -1, "4 samples cannot fix 5 coefficients");
+}
