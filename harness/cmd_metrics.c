@@ -13,7 +13,7 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "Usage: cachebench metrics [--lpips-weights DIR] A B\n"
+            "Usage: cachebench metrics [--lpips-weights DIR] [--store] A B\n"
             "Compares B against A: two run records (.h5; their videos, frame by frame) or two PNG images (.png).\n"
             "Prints PSNR in dB (inf when identical), SSIM (Gaussian window 11, sigma 1.5) and LPIPS v0.1 (AlexNet).\n"
             "For videos, one line per frame, then the video: PSNR over all pixels, SSIM and LPIPS means over frames.\n"
@@ -24,6 +24,8 @@ static void usage(FILE *out) {
             "  --lpips-weights DIR   read the LPIPS weights from DIR instead (features.N.{weight,bias}.f32,\n"
             "                        linK.weight.f32: raw little-endian float32, as scripts/fetch_lpips_weights.py\n"
             "                        writes them)\n"
+            "  --store               (records) also store the per-frame and mean values in B's /metrics group,\n"
+            "                        with A recorded as its baseline (the file is rewritten atomically)\n"
             "  -h, --help            show this help\n"
             "\n"
             "Exit status: 0 compared, 1 a file could not be read or A and B differ in size, 2 usage error.\n");
@@ -84,17 +86,19 @@ static void print_lpips(double value, const LpipsNet *net, const char *why) {
 
 int cmd_metrics(int argc, char **argv) {
     static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'}, {"lpips-weights", required_argument, NULL, 'w'}, {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'}, {"lpips-weights", required_argument, NULL, 'w'},
+        {"store", no_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
     /* optind = 0 makes glibc re-initialise getopt, since other subcommands may have parsed in this process;
      * the leading ":" in the option string makes a missing value return ':' rather than '?'. */
     optind = 0;
     opterr = 0;
     const char *weights_dir = NULL;
-    int c;
+    int c, store = 0;
     while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
         switch (c) {
         case 'h': usage(stdout); return 0;
         case 'w': weights_dir = optarg; break;
+        case 's': store = 1; break;
         case ':': return cli_usage_error("metrics", "option '%s' needs a value", argv[optind - 1]);
         default:
             /* optopt names an unknown short option; for an unknown long one it is 0 and argv holds it. */
@@ -109,6 +113,8 @@ int cmd_metrics(int argc, char **argv) {
     if (!records && !(has_suffix(path_a, ".png") && has_suffix(path_b, ".png")))
         return cli_usage_error("metrics", "A and B must both be run records (.h5) or both PNG images (.png): '%s', '%s'",
                                path_a, path_b);
+
+    if (store && !records) return cli_usage_error("metrics", "--store needs two run records (.h5)");
 
     Error err = {{0}};
     Input a, b;
@@ -164,6 +170,14 @@ int cmd_metrics(int argc, char **argv) {
     printf("psnr_db %.4f\nssim    %.6f\nlpips   ", m.psnr_mean, m.ssim_mean);
     print_lpips(m.lpips_mean, net, why);
     printf("\n");
+    if (store) {
+        snprintf(m.baseline, sizeof m.baseline, "%s", path_a);
+        if (record_write_metrics(path_b, &m, &err) != 0) {
+            fprintf(stderr, "cachebench metrics: %s\n", err.msg);
+            goto done;
+        }
+        printf("stored in %s (/metrics, baseline %s)\n", path_b, path_a);
+    }
     rc = 0;
 
 done:

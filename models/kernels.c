@@ -187,7 +187,8 @@ void gated_residual(float *x, const float *y, const float *gate, int rows, int d
     }
 }
 
-/* This thread's share [*begin, *end) of n items, in multiples of 16 so threads never share a cache line. */
+/* This thread's share [*begin, *end) of n floats, cut at multiples of 16 floats (64 bytes) so that threads
+ * do not write the same cache line of an aligned array. */
 static void thread_span(size_t n, size_t *begin, size_t *end) {
     const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
     const size_t chunk = ((n + nt - 1) / nt + 15) / 16 * 16;
