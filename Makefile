@@ -68,9 +68,20 @@ deps:
 DEMO_OUT ?= results/demo
 DEMO_WEIGHTS = $(if $(wildcard models/tiny/tiny.safetensors),models/tiny/tiny.safetensors,random:1)
 demo: deps $(BUILD)/cachebench
-	$(BUILD)/cachebench run --weights $(DEMO_WEIGHTS) --prompt "a red circle moving right on a black background" \
-	    --prompt-id demo --seed 1 --strategy none --out $(DEMO_OUT)
-	$(BUILD)/cachebench info $(DEMO_OUT)/none__demo__s1.h5
+	@# The grid is datasets/demo_sweep.ini: none, static x3, teacache x3, easycache x3 on the 4 short prompts,
+	@# seed 0, 50 steps. TeaCache needs coefficients fitted to the weights: fitted once, beside them, when missing.
+	@# Random weights have no place for them, so their demo leaves TeaCache out. Interrupted: run make demo again.
+	@if [ "$(DEMO_WEIGHTS)" = random:1 ]; then \
+	    echo "make demo: no trained tiny model; random weights, TeaCache left out"; \
+	    $(BUILD)/cachebench sweep --config datasets/demo_sweep.ini --weights random:1 --out $(DEMO_OUT) \
+	        --strategy 'static:interval=2|3|4,warmup=5' --strategy 'easycache:thresh=0.025|0.05|0.1,warmup=10'; \
+	else \
+	    if [ ! -f $(dir $(DEMO_WEIGHTS))teacache_coeffs_e.txt ]; then \
+	        $(BUILD)/cachebench calibrate --weights $(DEMO_WEIGHTS) --prompts datasets/prompts_short.txt || exit 1; \
+	    fi; \
+	    $(BUILD)/cachebench sweep --config datasets/demo_sweep.ini --weights $(DEMO_WEIGHTS) --out $(DEMO_OUT); \
+	fi
+	@echo "make demo: report in $(DEMO_OUT)/report.md, plots in $(DEMO_OUT)/plots/"
 
 clean:
 	rm -rf $(BUILD)

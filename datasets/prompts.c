@@ -61,7 +61,7 @@ int prompt_set_read(const char *path, PromptSet *set, Error *err) {
             }
             set->items = grown;
         }
-        snprintf(set->items[set->count].id, sizeof set->items[0].id, "%s", line);
+        memcpy(set->items[set->count].id, line, strlen(line) + 1); /* length checked above */
         snprintf(set->items[set->count].text, sizeof set->items[0].text, "%s", text);
         set->count++;
     }

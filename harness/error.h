@@ -5,6 +5,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+#endif
+
 typedef struct {
     char msg[1024];
 } Error;
@@ -14,5 +18,9 @@ int error_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2,
 
 /* Prepends "context: " to an existing message (e.g. the file name) and returns -1. */
 int error_prefix(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

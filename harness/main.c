@@ -1,4 +1,5 @@
 /* build/cachebench: subcommand dispatch. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,9 @@ static const Command COMMANDS[] = {
     {"info", cmd_info, "print a readable summary of run records"},
     {"calibrate", cmd_calibrate, "fit TeaCache's rescaling polynomial for a model from full-inference traces"},
     {"metrics", cmd_metrics, "PSNR, SSIM and LPIPS between two runs or two PNG images"},
+    {"sweep", cmd_sweep, "run a grid of strategies x settings x prompts x seeds (resumable), then summary and plots"},
+    {"plot", cmd_plot, "redraw a sweep's summary.tsv, plots and report.md from its run files"},
+    {"export", cmd_export, "write the frames of a run record as PNG files"},
 };
 
 static void usage(FILE *out) {
@@ -24,6 +28,9 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    /* A file-size limit (ulimit -f) must end a write the way a full disk does, with an error (EFBIG) that the writer
+     * reports and cleans up after, not by killing the process halfway through a file and leaving its .tmp behind. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -38,10 +38,31 @@ void runner_decode_video(const float *x, int channels, int F, int H, int W, uint
     }
 }
 
+/* ---- SVG trace (strategies that plan attention, DESIGN §4 svg) --------------------------------------------- */
+
+/* Adds what layer `layer` of call st ran to the record's SVG trace (when allocated): heads per pattern, each head's
+ * density (1 for dense heads, NAN when the backend reported none), the self-attention FLOPs spent and dense. */
+static void trace_attention(RunRecord *rec, const StepInfo *st, int layer, const AttentionPlan *p) {
+    if (!rec->svg_layers) return;
+    const size_t at = ((size_t)st->step * 2 + st->branch) * rec->svg_layers + layer;
+    int spatial = 0, temporal = 0;
+    for (int h = 0; h < p->num_heads && h < rec->svg_heads; h++) {
+        spatial += p->pattern[h] == ATTN_SPATIAL;
+        temporal += p->pattern[h] == ATTN_TEMPORAL;
+        rec->svg_density[at * rec->svg_heads + h] =
+            p->pattern[h] == ATTN_DENSE ? 1.0f : p->density ? p->density[h] : NAN;
+    }
+    rec->svg_spatial_heads[at] = spatial, rec->svg_temporal_heads[at] = temporal;
+    rec->attn_flops[st->step] += p->flops_done;
+    rec->attn_flops_dense[st->step] += p->flops_dense;
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+
 /* One model call for one branch, with the strategy deciding at model and block-stack level.
  * Returns the FLOPs spent. */
 static double model_call(Engine *e, Strategy *s, const StepInfo *st, const float *x, const float *text, float *v,
-                         size_t n, AttentionPlan *plan, BranchTrace *trace) {
+                         size_t n, AttentionPlan *plan, BranchTrace *trace, RunRecord *rec) {
     const DitConfig *cfg = &e->model->cfg;
     if (s->model_begin && s->model_begin(s, st, x, n, trace) == STRATEGY_REUSE) {
         s->model_reuse(s, st, x, v, n);
@@ -66,6 +87,7 @@ static double model_call(Engine *e, Strategy *s, const StepInfo *st, const float
                 p = plan;
             }
             e->block(e, layer, p);
+            if (p) trace_attention(rec, st, layer, p);
             /* A sparse plan saves attention work; the rest of the block is always spent. */
             flops += dit_flops_block(cfg, e->L) - (p ? attn_dense - p->flops_done : 0.0);
         }
@@ -100,6 +122,15 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         error_set(err, "out of memory for a %dx%dx%d run", rs->F, rs->H, rs->W);
         goto done;
     }
+    /* SVG trace: only for strategies that plan attention; the plan's per-head density array comes with it. */
+    if (s->attention_plan) {
+        plan.density = calloc((size_t)cfg->num_heads, sizeof *plan.density);
+        ok = plan.density && record_alloc_svg(rec, rs->steps, cfg->num_layers, cfg->num_heads, err) == 0;
+        if (!ok) {
+            if (!plan.density) error_set(err, "out of memory for the attention plan");
+            goto done;
+        }
+    }
 
     rec->steps = rs->steps;
     rec->frames = rs->F;
@@ -129,7 +160,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
                            .timestep = r->timestep, .sigma = r->sigma};
             BranchTrace trace = {.computed = 1, .signal = NAN, .accumulator = NAN, .threshold = NAN, .k = NAN};
             const double call_start = now_seconds();
-            r->flops += model_call(e, s, &st, x, text[b], v[b], n, &plan, &trace);
+            r->flops += model_call(e, s, &st, x, text[b], v[b], n, &plan, &trace, rec);
             sync_engine(e);
             r->call_seconds[b] = now_seconds() - call_start;
             rec->model_seconds += r->call_seconds[b];
@@ -164,6 +195,7 @@ done:
     free(host);
     free(sigmas);
     free(plan.pattern);
+    free(plan.density);
     ops->release(ops->ctx, x);
     for (int b = 0; b < 2; b++) {
         if (v[b]) ops->release(ops->ctx, v[b]);

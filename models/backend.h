@@ -9,6 +9,10 @@
 
 #include "harness/error.h"
 
+#ifdef __cplusplus
+extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+#endif
+
 /* Vector operations on backend memory. Reductions return host doubles (accumulated in double). */
 typedef struct {
     void *ctx;
@@ -30,9 +34,20 @@ typedef enum { ATTN_DENSE = 0, ATTN_SPATIAL = 1, ATTN_TEMPORAL = 2 } AttnPattern
 typedef struct {
     int num_heads;
     AttnPattern *pattern;   /* [num_heads]; NULL = all dense */
-    int band_tokens;        /* half-width of the sparse band, in tokens */
+    int band_tokens;        /* half-width of the sparse band, in tokens; <= 0: the backend derives it from sparsity */
     double flops_dense;     /* filled by the backend: attention FLOPs a dense layer would spend */
     double flops_done;      /* filled by the backend: attention FLOPs actually spent */
+    /* Sparse VideoGen (models/sparse_attention.h). Set by the strategy at every attention_plan call: */
+    double sparsity;        /* target fraction of masked (query, key) pairs, used when band_tokens <= 0 */
+    int profile_rows;       /* > 0: classify every non-dense head now (spatial or temporal) from this many query rows */
+    /* Filled by the backend for a sparse layer: */
+    int frames, tokens_per_frame; /* token grid of the call, frame-major: L = frames * tokens_per_frame */
+    int sink_tokens;        /* keys [0, sink_tokens) (the first frame) are always attended */
+    float *density;         /* [num_heads] or NULL (owner: whoever allocated the plan): mask density of each head */
 } AttentionPlan;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

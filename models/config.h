@@ -3,6 +3,10 @@
 #ifndef CACHEBENCH_CONFIG_H
 #define CACHEBENCH_CONFIG_H
 
+#ifdef __cplusplus
+extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+#endif
+
 typedef struct {
     const char *name;
     int in_dim, out_dim;            /* latent (or pixel) channels in and out */
@@ -23,5 +27,9 @@ typedef struct {
 const DitConfig *dit_config_by_name(const char *name);
 /* Comma-separated list of known names, for error messages. */
 const char *dit_config_names(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,7 @@
 #include "harness/sha256.h"
 #include "models/kernels.h"
 #include "models/safetensors.h"
+#include "models/sparse_attention.h"
 
 /* ---------------------------------------------------------------------------------------------------------------
  * The tensor table: one place that knows every checkpoint name and shape (Wan2.1 key names).
@@ -399,8 +400,32 @@ void dit_block(const DitModel *m, DitState *s, int layer, AttentionPlan *plan) {
     rmsnorm(s->k, s->k, b->sa_norm_k, L, d, c->eps);
     rope_apply(s->q, s->rope_cos, s->rope_sin, L, heads, hd);
     rope_apply(s->k, s->rope_cos, s->rope_sin, L, heads, hd);
-    attention(s->attn, s->q, s->k, s->v, L, L, heads, hd, s->att_scratch);
-    if (plan) plan->flops_dense = plan->flops_done = dit_flops_self_attention(c, L);
+    /* A plan with sparse heads runs Sparse VideoGen attention (models/sparse_attention.h), which fills the plan's
+     * FLOPs itself. Its workspaces are activations that are free at this point: s->norm and s->proj (L x dim each,
+     * rewritten by the cross-attention's norm and the output projection) hold the permuted K and V of temporal
+     * heads, and the larger of the FFN's s->hidden and s->att_scratch its per-thread tiles. Only tiny test
+     * geometries (ffn_dim * L below one thread's tiles) need a buffer of their own; if even that fails,
+     * svg_attention resets the plan to dense and the dense path below runs. */
+    int sparse_done = 0;
+    if (svg_plan_is_sparse(plan)) {
+        plan->frames = s->tf;
+        plan->tokens_per_frame = s->th * s->tw;
+        const size_t hidden_floats = (size_t)L * c->ffn_dim;
+        float *tiles = hidden_floats >= s->att_scratch_floats ? s->hidden : s->att_scratch, *own = NULL;
+        size_t tile_floats = hidden_floats >= s->att_scratch_floats ? hidden_floats : s->att_scratch_floats;
+        if (tile_floats < svg_thread_floats(L, hd)) {
+            tile_floats = svg_thread_floats(L, hd);
+            tiles = own = malloc(tile_floats * sizeof(float));
+            if (!own) tile_floats = 0;
+        }
+        sparse_done = svg_attention(s->attn, s->q, s->k, s->v, heads, hd, plan, s->norm, s->proj, tiles,
+                                    tile_floats) == 0;
+        free(own);
+    }
+    if (!sparse_done) {
+        attention(s->attn, s->q, s->k, s->v, L, L, heads, hd, s->att_scratch);
+        if (plan) plan->flops_dense = plan->flops_done = dit_flops_self_attention(c, L);
+    }
     linear(s->proj, s->attn, b->sa_o_w, b->sa_o_b, L, d, d);
     gated_residual(s->tokens, s->proj, gate_msa, L, d);
 

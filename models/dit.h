@@ -20,6 +20,10 @@
 #include "models/backend.h"
 #include "models/config.h"
 
+#ifdef __cplusplus
+extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+#endif
+
 typedef struct {
     const float *modulation;                 /* [6][dim] */
     const float *sa_q_w, *sa_q_b, *sa_k_w, *sa_k_b, *sa_v_w, *sa_v_b, *sa_o_w, *sa_o_b;
@@ -103,5 +107,9 @@ int dit_encode_prompt(const DitModel *m, char **vocab, int vocab_size, const cha
 /* Reads a vocabulary file (one word per line); *words is allocated, free with dit_free_vocab. */
 int dit_read_vocab(const char *path, char ***words, int *count, Error *err);
 void dit_free_vocab(char **words, int count);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

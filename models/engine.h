@@ -10,6 +10,10 @@
 #include "models/backend.h"
 #include "models/dit.h"
 
+#ifdef __cplusplus
+extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+#endif
+
 typedef struct Engine Engine;
 struct Engine {
     const char *backend;            /* "cpu" | "cuda" */
@@ -44,5 +48,9 @@ struct Engine {
 int engine_create_cpu(Engine **out, const DitModel *model, Error *err);
 /* Defined only in CUDA builds (models/engine_cuda.cu); engine_create returns a clear error otherwise. */
 int engine_create(Engine **out, const char *backend, const DitModel *model, Error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,8 +6,8 @@
  *   omp_in_parallel() and runs single-threaded, which is what attention wants (one GEMM per task).
  * - The build uses -O2 without -march, where GCC's "very cheap" vectoriser leaves most loops scalar;
  *   `#pragma omp simd` forces vectorisation of the hot elementwise loops (and reductions).
- * - expf from libm is scalar; softmax, SiLU and GELU use fast_expf below, a branch-free Cephes-style
- *   exp that vectorises and is accurate to ~2 ulp (well inside 1e-6 relative).
+ * - expf from libm is scalar; SiLU and GELU use fast_expf below, a branch-free Cephes-style exp that
+ *   vectorises and is accurate to ~2 ulp (well inside 1e-6 relative); softmax uses a cheaper 2^x.
  * - Small problems run serially: an OpenMP fork/join costs microseconds, more than a tiny kernel. */
 #include "models/kernels.h"
 
@@ -84,6 +84,29 @@ static inline float fast_expf(float x) {
     p = p * r * r + r + 1.0f;
     const float y = (p + p) * f32_from_bits((uint32_t)(n + 126) << 23);
     return select_f32(too_big, INFINITY, select_f32(too_small, 0.0f, y));
+}
+
+/* 2^x for x <= 0, the softmax's exp once log2(e) is folded into the logits' scale: no ln2 reduction and
+ * no overflow side, so ~25% cheaper than fast_expf. 2^r on [-1/2, 1/2] by a degree-6 polynomial fitted
+ * for relative error (2e-9 in exact arithmetic, 1e-7 in float). 0 below -126 (float's normal range). */
+static inline float fast_exp2_nonpositive(float x) {
+    const float lo = -126.0f;
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    const uint32_t too_small = -(uint32_t)(x < lo);
+    const float xc = select_f32(too_small, lo, x);
+    const float t = xc + magic;
+    const float nf = t - magic;
+    const int32_t n = (int32_t)(bits_from_f32(t) - bits_from_f32(magic));
+    const float r = xc - nf; /* exact */
+    float p = 1.5353361683e-4f;
+    p = p * r + 1.3398874866e-3f;
+    p = p * r + 9.6184373623e-3f;
+    p = p * r + 5.5503324699e-2f;
+    p = p * r + 2.4022647914e-1f;
+    p = p * r + 6.9314720286e-1f;
+    p = p * r + 1.0f;
+    const float y = p * f32_from_bits((uint32_t)(n + 127) << 23);
+    return select_f32(too_small, 0.0f, y);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -316,8 +339,8 @@ size_t attention_scratch_floats(int Lq, int Lk, int heads) {
     return (size_t)attn_threads(Lq, Lk, heads) * per_thread;
 }
 
-/* s[0..n) <- exp(s - max s); returns the sum of the new values. Sums in float: n terms of at most 1,
- * spread over 16 partial sums. The max uses 32 explicit lanes (two AVX-512 registers): an
+/* s[0..n) <- 2^(s - max s) (s holds logits times log2 e); returns the sum of the new values. Sums in
+ * float: n terms of at most 1, spread over 16 partial sums. The max uses 32 explicit lanes (two AVX-512 registers): an
  * `omp simd reduction(max)` keeps its lanes in a stack array and runs at half the speed. */
 KERNEL_CLONES static float softmax_row_unnormalised(float *s, int n) {
     float lane[32];
@@ -331,16 +354,17 @@ KERNEL_CLONES static float softmax_row_unnormalised(float *s, int n) {
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (j = 0; j < n; j++) {
-        const float e = fast_expf(s[j] - m);
+        const float e = fast_exp2_nonpositive(s[j] - m);
         s[j] = e;
         sum += e;
     }
     return sum;
 }
 
-/* Per (head, block of query rows): S = (Q_b K^T) / sqrt(hd) by one GEMM into the thread's scratch,
- * S <- exp(S - rowmax), O_b = S V by a second GEMM written straight into out (ld = heads*hd), then
- * O_b rows scaled by 1/rowsum (hd multiplies per row instead of Lk). Tasks are ordered head-major so
+/* Per (head, block of query rows): S = (Q_b K^T) * log2(e) / sqrt(hd) by one GEMM into the thread's
+ * scratch, S <- 2^(S - rowmax) (= exp of the true logits minus their max), O_b = S V by a second GEMM
+ * written straight into out (ld = heads*hd), then O_b rows scaled by 1/rowsum (hd multiplies per row
+ * instead of Lk). Tasks are ordered head-major so
  * that concurrent threads share one head's K and V in cache. */
 void attention(float *out, const float *q, const float *k, const float *v, int Lq, int Lk, int heads, int head_dim,
                float *scratch) {
@@ -354,7 +378,8 @@ void attention(float *out, const float *q, const float *k, const float *v, int L
     const int nblk = (Lq + bq - 1) / bq;
     const int ntasks = heads * nblk;
     const size_t per_thread = attn_thread_floats(Lq, Lk);
-    const float scale = 1.0f / sqrtf((float)head_dim);
+    /* log2(e) rides on the GEMM's alpha for free; it adds one rounding to the logits, like the 1/sqrt(hd). */
+    const float scale = (float)(1.4426950408889634 / sqrt((double)head_dim));
     const double work = (double)Lq * Lk * heads * head_dim;
 #pragma omp parallel num_threads(attn_threads(Lq, Lk, heads)) if (work >= ATTN_PAR_MIN_WORK)
     {

@@ -12,7 +12,7 @@ void linear(float *out, const float *in, const float *weight, const float *bias,
 /* Per-row LayerNorm over dim with optional affine (weight/bias NULL = none). In-place allowed. */
 void layernorm(float *out, const float *in, const float *weight, const float *bias, int rows, int dim, float eps);
 
-/* Per-row RMSNorm over dim: x * rsqrt(mean(x^2) + eps) * weight. In-place allowed. */
+/* Per-row RMSNorm over dim: x * rsqrt(mean(x^2) + eps) * weight (weight NULL = ones). In-place allowed. */
 void rmsnorm(float *out, const float *in, const float *weight, int rows, int dim, float eps);
 
 /* out[r][d] = in[r][d] * (1 + scale[d]) + shift[d]. In-place allowed. */
@@ -36,7 +36,9 @@ void rope_apply(float *x, const float *cos_t, const float *sin_t, int L, int hea
 
 /* Scaled dot-product attention, softmax(q k^T / sqrt(head_dim)) v, per head.
  * q: [Lq][heads*head_dim], k, v: [Lk][heads*head_dim], out: [Lq][heads*head_dim].
- * scratch must hold attention_scratch_floats(Lq, Lk, heads) floats. */
+ * scratch must hold attention_scratch_floats(Lq, Lk, heads) floats. That size is for the caller's
+ * omp_get_max_threads() and never decreases when Lq, Lk or heads grow, so one buffer sized for the
+ * largest call (e.g. Lk = max(L, text_len)) serves self- and cross-attention. */
 size_t attention_scratch_floats(int Lq, int Lk, int heads);
 void attention(float *out, const float *q, const float *k, const float *v, int Lq, int Lk, int heads, int head_dim,
                float *scratch);

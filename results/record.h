@@ -8,6 +8,9 @@
  *   /steps            dims step[steps], branch[2] (0 = cond, 1 = uncond; attribute "names" = "cond,uncond")
  *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
  *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
+ *                     optional SVG trace (runs of attention-planning strategies: svg, easycache+svg), with dims
+ *                     layer[layers], head[heads]: svg_spatial_heads, svg_temporal_heads (step,branch,layer) int32,
+ *                     svg_density (step,branch,layer,head) float, attn_flops, attn_flops_dense (step) double
  *   /video            dims frame, height, width, rgb; frames(frame,height,width,rgb) uint8
  *   /latents          optional: dims step, channel, lframe, lheight, lwidth; latents(step,...) float32 chunked per
  *                     step, deflate + shuffle
@@ -83,6 +86,14 @@ typedef struct {
 
     /* optional metrics against a baseline; frames == 0 when absent */
     RunMetrics metrics;
+
+    /* optional SVG trace, owned (record_alloc_svg); svg_layers == 0 when absent. Per step, branch and layer, of
+     * the computed model calls only (a reused call leaves 0 heads and density NAN): */
+    int svg_layers, svg_heads;
+    int32_t *svg_spatial_heads, *svg_temporal_heads; /* [steps][2][svg_layers]: heads run with each pattern */
+    float *svg_density;             /* [steps][2][svg_layers][svg_heads]: fraction of (query, key) pairs attended */
+    double *attn_flops;             /* [steps]: self-attention FLOPs spent by the step's computed calls */
+    double *attn_flops_dense;       /* [steps]: what dense attention would have spent on those calls */
 } RunRecord;
 
 /* Writes path.tmp then renames to path. On failure nothing is left at path or path.tmp. */
@@ -92,6 +103,8 @@ int record_write(const char *path, const RunRecord *r, Error *err);
 int record_read(const char *path, RunRecord *r, Error *err);
 /* Frees the owned arrays and zeroes the struct. */
 void record_free(RunRecord *r);
+/* Allocates the SVG trace for steps x layers x heads: heads counts and FLOPs 0, density NAN. */
+int record_alloc_svg(RunRecord *r, int steps, int layers, int heads, Error *err);
 /* Adds or replaces /metrics in a finished record (atomically: copy to .tmp, modify, rename). */
 int record_write_metrics(const char *path, const RunMetrics *m, Error *err);
 /* Human-readable summary (attributes, totals, per-step decisions compactly, metrics if any). */

@@ -83,6 +83,12 @@ int fixture_write_random_weights(const char *path, const DitConfig *cfg, uint64_
     return system(cmd) == 0 ? 0 : -1;
 }
 
+const char *fixture_cli_path(void) {
+    /* `make sanitize` builds a second, instrumented CLI in its own folder and points the tests at it. */
+    const char *bin = getenv("CACHEBENCH_BIN");
+    return bin && *bin ? bin : "build/cachebench";
+}
+
 int fixture_run_cli(char *out, size_t cap, const char *const *args) {
     int pipefd[2];
     if (pipe(pipefd)) return -1;
@@ -95,9 +101,10 @@ int fixture_run_cli(char *out, size_t cap, const char *const *args) {
         int nargs = 0;
         while (args[nargs]) nargs++;
         char **argv = calloc((size_t)nargs + 2, sizeof *argv);
-        argv[0] = "build/cachebench";
+        const char *bin = fixture_cli_path();
+        argv[0] = (char *)bin;
         for (int i = 0; i < nargs; i++) argv[i + 1] = (char *)args[i];
-        execv("build/cachebench", argv);
+        execv(bin, argv);
         _exit(127);
     }
     close(pipefd[1]);

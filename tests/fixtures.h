@@ -20,8 +20,12 @@ void fixture_rmdir(const char *dir);
  * plus vocab.txt (the tiny vocabulary) beside it. Returns 0 on success. */
 int fixture_write_random_weights(const char *path, const DitConfig *cfg, uint64_t seed, int dtype);
 
-/* Runs build/cachebench with the given arguments (NULL-terminated), capturing stdout+stderr into out
- * (NUL-terminated, truncated to cap). Returns the exit status, or -1 if it could not run. */
+/* The CLI the tests run: $CACHEBENCH_BIN when set (the sanitizer build sets it), else build/cachebench. */
+const char *fixture_cli_path(void);
+
+/* Runs the CLI (fixture_cli_path) with the given arguments (NULL-terminated), capturing stdout+stderr into out
+ * (NUL-terminated, truncated to cap). Returns the exit status (128 + signal when killed), or -1 if it could
+ * not run. */
 int fixture_run_cli(char *out, size_t cap, const char *const *args);
 
 /* Seeded uniform values in [-1, 1), never all zero. */

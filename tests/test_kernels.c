@@ -1,6 +1,7 @@
 /* Tests of models/kernels.c against naive double-precision references written here (plain loops, no BLAS).
  * Inputs are seeded pseudo-random, never zero-filled, with sizes that are not multiples of any vector width
- * or of attention's query block (256 rows, fewer for long keys). Tolerances are stated next to each check with the reason:
+ * or of attention's query block (256 rows, fewer for long keys). Tolerances are stated next to each check
+ * with the reason:
  * fp32 rounding is u = 2^-24 ~ 6e-8 per operation, and a K-term fp32 sum errs by at most ~K*u relative to
  * the sum of |terms| (typically ~sqrt(K)*u). */
 #include <criterion/criterion.h>
@@ -306,7 +307,8 @@ static double *ref_rope_angles(int f, int h, int w, int d, double theta) {
     for (int part = 0; part < 3; part++) {
         const int dp = dparts[part];
         for (int j = 0; j < dp / 2; j++, col++)
-            for (int pos = 0; pos < npos; pos++) freqs[(size_t)pos * c + col] = pos * (1.0 / pow(theta, (double)(2 * j) / dp));
+            for (int pos = 0; pos < npos; pos++)
+                freqs[(size_t)pos * c + col] = pos * (1.0 / pow(theta, (double)(2 * j) / dp));
     }
     cr_assert(col == c, "rope parts do not add up to head_dim/2");
     const int split[3] = {c - 2 * (c / 3), c / 3, c / 3};
@@ -396,7 +398,8 @@ static void ref_attention(double *out, const float *q, const float *k, const flo
             double m = -INFINITY, sum = 0.0;
             for (int j = 0; j < Lk; j++) {
                 double acc = 0.0;
-                for (int d = 0; d < hd; d++) acc += (double)q[(size_t)i * ld + hh * hd + d] * k[(size_t)j * ld + hh * hd + d];
+                for (int d = 0; d < hd; d++)
+                    acc += (double)q[(size_t)i * ld + hh * hd + d] * k[(size_t)j * ld + hh * hd + d];
                 s[j] = acc / sqrt((double)hd);
                 m = fmax(m, s[j]);
             }
@@ -476,6 +479,24 @@ Test(kernels, attention_long_keys) {
     cr_assert(err < 1e-4, "attention Lq=300 Lk=17000: rel err %g", err);
 }
 
+/* The softmax's exp, isolated: hd = 1, two keys k = (1, 0), v = (1, 0), so out_i = 1 / (1 + exp(-q_i)) for
+ * logits q_i swept over [-80, 80]. The logit itself carries ~2 roundings (scale and log2 e), which exp
+ * amplifies by |q|: tolerance (1e-6 + 4|q|u) relative per element. */
+Test(kernels, attention_softmax_weights) {
+    const int Lq = 1601;
+    float *q = malloc(Lq * sizeof(float)), *out = malloc(Lq * sizeof(float));
+    const float k[2] = {1.0f, 0.0f}, v[2] = {1.0f, 0.0f};
+    for (int i = 0; i < Lq; i++) q[i] = -80.0f + 160.0f * (float)i / (float)(Lq - 1) + 1e-3f;
+    float *scratch = malloc(attention_scratch_floats(Lq, 2, 1) * sizeof(float));
+    attention(out, q, k, v, Lq, 2, 1, 1, scratch);
+    for (int i = 0; i < Lq; i++) {
+        const double ref = 1.0 / (1.0 + exp(-(double)q[i]));
+        cr_assert(fabs(out[i] - ref) <= (1e-6 + 4.0 * fabs(q[i]) * U32) * ref, "q=%.9g: weight %.9g, ref %.9g", q[i],
+                  out[i], ref);
+    }
+    free(q), free(out), free(scratch);
+}
+
 /* The model sizes one buffer for self- and cross-attention with the larger Lk: the scratch size must not
  * drop when any argument grows (the query block shrinks for long keys, around Lk = 16384, 32768, ...). */
 Test(kernels, attention_scratch_monotone) {
@@ -485,8 +506,10 @@ Test(kernels, attention_scratch_monotone) {
         for (int lk = 1; lk <= 70000; lk++) {
             const size_t n = attention_scratch_floats(lqs[a], lk, 12);
             cr_assert(n >= prev, "scratch(Lq=%d, Lk=%d) = %zu < %zu at Lk-1", lqs[a], lk, n, prev);
-            cr_assert(attention_scratch_floats(lqs[a] + 1, lk, 12) >= n && attention_scratch_floats(lqs[a], lk, 13) >= n,
-                      "scratch shrinks with Lq or heads at Lq=%d Lk=%d", lqs[a], lk);
+            cr_assert(attention_scratch_floats(lqs[a] + 1, lk, 12) >= n, "scratch shrinks with Lq at Lq=%d Lk=%d",
+                      lqs[a], lk);
+            cr_assert(attention_scratch_floats(lqs[a], lk, 13) >= n, "scratch shrinks with heads at Lq=%d Lk=%d",
+                      lqs[a], lk);
             prev = n;
         }
     }

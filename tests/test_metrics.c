@@ -611,7 +611,7 @@ Test(metrics, cli_records) {
     cr_assert_eq(cli(out, sizeof out, same), 0, "%s", out);
     cr_assert(strstr(out, "2 frames of 24x16") && strstr(out, "psnr_db inf\n"), "%s", out);
     for (int f = 0; f < 2; f++) {   /* one table line per frame: index, PSNR, SSIM, LPIPS or "-" */
-        char head[8];
+        char head[16];
         snprintf(head, sizeof head, "\n%d ", f);
         const char *row = strstr(out, head);
         double psnr, ssim;

@@ -3,7 +3,8 @@
 For each generated video: background = per-channel median of frame pixels -> nearest background colour;
 object mask = pixels far from the background; object colour = mean colour of the mask -> nearest object colour;
 direction = displacement of the mask centroid from the first to the last frame (dominant axis);
-shape = mask area / bounding-box area (circle ~0.79, square ~1.0, triangle ~0.5).
+shape = best mean IoU of the mask against each shape rendered with the same area and centroid.
+Frames are box-blurred (5x5) first to suppress the fine residual noise.
 
     /usr/bin/python3 models/tiny/evaluate.py [--weights W] [--prompts datasets/prompts_bench.txt] [--n 12]
         [--settings "50,3,5;50,3,3;50,1,5"]   (steps,shift,guidance triples)
@@ -22,9 +23,15 @@ import dataset as ds  # noqa: E402
 import model as M  # noqa: E402
 
 
-def judge(video):
+def judge(video, blur=5):
     """video [3,F,H,W] in [-1,1] -> dict colour/shape/direction/background (or None where undecidable)."""
     v = (np.clip(np.asarray(video, dtype=np.float64), -1, 1) + 1) / 2  # [3,F,H,W] in [0,1]
+    if blur > 1:  # box blur: suppresses the fine-grained residual noise of the tiny model (see TRAINING.md)
+        k = blur
+        p = np.pad(v, ((0, 0), (0, 0), (k // 2, k - 1 - k // 2), (k // 2, k - 1 - k // 2)), mode="edge")
+        c = np.cumsum(np.cumsum(p, axis=2), axis=3)
+        c = np.pad(c, ((0, 0), (0, 0), (1, 0), (1, 0)))
+        v = (c[:, :, k:, k:] - c[:, :, :-k, k:] - c[:, :, k:, :-k] + c[:, :, :-k, :-k]) / (k * k)
     pix = v.reshape(3, -1)
     bgc = np.median(pix, axis=1)
     bg = min(ds.BACKGROUNDS, key=lambda k: np.sum((np.array(ds.BACKGROUNDS[k]) - bgc) ** 2))
@@ -36,23 +43,29 @@ def judge(video):
     col = v[:, mask].mean(axis=1)
     res["colour"] = min(ds.COLOURS, key=lambda k: np.sum((np.array(ds.COLOURS[k]) - col) ** 2))
     ys, xs = np.meshgrid(np.arange(v.shape[2]), np.arange(v.shape[3]), indexing="ij")
-    cents, fills = [], []
+    cents, ious = [], []
     for f in range(v.shape[1]):
         m = mask[f]
         if m.sum() < 10:
             continue
-        cents.append((f, xs[m].mean(), ys[m].mean()))
-        hh = ys[m].max() - ys[m].min() + 1
-        ww = xs[m].max() - xs[m].min() + 1
-        fills.append(m.sum() / float(hh * ww))
+        cx, cy = xs[m].mean() + 0.5, ys[m].mean() + 0.5
+        cents.append((f, cx, cy))
+        # template match: each shape with the same area and centroid; keep the IoU of each
+        A = float(m.sum())
+        sizes = {"circle": np.sqrt(A / np.pi), "square": np.sqrt(A) / (2 * 0.88),
+                 "triangle": np.sqrt(A / (3 * np.sqrt(3) / 4)) / 1.3}
+        row = {}
+        for shp, sz in sizes.items():
+            t = ds._coverage(shp, np.array([cx]), np.array([cy]), sz)[0] > 0.5
+            row[shp] = (t & m).sum() / float((t | m).sum())
+        ious.append(row)
     if len(cents) >= 2:
         (f0, x0, y0), (f1, x1, y1) = cents[0], cents[-1]
         dx, dy = x1 - x0, y1 - y0
         if max(abs(dx), abs(dy)) > 3:
             res["direction"] = ("right" if dx > 0 else "left") if abs(dx) > abs(dy) else ("down" if dy > 0 else "up")
-    if fills:
-        fr = float(np.median(fills))
-        res["shape"] = "triangle" if fr < 0.64 else ("circle" if fr < 0.89 else "square")
+    if ious:
+        res["shape"] = max(ds.SHAPES, key=lambda k: np.mean([r[k] for r in ious]))
     return res
 
 

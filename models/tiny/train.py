@@ -106,6 +106,7 @@ def cmd_train(a):
     opt = torch.optim.AdamW([{"params": decay_params, "weight_decay": a.wd}, {"params": other, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.99), eps=1e-8)
     step0 = 0
+    prog0 = 0.0
     if a.init:
         if a.init.endswith(".safetensors"):
             M.import_weights(model, a.init)
@@ -116,25 +117,29 @@ def cmd_train(a):
             ema.load_state_dict(ck["ema"])
             opt.load_state_dict(ck["opt"])
             step0 = ck["step"]
+            prog0 = float(ck.get("prog", 0.0))
             rng.bit_generator.state = ck["np_rng"]
             gen.set_state(ck["torch_gen"])
+    if a.resume_progress >= 0:
+        prog0 = a.resume_progress
     fh = open(a.log, "a") if a.log else None
     nparams = sum(p.numel() for p in model.parameters())
     log(fh, "start: %s" % " ".join(sys.argv))
-    log(fh, "device=%s threads=%d params=%d steps=%d batch=%d lr=%g seed=%d shift=%g cfg_drop=%g ema=%g from_step=%d"
-        % (device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed, a.shift, a.cfg_drop, a.ema, step0))
+    log(fh, "device=%s threads=%d params=%d steps=%d batch=%d lr=%g seed=%d shift=%g cfg_drop=%g ema=%g from_step=%d "
+        "progress=%.3f" % (device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed, a.shift, a.cfg_drop, a.ema,
+                           step0, prog0))
     hb = heldout_batch(a.heldout, a.shift, device)
     warm = min(a.warmup, max(1, a.steps // 10))
 
     t_start = time.time()
-    prog = {"p": 0.0}
+    prog = {"p": prog0}  # schedule progress in [0,1] (monotone; saved in the checkpoint)
 
     def lr_at(s):
         if s < warm:
             return a.lr * (s + 1) / warm
         p = (s - warm) / max(1, a.steps - warm)
         if a.time_budget > 0:  # wall-clock safety net: anneal on time if that runs out first
-            p = max(p, (time.time() - t_start) / a.time_budget)
+            p = max(p, prog0 + (1.0 - prog0) * (time.time() - t_start) / a.time_budget)
         prog["p"] = p = max(prog["p"], p)
         return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
@@ -143,7 +148,7 @@ def cmd_train(a):
         M.export_weights(ema, a.out, meta)
         if a.ckpt:
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state()}, a.ckpt + ".tmp")
+                        "prog": prog["p"], "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state()}, a.ckpt + ".tmp")
             os.replace(a.ckpt + ".tmp", a.ckpt)
         log(fh, "saved %s%s (step %d)" % (a.out, " and " + a.ckpt if a.ckpt else "", step))
 
@@ -281,9 +286,12 @@ def main():
     t.add_argument("--wd", type=float, default=0.01)
     t.add_argument("--clip", type=float, default=1.0)
     t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--resume-progress", type=float, default=-1.0,
+                   help="override the schedule progress restored from --init (for checkpoints without it)")
     t.add_argument("--time-budget", type=float, default=0.0,
                    help="seconds; if >0 the cosine schedule advances by max(step, wall-clock) progress and training "
-                        "stops when the budget is spent (the step reached is logged)")
+                        "stops when the budget is spent (the step reached is logged). On resume the remaining "
+                        "progress saved in the checkpoint is spread over this budget")
     t.add_argument("--heldout", type=int, default=32)
     t.add_argument("--log-every", type=int, default=25)
     t.add_argument("--eval-every", type=int, default=100)

@@ -1,0 +1,839 @@
+/* Sweeps: grid expansion, INI config, plan, resume scan and the run loop. Grammar and folder layout: sweep.h. */
+#include "harness/sweep.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness/experiment.h"
+#include "metrics/metrics.h"
+#include "strategies/strategy.h"
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Spec lists and template expansion */
+
+int spec_list_add(SpecList *l, const char *spec, Error *err) {
+    if (strlen(spec) >= SWEEP_SPEC_MAX)
+        return error_set(err, "strategy spec longer than %d characters: %.60s...", SWEEP_SPEC_MAX - 1, spec);
+    for (int i = 0; i < l->count; i++)
+        if (strcmp(l->items[i], spec) == 0) return 0;
+    if (l->count >= SWEEP_MAX_SETTINGS)
+        return error_set(err, "more than %d strategy settings in one sweep (check the ranges)", SWEEP_MAX_SETTINGS);
+    if (l->count == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        void *p = realloc(l->items, (size_t)cap * sizeof l->items[0]);
+        if (!p) return error_set(err, "out of memory");
+        l->items = p;
+        l->cap = cap;
+    }
+    snprintf(l->items[l->count++], SWEEP_SPEC_MAX, "%s", spec);
+    return 0;
+}
+
+void spec_list_free(SpecList *l) {
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+#define MAX_VALUES 1000 /* per parameter */
+
+/* The whole of text[0, len) is a finite number. */
+static int parse_number(const char *text, size_t len, double *out) {
+    char buf[128];
+    if (len == 0 || len >= sizeof buf) return 0;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    double v = strtod(buf, &end);
+    if (errno || *end || !isfinite(v)) return 0;
+    *out = v;
+    return 1;
+}
+
+/* Appends the values of one list item (a value or a range) to vals[*n]. */
+static int expand_item(const char *tmpl, const char *key, const char *item, size_t len, char (*vals)[128], int *n,
+                       Error *err) {
+    if (len == 0) return error_set(err, "strategy template \"%s\": %s has an empty value (stray '|')", tmpl, key);
+    const char *dots = NULL;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (item[i] == '.' && item[i + 1] == '.') {
+            dots = item + i;
+            break;
+        }
+    double lo, hi, step = 1.0;
+    if (dots && parse_number(item, (size_t)(dots - item), &lo)) {
+        const char *h = dots + 2, *end = item + len;
+        const char *slash = memchr(h, '/', (size_t)(end - h));
+        if (!parse_number(h, (size_t)((slash ? slash : end) - h), &hi) ||
+            (slash && !parse_number(slash + 1, (size_t)(end - slash - 1), &step)))
+            return error_set(err, "strategy template \"%s\": bad range %s=%.*s (write lo..hi or lo..hi/step)", tmpl,
+                             key, (int)len, item);
+        if (!(step > 0)) return error_set(err, "strategy template \"%s\": range %s=%.*s: step must be > 0", tmpl, key,
+                                          (int)len, item);
+        if (hi < lo) return error_set(err, "strategy template \"%s\": range %s=%.*s is empty (hi < lo)", tmpl, key,
+                                      (int)len, item);
+        double count = floor((hi - lo) / step + 1e-9) + 1;
+        if (count + *n > MAX_VALUES)
+            return error_set(err, "strategy template \"%s\": %s has more than %d values", tmpl, key, MAX_VALUES);
+        for (int i = 0; i < (int)count; i++) {
+            /* lo + i*step carries binary noise (0.02 + 4*0.02 = 0.1000000000000000055...): 12 significant digits
+             * give back the decimal the user meant, then the shortest text that reads back exactly. */
+            char tmp[64];
+            snprintf(tmp, sizeof tmp, "%.12g", lo + i * step);
+            strategy_format_double(strtod(tmp, NULL), vals[(*n)++], 128);
+        }
+        return 0;
+    }
+    if (*n >= MAX_VALUES)
+        return error_set(err, "strategy template \"%s\": %s has more than %d values", tmpl, key, MAX_VALUES);
+    if (len >= 128) return error_set(err, "strategy template \"%s\": value of %s too long", tmpl, key);
+    memcpy(vals[*n], item, len);
+    vals[(*n)++][len] = '\0';
+    return 0;
+}
+
+int sweep_expand_template(const char *tmpl, SpecList *out, Error *err) {
+    /* The template is a spec whose values contain '|' and '..': the spec parser checks its shape (name, key=value,
+     * no whitespace, no repeated key), then every value is split here. */
+    StrategyParams p;
+    if (strategy_parse_spec(tmpl, &p, err)) return -1;
+    const StrategyInfo *info = strategy_find(p.name);
+    if (!info) {
+        char names[512];
+        strategy_list_names(names, sizeof names);
+        return error_set(err, "strategy template \"%s\": unknown strategy '%s' (valid: %s)", tmpl, p.name, names);
+    }
+    for (int i = 0; i < p.count; i++) {
+        int known = 0;
+        for (int j = 0; info->param_names[j]; j++) known |= strcmp(info->param_names[j], p.keys[i]) == 0;
+        if (!known) {
+            char keys[512] = "";
+            for (int j = 0; info->param_names[j]; j++)
+                snprintf(keys + strlen(keys), sizeof keys - strlen(keys), "%s%s", j ? ", " : "", info->param_names[j]);
+            return error_set(err, "strategy template \"%s\": %s has no parameter '%s' (valid: %s)", tmpl, p.name,
+                             p.keys[i], keys[0] ? keys : "none");
+        }
+    }
+    char(*vals)[MAX_VALUES][128] = calloc(p.count ? (size_t)p.count : 1, sizeof *vals);
+    int nvals[STRATEGY_MAX_PARAMS] = {0};
+    if (!vals) return error_set(err, "out of memory");
+    int rc = 0;
+    double product = 1;
+    for (int i = 0; i < p.count && !rc; i++) {
+        const char *v = p.values[i];
+        for (;;) {
+            const char *bar = strchr(v, '|');
+            size_t len = bar ? (size_t)(bar - v) : strlen(v);
+            if ((rc = expand_item(tmpl, p.keys[i], v, len, vals[i], &nvals[i], err))) break;
+            if (!bar) break;
+            v = bar + 1;
+        }
+        product *= nvals[i];
+    }
+    if (!rc && product > SWEEP_MAX_SETTINGS)
+        rc = error_set(err, "strategy template \"%s\" expands to %.0f settings (at most %d)", tmpl, product,
+                       SWEEP_MAX_SETTINGS);
+    /* Odometer over the value lists, the last key fastest. */
+    int idx[STRATEGY_MAX_PARAMS] = {0};
+    while (!rc) {
+        char spec[SWEEP_SPEC_MAX * 2];
+        size_t used = (size_t)snprintf(spec, sizeof spec, "%s", p.name);
+        for (int i = 0; i < p.count; i++)
+            used += (size_t)snprintf(spec + used, used < sizeof spec ? sizeof spec - used : 0, "%c%s=%s",
+                                     i ? ',' : ':', p.keys[i], vals[i][idx[i]]);
+        if (used >= SWEEP_SPEC_MAX) {
+            rc = error_set(err, "strategy template \"%s\": expanded spec longer than %d characters", tmpl,
+                           SWEEP_SPEC_MAX - 1);
+            break;
+        }
+        if ((rc = spec_list_add(out, spec, err))) break;
+        int k = p.count - 1;
+        while (k >= 0 && ++idx[k] == nvals[k]) idx[k--] = 0;
+        if (k < 0) break;
+    }
+    free(vals);
+    return rc;
+}
+
+int sweep_parse_seeds(const char *text, uint64_t *seeds, int cap, int *count, Error *err) {
+    *count = 0;
+    if (!text || !*text) return error_set(err, "empty seed list");
+    const char *p = text;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[64];
+        if (len == 0 || len >= sizeof item)
+            return error_set(err, "seed list \"%s\": empty or overlong item (write 0,1,2 or 0..4)", text);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        unsigned long long lo, hi;
+        char *end;
+        errno = 0;
+        char *dots = strstr(item, "..");
+        if (dots) *dots = '\0';
+        int ok = isdigit((unsigned char)item[0]) && (lo = strtoull(item, &end, 10), !errno && !*end);
+        hi = lo;
+        if (ok && dots) {
+            const char *h = dots + 2;
+            ok = isdigit((unsigned char)h[0]) && (hi = strtoull(h, &end, 10), !errno && !*end) && hi >= lo;
+        }
+        if (!ok || lo > (unsigned long long)INT64_MAX || hi > (unsigned long long)INT64_MAX)
+            return error_set(err, "seed list \"%s\": bad item '%.*s' (seeds are integers >= 0; ranges lo..hi)", text,
+                             (int)len, p);
+        for (unsigned long long s = lo;; s++) {
+            for (int i = 0; i < *count; i++)
+                if (seeds[i] == s) return error_set(err, "seed list \"%s\": seed %llu given twice", text, s);
+            if (*count >= cap) return error_set(err, "seed list \"%s\": more than %d seeds", text, cap);
+            seeds[(*count)++] = s;
+            if (s == hi) break;
+        }
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Config */
+
+void sweep_config_init(SweepConfig *c) { memset(c, 0, sizeof *c); }
+
+int sweep_config_add_template(SweepConfig *c, const char *tmpl, Error *err) {
+    SpecList check = {0};
+    int rc = sweep_expand_template(tmpl, &check, err);
+    spec_list_free(&check);
+    if (rc) return -1;
+    if (c->n_templates >= SWEEP_MAX_TEMPLATES) return error_set(err, "more than %d strategy templates", SWEEP_MAX_TEMPLATES);
+    if (strlen(tmpl) >= sizeof c->templates[0]) return error_set(err, "strategy template too long: %.60s...", tmpl);
+    snprintf(c->templates[c->n_templates++], sizeof c->templates[0], "%s", tmpl);
+    return 0;
+}
+
+/* INI reading. inih reports no line numbers to the handler, so the file is read twice: first with a handler that
+ * accepts everything (a failure is then a syntax error at the returned line), then with the real handler, which
+ * stops at its first complaint (the returned line is then the line of that key). */
+typedef struct {
+    SweepConfig *cfg;
+    char msg[900];
+    int failed;
+    char seen[16][16];          /* [sweep] keys given, to reject repeats */
+    int n_seen;
+    /* strategy sections in order of appearance: the section name and the template built from its keys */
+    int n_sections;
+    char section[SWEEP_MAX_TEMPLATES][128];
+    char tmpl[SWEEP_MAX_TEMPLATES][1024];
+    int enabled[SWEEP_MAX_TEMPLATES];
+    int has_params[SWEEP_MAX_TEMPLATES];
+    int n_strategy_keys;        /* `strategy =` lines in [sweep] */
+    char strategy_keys[SWEEP_MAX_TEMPLATES][1024];
+} IniState;
+
+static int ini_accept_all(void *user, const char *section, const char *name, const char *value) {
+    (void)user, (void)section, (void)name, (void)value;
+    return 1;
+}
+
+/* Records the first complaint; returning 0 tells inih this line failed. */
+static int ini_fail(IniState *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int ini_fail(IniState *st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+    va_end(ap);
+    st->failed = 1;
+    return 0;
+}
+
+/* Copies value without whitespace (a spec never holds any; "0.025 | 0.05" is easier to read in a file). */
+static void strip_spaces(char *dst, size_t cap, const char *src) {
+    size_t n = 0;
+    for (; *src && n + 1 < cap; src++)
+        if (!isspace((unsigned char)*src)) dst[n++] = *src;
+    dst[n] = '\0';
+}
+
+static int ini_sweep_key(IniState *st, const char *name, const char *value) {
+    SweepConfig *c = st->cfg;
+    Error e = {{0}};
+    if (strcmp(name, "strategy") == 0) {
+        if (st->n_strategy_keys >= SWEEP_MAX_TEMPLATES) return ini_fail(st, "too many strategy lines");
+        SpecList check = {0};
+        int rc = sweep_expand_template(value, &check, &e);
+        spec_list_free(&check);
+        if (rc) return ini_fail(st, "%s", e.msg);
+        snprintf(st->strategy_keys[st->n_strategy_keys++], sizeof st->strategy_keys[0], "%s", value);
+        return 1;
+    }
+    for (int i = 0; i < st->n_seen; i++)
+        if (strcmp(st->seen[i], name) == 0) return ini_fail(st, "[sweep] key '%s' given twice", name);
+    if (st->n_seen < 16) snprintf(st->seen[st->n_seen++], sizeof st->seen[0], "%s", name);
+    struct { const char *key; char *dst; size_t cap; } text_keys[] = {
+        {"model", c->model, sizeof c->model},       {"weights", c->weights, sizeof c->weights},
+        {"backend", c->backend, sizeof c->backend}, {"out", c->out, sizeof c->out},
+        {"prompts", c->prompts, sizeof c->prompts},
+    };
+    for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++) {
+        if (strcmp(name, text_keys[i].key) != 0) continue;
+        if (!*value) return ini_fail(st, "[sweep] key '%s' has no value", name);
+        if (strlen(value) >= text_keys[i].cap) return ini_fail(st, "[sweep] value of '%s' too long", name);
+        snprintf(text_keys[i].dst, text_keys[i].cap, "%s", value);
+        return 1;
+    }
+    if (strcmp(name, "steps") == 0) {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < 1 || v > 10000)
+            return ini_fail(st, "[sweep] steps must be an integer in [1, 10000], got '%s'", value);
+        c->steps = (int)v;
+        return 1;
+    }
+    if (strcmp(name, "seeds") == 0) {
+        char v[1024];
+        strip_spaces(v, sizeof v, value);
+        if (sweep_parse_seeds(v, c->seeds, SWEEP_MAX_SEEDS, &c->n_seeds, &e)) return ini_fail(st, "%s", e.msg);
+        return 1;
+    }
+    return ini_fail(st,
+                    "unknown key '%s' in [sweep] (valid: strategy, prompts, seeds, steps, model, weights, backend, "
+                    "out)",
+                    name);
+}
+
+static int ini_strategy_key(IniState *st, const char *section, const char *name, const char *value) {
+    /* "strategy NAME [LABEL]" */
+    char strat[64] = "", label[64] = "", extra[8] = "";
+    int n = sscanf(section + 8, "%63s %63s %7s", strat, label, extra);
+    if (n < 1 || n > 2)
+        return ini_fail(st, "bad section [%s] (write [strategy NAME] or [strategy NAME LABEL])", section);
+    const StrategyInfo *info = strategy_find(strat);
+    if (!info) {
+        char names[512];
+        strategy_list_names(names, sizeof names);
+        return ini_fail(st, "unknown strategy '%s' in section [%s] (valid: %s)", strat, section, names);
+    }
+    int s = 0;
+    while (s < st->n_sections && strcmp(st->section[s], section) != 0) s++;
+    if (s == st->n_sections) {
+        if (s >= SWEEP_MAX_TEMPLATES) return ini_fail(st, "too many strategy sections");
+        snprintf(st->section[s], sizeof st->section[0], "%s", section);
+        snprintf(st->tmpl[s], sizeof st->tmpl[0], "%s", strat);
+        st->enabled[s] = 1;
+        st->n_sections++;
+    }
+    if (strcmp(name, "enabled") == 0) {
+        if (strcmp(value, "yes") && strcmp(value, "no"))
+            return ini_fail(st, "[%s] enabled must be yes or no, got '%s'", section, value);
+        st->enabled[s] = strcmp(value, "yes") == 0;
+        return 1;
+    }
+    int known = 0;
+    for (int j = 0; info->param_names[j]; j++) known |= strcmp(info->param_names[j], name) == 0;
+    if (!known) {
+        char keys[512] = "enabled";
+        for (int j = 0; info->param_names[j]; j++)
+            snprintf(keys + strlen(keys), sizeof keys - strlen(keys), ", %s", info->param_names[j]);
+        return ini_fail(st, "unknown key '%s' in [%s] (valid: %s)", name, section, keys);
+    }
+    char v[1024], one[1200];
+    strip_spaces(v, sizeof v, value);
+    /* Check this key alone, so that a bad value is reported at its own line. */
+    snprintf(one, sizeof one, "%s:%s=%s", strat, name, v);
+    SpecList check = {0};
+    Error e = {{0}};
+    int rc = sweep_expand_template(one, &check, &e);
+    spec_list_free(&check);
+    if (rc) return ini_fail(st, "%s", e.msg);
+    char *t = st->tmpl[s];
+    char key_eq[64];
+    snprintf(key_eq, sizeof key_eq, "%s=", name);
+    for (const char *p = strchr(t, ':'); p; p = strchr(p + 1, ','))
+        if (strncmp(p + 1, key_eq, strlen(key_eq)) == 0)
+            return ini_fail(st, "[%s] key '%s' given twice", section, name);
+    size_t used = strlen(t);
+    if (snprintf(t + used, sizeof st->tmpl[0] - used, "%c%s=%s", st->has_params[s] ? ',' : ':', name, v) >=
+        (int)(sizeof st->tmpl[0] - used))
+        return ini_fail(st, "[%s] too long", section);
+    st->has_params[s] = 1;
+    return 1;
+}
+
+static int ini_sweep_handler(void *user, const char *section, const char *name, const char *value) {
+    IniState *st = user;
+    if (st->failed) return 0;
+    if (strcmp(section, "sweep") == 0) return ini_sweep_key(st, name, value);
+    if (strncmp(section, "strategy ", 9) == 0) return ini_strategy_key(st, section, name, value);
+    if (!section[0]) return ini_fail(st, "key '%s' before any section (start with [sweep])", name);
+    return ini_fail(st, "unknown section [%s] (expected [sweep] or [strategy NAME])", section);
+}
+
+/* inih reads lines of at most INI_MAX_LINE (200) bytes and silently splits longer ones: this reader stops at such
+ * a line so that it is reported as what it is. */
+typedef struct {
+    FILE *f;
+    int line, too_long;
+} IniReader;
+
+static char *ini_read_line(char *str, int num, void *stream) {
+    IniReader *r = stream;
+    if (r->too_long || !fgets(str, num, r->f)) return NULL;
+    r->line++;
+    if (!strchr(str, '\n') && !feof(r->f)) {
+        r->too_long = r->line;
+        return NULL;
+    }
+    return str;
+}
+
+/* One pass of inih over the file: 0 with inih's result in *line (0, or the first line the handler or the syntax
+ * refused), or -1 with a message (unreadable file, overlong line). */
+static int ini_pass(const char *path, ini_handler handler, void *user, int *line, Error *err) {
+    IniReader r = {.f = fopen(path, "r")};
+    if (!r.f) return error_set(err, "%s: cannot read config file: %s", path, strerror(errno));
+    int rc = ini_parse_stream(ini_read_line, &r, handler, user);
+    fclose(r.f);
+    if (r.too_long) {
+        *line = r.too_long;
+        return error_set(err, "%s:%d: line too long (at most %d characters)", path, r.too_long, INI_MAX_LINE - 2);
+    }
+    if (rc < 0) return error_set(err, "%s: out of memory", path);
+    *line = rc;
+    return 0;
+}
+
+int sweep_config_read_ini(SweepConfig *c, const char *path, Error *err) {
+    int line = 0;
+    if (ini_pass(path, ini_accept_all, NULL, &line, err)) return -1;
+    if (line > 0) return error_set(err, "%s:%d: syntax error (expected [section], key = value or a comment)", path, line);
+    IniState *st = calloc(1, sizeof *st);
+    if (!st) return error_set(err, "out of memory");
+    SweepConfig *tmp = malloc(sizeof *tmp);
+    if (!tmp) {
+        free(st);
+        return error_set(err, "out of memory");
+    }
+    *tmp = *c;
+    st->cfg = tmp;
+    int rc = 0;
+    if (ini_pass(path, ini_sweep_handler, st, &line, err)) {
+        rc = -1;
+    } else if (line != 0 || st->failed) {
+        rc = error_set(err, "%s:%d: %s", path, line, st->msg[0] ? st->msg : "invalid line");
+    } else if (st->n_strategy_keys || st->n_sections) {
+        /* The file's strategies replace what c had (a config file describes a whole grid). */
+        tmp->n_templates = 0;
+        for (int i = 0; i < st->n_strategy_keys && !rc; i++)
+            rc = sweep_config_add_template(tmp, st->strategy_keys[i], err);
+        for (int i = 0; i < st->n_sections && !rc; i++)
+            if (st->enabled[i]) rc = sweep_config_add_template(tmp, st->tmpl[i], err);
+        if (rc) error_prefix(err, "%s", path);
+    }
+    if (!rc) *c = *tmp;
+    free(tmp);
+    free(st);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Plan */
+
+int sweep_plan_build(SweepPlan *p, const SweepConfig *c, Error *err) {
+    memset(p, 0, sizeof *p);
+    if (!c->prompts[0]) return error_set(err, "no prompt file (--prompts FILE or prompts = FILE in [sweep])");
+    if (!c->out[0]) return error_set(err, "no output folder (--out DIR or out = DIR in [sweep])");
+    if (spec_list_add(&p->specs, "none", err)) goto fail;
+    for (int i = 0; i < c->n_templates; i++)
+        if (sweep_expand_template(c->templates[i], &p->specs, err)) goto fail;
+    if (prompt_set_read(c->prompts, &p->prompts, err)) goto fail;
+    if (p->prompts.count == 0) {
+        error_set(err, "%s: no prompts", c->prompts);
+        goto fail;
+    }
+    p->n_seeds = c->n_seeds ? c->n_seeds : 1;
+    if (c->n_seeds) memcpy(p->seeds, c->seeds, (size_t)c->n_seeds * sizeof c->seeds[0]);
+    else p->seeds[0] = 0;
+    return 0;
+fail:
+    sweep_plan_free(p);
+    return -1;
+}
+
+void sweep_plan_free(SweepPlan *p) {
+    spec_list_free(&p->specs);
+    prompt_set_free(&p->prompts);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Folder helpers */
+
+int sweep_make_dirs(const char *path, Error *err) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return error_set(err, "path too long: %s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST) return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) && errno != EEXIST) return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+    return 0;
+}
+
+/* Removes *.tmp files in dir (left by a process killed while writing); a missing dir is fine. */
+static int remove_stale_tmp(const char *dir, int *removed, Error *err) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : error_set(err, "%s: cannot list: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".tmp") != 0) continue;
+        char path[4096 + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) && errno != ENOENT) {
+            rc = error_set(err, "%s: cannot remove stale temporary file: %s", path, strerror(errno));
+            break;
+        }
+        (*removed)++;
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Tells the command's signal handler that a run file is being written (SweepOptions.writing): it then defers. */
+static void writing_begin(const SweepOptions *o) {
+    if (o->writing) *o->writing = 1;
+}
+static void writing_end(const SweepOptions *o) {
+    if (o->writing) *o->writing = 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * The run loop */
+
+typedef struct {
+    char run_id[512];
+    char path[4096 + 600];
+    int finished;       /* 1: a valid record exists (before or after this session); 2: skipped (baseline failed) */
+    int failed;         /* for finished baselines: the record says failed */
+} PlannedRun;
+
+/* Makes every spec canonical by creating the strategy exactly as experiment_run will (same environment). */
+static int canonicalize_specs(ExperimentContext *ctx, int steps, SpecList *specs, Error *err) {
+    const DitConfig *cfg = &ctx->model.cfg;
+    if (ctx->engine->prepare(ctx->engine, cfg->frames, cfg->height, cfg->width, err)) return -1;
+    StrategyEnv env = {.num_steps = steps, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
+                       .dim = cfg->dim, .model_numel = (size_t)cfg->in_dim * cfg->frames * cfg->height * cfg->width,
+                       .tokens_numel = (size_t)ctx->engine->L * cfg->dim, .ops = ctx->engine->ops,
+                       .model_name = cfg->name, .weights_path = ctx->model.file ? ctx->model.weights_path : NULL};
+    SpecList out = {0};
+    for (int i = 0; i < specs->count; i++) {
+        Strategy s;
+        if (strategy_create(&s, specs->items[i], &env, err)) {
+            spec_list_free(&out);
+            return error_prefix(err, "strategy %s", specs->items[i]);
+        }
+        int rc = spec_list_add(&out, s.spec, err);
+        strategy_destroy(&s);
+        if (rc) {
+            spec_list_free(&out);
+            return -1;
+        }
+    }
+    spec_list_free(specs);
+    *specs = out;
+    return 0;
+}
+
+/* A finished file must be this sweep's run: one folder holds one model, weights, step count and backend. */
+static int check_identity(const RunRecord *r, const ExperimentContext *ctx, const char *backend, int steps,
+                          const char *spec, const Prompt *prompt, uint64_t seed, const char *path, Error *err) {
+    const char *what = NULL;
+    char have[1200] = "", want[1200] = "";
+    if (strcmp(r->model, ctx->model.cfg.name)) what = "model", snprintf(have, sizeof have, "%s", r->model),
+                                               snprintf(want, sizeof want, "%s", ctx->model.cfg.name);
+    else if (strcmp(r->weights_sha256, ctx->model.weights_sha256) ||
+             (strcmp(r->weights_sha256, "none") == 0 && strcmp(r->weights_path, ctx->model.weights_path)))
+        what = "weights", snprintf(have, sizeof have, "%s (sha256 %.12s)", r->weights_path, r->weights_sha256),
+        snprintf(want, sizeof want, "%s (sha256 %.12s)", ctx->model.weights_path, ctx->model.weights_sha256);
+    else if (r->steps != steps) what = "steps", snprintf(have, sizeof have, "%d", r->steps),
+                                snprintf(want, sizeof want, "%d", steps);
+    else if (strcmp(r->backend, backend)) what = "backend", snprintf(have, sizeof have, "%s", r->backend),
+                                          snprintf(want, sizeof want, "%s", backend);
+    else if (strcmp(r->strategy_spec, spec)) what = "strategy", snprintf(have, sizeof have, "%s", r->strategy_spec),
+                                             snprintf(want, sizeof want, "%s", spec);
+    else if (strcmp(r->prompt, prompt->text)) what = "prompt", snprintf(have, sizeof have, "\"%s\"", r->prompt),
+                                              snprintf(want, sizeof want, "\"%s\"", prompt->text);
+    else if (r->seed != seed) what = "seed", snprintf(have, sizeof have, "%llu", (unsigned long long)r->seed),
+                              snprintf(want, sizeof want, "%llu", (unsigned long long)seed);
+    if (!what) return 0;
+    return error_set(err,
+                     "%s: made with %s %s, this sweep has %s %s. A sweep folder holds runs of one model, weights, "
+                     "step count and backend: use another --out folder, or remove the file",
+                     path, what, have, what, want);
+}
+
+typedef struct {
+    double sum;
+    int n;
+} Mean;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Remaining time: each remaining run costs the mean time of its setting so far, or of the baseline when its
+ * setting has not run yet (an upper bound: a cached run is faster than full inference). */
+static void update_eta(SweepStatus *st, const PlannedRun *runs, long total, int n_specs, const Mean *mean) {
+    double eta = 0;
+    int upper = 0;
+    for (long i = 0; i < total; i++) {
+        if (runs[i].finished) continue;
+        int s = (int)(i % n_specs);
+        if (mean[s].n) eta += mean[s].sum / mean[s].n;
+        else if (mean[0].n) eta += mean[0].sum / mean[0].n, upper = 1;
+        else {
+            st->eta_seconds = -1;
+            st->eta_upper_bound = 0;
+            return;
+        }
+    }
+    st->eta_seconds = eta;
+    st->eta_upper_bound = upper;
+}
+
+static void note(const SweepCallbacks *cb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const SweepCallbacks *cb, const char *fmt, ...) {
+    if (!cb->note) return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cb->note(cb->user, msg);
+}
+
+/* Metrics of rec against the baseline video, in memory, before the record is written. */
+static int attach_metrics(RunRecord *rec, const RunRecord *base, const char *base_file, LpipsNet *lpips, Error *err) {
+    if (rec->failed) return 0; /* a blank video says nothing; the summary shows NA for failed runs */
+    if (rec->frames != base->frames || rec->height != base->height || rec->width != base->width)
+        return error_set(err, "video %dx%dx%d differs from the baseline's %dx%dx%d", rec->frames, rec->height,
+                         rec->width, base->frames, base->height, base->width);
+    if (metrics_compare_videos(base->video, rec->video, rec->frames, rec->height, rec->width, lpips, &rec->metrics,
+                               err))
+        return -1;
+    snprintf(rec->metrics.baseline, sizeof rec->metrics.baseline, "%s", base_file);
+    return 0;
+}
+
+int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, const SweepCallbacks *cb,
+              SweepStatus *final, Error *err) {
+    SweepStatus st = {.eta_seconds = -1};
+    ExperimentContext ctx;
+    int ctx_open = 0, lock_fd = -1, rc = -1;
+    PlannedRun *runs = NULL;
+    Mean *mean = NULL;
+    LpipsNet *lpips = NULL;
+    RunRecord base = {0}, rec = {0};
+    int have_base = 0;
+    const char *model = c->model[0] ? c->model : "tiny", *backend = c->backend[0] ? c->backend : "cpu";
+    char runs_dir[2048], weights[4096];
+
+    if (c->weights[0]) snprintf(weights, sizeof weights, "%s", c->weights);
+    else if (strcmp(model, "tiny") == 0) experiment_default_weights(weights, sizeof weights);
+    else return error_set(err, "model %s needs weights (--weights FILE or weights = FILE, or random)", model);
+
+    if (!opt->dry_run) {
+        snprintf(runs_dir, sizeof runs_dir, "%s/runs", c->out);
+        if (sweep_make_dirs(runs_dir, err)) return -1;
+        char lock_path[2048];
+        snprintf(lock_path, sizeof lock_path, "%s/.lock", c->out);
+        lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        if (lock_fd < 0) return error_set(err, "%s: cannot open: %s", lock_path, strerror(errno));
+        if (flock(lock_fd, LOCK_EX | LOCK_NB)) {
+            close(lock_fd);
+            return error_set(err, "%s: another sweep is running in this folder (it holds %s)", c->out, lock_path);
+        }
+        /* Only now, with the folder to ourselves, are *.tmp files certainly stale. */
+        int removed = 0;
+        char plots_dir[2048];
+        snprintf(plots_dir, sizeof plots_dir, "%s/plots", c->out);
+        if (remove_stale_tmp(runs_dir, &removed, err) || remove_stale_tmp(c->out, &removed, err) ||
+            remove_stale_tmp(plots_dir, &removed, err))
+            goto done;
+        if (removed) note(cb, "removed %d stale temporary file%s left by an interrupted sweep", removed,
+                          removed == 1 ? "" : "s");
+    } else {
+        snprintf(runs_dir, sizeof runs_dir, "%s/runs", c->out);
+    }
+
+    if (experiment_open(&ctx, model, weights, backend, err)) goto done;
+    ctx_open = 1;
+    const int steps = c->steps > 0 ? c->steps : ctx.model.cfg.default_steps;
+    if (canonicalize_specs(&ctx, steps, &plan->specs, err)) goto done;
+
+    const int n_specs = plan->specs.count;
+    const long total = sweep_plan_runs(plan);
+    st.total = total;
+    runs = calloc((size_t)total, sizeof *runs);
+    mean = calloc((size_t)n_specs, sizeof *mean);
+    if (!runs || !mean) {
+        error_set(err, "out of memory");
+        goto done;
+    }
+    /* Run order: prompt, then seed, then setting (baseline first), so each baseline is computed once, kept in
+     * memory for the runs that follow it, and a partial sweep holds complete comparisons. */
+    for (long i = 0; i < total; i++) {
+        int s = (int)(i % n_specs), seed_i = (int)(i / n_specs % plan->n_seeds);
+        int p = (int)(i / n_specs / plan->n_seeds);
+        PlannedRun *r = &runs[i];
+        experiment_run_id(plan->specs.items[s], plan->prompts.items[p].id, plan->seeds[seed_i], r->run_id,
+                          sizeof r->run_id);
+        snprintf(r->path, sizeof r->path, "%s/%s.h5", runs_dir, r->run_id);
+        for (long j = i - s; j < i; j++)
+            if (strcmp(runs[j].run_id, r->run_id) == 0) {
+                error_set(err, "settings %s and %s give the same run file name %s", plan->specs.items[j % n_specs],
+                          plan->specs.items[s], r->run_id);
+                goto done;
+            }
+        if (access(r->path, F_OK) != 0) continue;
+        Error rerr = {{0}};
+        if (record_read(r->path, &rec, &rerr)) {
+            note(cb, "%s: not a complete run record (%s): it will be run again", r->path, rerr.msg);
+            continue;
+        }
+        int ok = 1;
+        if (check_identity(&rec, &ctx, backend, steps, plan->specs.items[s], &plan->prompts.items[p],
+                           plan->seeds[seed_i], r->path, err)) {
+            record_free(&rec);
+            goto done;
+        }
+        if (!rec.failed && rec.metrics.frames == 0) {
+            note(cb, "%s: has no metrics (not written by a sweep): it will be run again", r->path);
+            ok = 0;
+        }
+        if (ok) {
+            r->finished = 1;
+            r->failed = rec.failed;
+            st.finished_before++;
+            mean[s].sum += rec.wall_seconds;
+            mean[s].n++;
+        }
+        record_free(&rec);
+    }
+    update_eta(&st, runs, total, n_specs, mean);
+    if (cb->plan) cb->plan(cb->user, plan, &st);
+    if (opt->dry_run) {
+        rc = 0;
+        goto done;
+    }
+    if (lpips_available() && lpips_create(&lpips, err)) goto done;
+
+    int estimate_shown = st.eta_seconds >= 0;
+    for (long g = 0; g < total; g += n_specs) {
+        const int p = (int)(g / n_specs / plan->n_seeds), seed_i = (int)(g / n_specs % plan->n_seeds);
+        const Prompt *prompt = &plan->prompts.items[p];
+        int todo = 0;
+        for (int s = 0; s < n_specs; s++) todo += !runs[g + s].finished;
+        if (!todo) continue;
+        if (have_base) record_free(&base), have_base = 0;
+        char base_file[600];
+        snprintf(base_file, sizeof base_file, "%s.h5", runs[g].run_id);
+        for (int s = 0; s < n_specs; s++) {
+            PlannedRun *r = &runs[g + s];
+            if (s > 0 && !have_base) {
+                /* The baseline was finished before this session: read it back for the metrics. */
+                if (record_read(runs[g].path, &base, err)) goto done;
+                have_base = 1;
+                if (base.failed)
+                    note(cb, "baseline %s failed at step %d: the other runs of prompt %s seed %llu are left out",
+                         runs[g].run_id, base.failed_step, prompt->id, (unsigned long long)plan->seeds[seed_i]);
+            }
+            if (s > 0 && base.failed) {
+                if (!r->finished) {
+                    r->finished = 2;
+                    st.done++;
+                    st.skipped++;
+                }
+                continue;
+            }
+            if (r->finished) continue;
+            int step_progress = cb->run_start ? cb->run_start(cb->user, &st, r->run_id) : 0;
+            const double t0 = now_seconds();
+            ExperimentSpec spec = {.strategy_spec = plan->specs.items[s], .prompt_id = prompt->id,
+                                   .prompt = prompt->text, .negative_prompt = "", .seed = plan->seeds[seed_i],
+                                   .steps = steps, .show_progress = step_progress};
+            if (experiment_run(&ctx, &spec, &rec, err)) {
+                error_prefix(err, "%s", r->run_id);
+                goto done;
+            }
+            if (attach_metrics(&rec, s == 0 ? &rec : &base, base_file, lpips, err)) {
+                error_prefix(err, "%s: metrics", r->run_id);
+                record_free(&rec);
+                goto done;
+            }
+            writing_begin(opt);
+            int wrc = record_write(r->path, &rec, err);
+            writing_end(opt);
+            if (wrc) {
+                record_free(&rec);
+                goto done;
+            }
+            const double seconds = now_seconds() - t0;
+            r->finished = 1;
+            st.done++;
+            st.failed += rec.failed;
+            mean[s].sum += seconds;
+            mean[s].n++;
+            update_eta(&st, runs, total, n_specs, mean);
+            if (cb->run_done) cb->run_done(cb->user, &st, r->run_id, &rec, seconds);
+            if (!estimate_shown && st.eta_seconds >= 0) {
+                estimate_shown = 1;
+                if (cb->estimate) cb->estimate(cb->user, &st);
+            }
+            if (s == 0) {
+                base = rec; /* the baseline stays in memory for the runs of its prompt and seed */
+                memset(&rec, 0, sizeof rec);
+                have_base = 1;
+                if (base.failed)
+                    note(cb, "baseline %s failed at step %d (%s): the %d other runs of prompt %s seed %llu are left out",
+                         r->run_id, base.failed_step, base.failure, n_specs - 1, prompt->id,
+                         (unsigned long long)plan->seeds[seed_i]);
+            } else {
+                record_free(&rec);
+            }
+            if (opt->stop && *opt->stop) {
+                rc = 1;
+                goto done;
+            }
+        }
+    }
+    rc = 0;
+done:
+    if (final) *final = st;
+    if (have_base) record_free(&base);
+    record_free(&rec);
+    if (lpips) lpips_destroy(lpips);
+    if (ctx_open) experiment_close(&ctx);
+    free(runs);
+    free(mean);
+    if (lock_fd >= 0) close(lock_fd);
+    return rc;
+}

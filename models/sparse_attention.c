@@ -1,0 +1,468 @@
+/* Sparse VideoGen attention on the CPU: the mask, the layout permutation, the row-sampling profiler and the
+ * block-sparse kernel. Definitions and formulas: models/sparse_attention.h.
+ *
+ * The kernel follows models/kernels.c attention(): one OpenMP task per (head, query tile), OpenBLAS GEMMs for QKᵀ
+ * and PV (single-threaded inside our parallel region), one softmax over each query row's computed keys. What
+ * differs is which keys a row sees: the band tiles plus the first-frame keys outside them, never the full row. */
+#include "models/sparse_attention.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Row copies go parallel only from this many floats (an OpenMP fork costs more than a small copy). */
+enum { PAR_MIN_FLOATS = 1 << 16 };
+
+/* ---------------------------------------------------------------------------------------------- */
+/* fast exp and softmax: the same code as models/kernels.c, which keeps them static. Without the vectorised exp
+ * the sparse kernel would spend longer in libm's scalar expf than the dense one does in all of its work. */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#define KERNEL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define KERNEL_CLONES
+#endif
+
+static inline float f32_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint32_t bits_from_f32(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float select_f32(uint32_t mask, float a, float b) {
+    return f32_from_bits((bits_from_f32(a) & mask) | (bits_from_f32(b) & ~mask));
+}
+
+/* Cephes-style exp, ~2 ulp; +inf above 88.72, 0 below -87.34 (so exp(-inf) = 0: masked keys weigh nothing). */
+static inline float fast_expf(float x) {
+    const float hi = 88.7228f, lo = -87.3365f;
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    const uint32_t too_big = -(uint32_t)(x > hi), too_small = -(uint32_t)(x < lo);
+    const float xc = select_f32(too_big, hi, select_f32(too_small, lo, x));
+    const float t = xc * 1.44269504088896341f + magic;
+    const float nf = t - magic;
+    const int32_t n = (int32_t)(bits_from_f32(t) - bits_from_f32(magic));
+    float r = xc - nf * 0.693359375f;
+    r = r - nf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const float y = (p + p) * f32_from_bits((uint32_t)(n + 126) << 23);
+    return select_f32(too_big, INFINITY, select_f32(too_small, 0.0f, y));
+}
+
+/* s[0..n) <- exp(s - max s); returns the sum. Every row here has a finite entry (its own key), so max is finite
+ * and -inf entries become exactly 0. */
+KERNEL_CLONES static float softmax_row_unnormalised(float *s, int n) {
+    float lane[32];
+    for (int l = 0; l < 32; l++) lane[l] = -INFINITY;
+    int j = 0;
+    for (; j + 32 <= n; j += 32)
+        for (int l = 0; l < 32; l++) lane[l] = select_f32(-(uint32_t)(s[j + l] > lane[l]), s[j + l], lane[l]);
+    float m = -INFINITY;
+    for (int l = 0; l < 32; l++) m = lane[l] > m ? lane[l] : m;
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (j = 0; j < n; j++) {
+        const float e = fast_expf(s[j] - m);
+        s[j] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the mask */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; } /* a >= 0, b > 0 */
+
+int svg_band_for_sparsity(int L, double sparsity) {
+    if (!(sparsity > 0.0)) return L; /* 0 (and NaN): dense */
+    if (sparsity >= 1.0) return 0;
+    /* The 1e-9 keeps an exact product (L = 512, s = 0.25: 256) from rounding up by one ulp. */
+    const double w = ceil((double)L * (1.0 - sqrt(sparsity)) - 1e-9);
+    return w <= 0.0 ? 0 : w >= L ? L : (int)w;
+}
+
+int svg_tile(int L) { return L < SVG_TILE ? (L > 0 ? L : 1) : SVG_TILE; }
+
+int svg_pos(const SvgShape *g, AttnPattern p, int i) {
+    if (p != ATTN_TEMPORAL) return i;
+    const int P = g->tokens_per_frame;
+    return (i % P) * g->frames + i / P;
+}
+
+int svg_token(const SvgShape *g, AttnPattern p, int pos) {
+    if (p != ATTN_TEMPORAL) return pos;
+    const int F = g->frames;
+    return (pos % F) * g->tokens_per_frame + pos / F;
+}
+
+int svg_mask(const SvgShape *g, AttnPattern p, int i, int j) {
+    if (p == ATTN_DENSE || j < g->tokens_per_frame) return 1;
+    const int d = svg_pos(g, p, i) - svg_pos(g, p, j);
+    return d <= g->band && -d <= g->band;
+}
+
+/* Sink keys (first frame; in pattern order at positions p0·stride, p0 < P) within positions [a, b], a >= 0. */
+static int sinks_within(int P, int stride, int a, int b) {
+    if (b < a) return 0;
+    const int n = imin(P - 1, b / stride) - ceil_div(a, stride) + 1;
+    return n > 0 ? n : 0;
+}
+
+static int sink_stride(const SvgShape *g, AttnPattern p) { return p == ATTN_TEMPORAL ? g->frames : 1; }
+
+double svg_mask_density(const SvgShape *g, AttnPattern p) {
+    const int P = g->tokens_per_frame, L = g->frames * P, w = g->band;
+    if (p == ATTN_DENSE || w >= L - 1) return 1.0;
+    const int stride = sink_stride(g, p);
+    /* Rows in pattern order (pos is a bijection): the band's keys plus the sink keys outside the band. */
+    long long kept = 0;
+    for (int i = 0; i < L; i++) {
+        const int a = imax(0, i - w), b = imin(L - 1, i + w);
+        kept += (b - a + 1) + (P - sinks_within(P, stride, a, b));
+    }
+    return (double)kept / ((double)L * L);
+}
+
+void svg_tile_keys(const SvgShape *g, AttnPattern p, int q0, int q1, SvgTileKeys *out) {
+    const int P = g->tokens_per_frame, L = g->frames * P, w = g->band, T = SVG_TILE_KEYS;
+    out->nsink = 0;
+    if (p == ATTN_DENSE || w >= L - 1) {
+        out->band_lo = 0, out->band_hi = L;
+        return;
+    }
+    /* Key tiles meeting [q0 - w, q1 - 1 + w]. */
+    const int lo = imax(0, q0 - w), hi = (int)((long)q1 - 1 + w < L - 1 ? (long)q1 - 1 + w : L - 1);
+    out->band_lo = lo / T * T;
+    out->band_hi = imin(L, (hi / T + 1) * T);
+    /* First-frame key p0 sits at p0·stride: before the band tiles when p0 < ceil(band_lo / stride), after them
+     * when p0 >= ceil(band_hi / stride). */
+    const int stride = sink_stride(g, p);
+    const int below = imin(P, ceil_div(out->band_lo, stride)), above = imin(P, ceil_div(out->band_hi, stride));
+    if (below > 0) {
+        out->sink_lo[out->nsink] = 0, out->sink_hi[out->nsink] = below;
+        out->nsink++;
+    }
+    if (above < P) {
+        out->sink_lo[out->nsink] = above, out->sink_hi[out->nsink] = P;
+        out->nsink++;
+    }
+}
+
+/* Keys computed for a query tile: band tiles plus sink ranges. */
+static int tile_keys_count(const SvgTileKeys *tk) {
+    int n = tk->band_hi - tk->band_lo;
+    for (int s = 0; s < tk->nsink; s++) n += tk->sink_hi[s] - tk->sink_lo[s];
+    return n;
+}
+
+double svg_pattern_flops(const SvgShape *g, AttnPattern p, int head_dim) {
+    const int L = g->frames * g->tokens_per_frame, T = svg_tile(L);
+    double pairs = 0.0;
+    for (int q0 = 0; q0 < L; q0 += T) {
+        const int q1 = imin(L, q0 + T);
+        SvgTileKeys tk;
+        svg_tile_keys(g, p, q0, q1, &tk);
+        pairs += (double)(q1 - q0) * tile_keys_count(&tk);
+    }
+    return 4.0 * head_dim * pairs;
+}
+
+void svg_permute_rows(float *dst, const float *src, const SvgShape *g, int ld, int col, int width, int inverse) {
+    const int F = g->frames, P = g->tokens_per_frame;
+#pragma omp parallel for schedule(static) if ((long)F * P * width >= PAR_MIN_FLOATS)
+    for (int f = 0; f < F; f++)
+        for (int p = 0; p < P; p++) {
+            const size_t i = (size_t)f * P + p, t = (size_t)p * F + f; /* frame-major i, token-major t = pos(i) */
+            memcpy(dst + (inverse ? i : t) * ld + col, src + (inverse ? t : i) * ld + col, (size_t)width * sizeof(float));
+        }
+}
+
+int svg_plan_is_sparse(const AttentionPlan *plan) {
+    if (!plan || !plan->pattern) return 0;
+    for (int h = 0; h < plan->num_heads; h++)
+        if (plan->pattern[h] != ATTN_DENSE) return 1;
+    return 0;
+}
+
+/* Per thread: a score block of T rows × L keys plus one row (room for the profiler's two blocks of T/2 rows, or
+ * of one row when T = 1), then the gathered queries, the output block and the row sums (the profiler's queries,
+ * two outputs and row sums). */
+size_t svg_thread_floats(int L, int head_dim) {
+    const size_t T = (size_t)svg_tile(L);
+    return (T + 1) * (size_t)L + 3 * T * (size_t)head_dim + T;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* profiling */
+
+static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); } /* b > 0 */
+
+/* Calls fn(lo, hi, user) for the ranges of keys [lo, hi) (frame-major) that query i attends under pattern p: the
+ * first frame, then the band (spatial: one range, may overlap the first frame; temporal: one range per frame). */
+typedef void (*RangeFn)(int lo, int hi, void *user);
+static void attended_ranges(const SvgShape *g, AttnPattern p, int i, RangeFn fn, void *user) {
+    const int F = g->frames, P = g->tokens_per_frame, L = F * P, w = g->band;
+    if (p == ATTN_DENSE || w >= L - 1) {
+        fn(0, L, user);
+        return;
+    }
+    fn(0, P, user);
+    if (p == ATTN_SPATIAL) {
+        fn(imax(0, i - w), imin(L, i + w + 1), user);
+        return;
+    }
+    /* Key f·P + q sits at q·F + f in token-major order: within the band for q in [ceil((pi-w-f)/F),
+     * floor((pi+w-f)/F)]. */
+    const int pi = svg_pos(g, p, i);
+    for (int f = 1; f < F; f++) {
+        const int lo = imax(0, -floor_div(-(pi - w - f), F)), hi = imin(P - 1, floor_div(pi + w - f, F));
+        if (lo <= hi) fn(f * P + lo, f * P + hi + 1, user);
+    }
+}
+
+typedef struct {
+    float *dst;
+    const float *src;
+} CopyRange;
+
+static void copy_range(int lo, int hi, void *user) {
+    CopyRange *c = user;
+    memcpy(c->dst + lo, c->src + lo, (size_t)(hi - lo) * sizeof(float));
+}
+
+/* Recomputes the scores of query row qi (head columns) for the attended keys only, -inf elsewhere: the fallback
+ * when every attended key underflowed against the row's overall maximum. */
+typedef struct {
+    float *dst;
+    const float *qi, *k;
+    int ld, hd;
+    float scale;
+} ScoreRange;
+
+static void score_range(int lo, int hi, void *user) {
+    ScoreRange *c = user;
+    for (int j = lo; j < hi; j++) {
+        const float *kj = c->k + (size_t)j * c->ld;
+        float dot = 0.0f;
+        for (int d = 0; d < c->hd; d++) dot += c->qi[d] * kj[d];
+        c->dst[j] = c->scale * dot;
+    }
+}
+
+static float row_sum(const float *x, int n) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) sum += x[j];
+    return sum;
+}
+
+/* Exact and masked outputs share one exponentiation per row: E = exp(s - max s) over all keys; a mask keeps the
+ * entries of E it attends (a copy of ranges) and divides by their sum. Every mask attends the row's own key and
+ * the first frame, so its sum underflows only when its best score is ~87 below the row's best; that row is then
+ * recomputed from its attended keys alone. */
+void svg_profile_head(const float *q, const float *k, const float *v, const SvgShape *g, int heads, int head_dim,
+                      int head, int rows, float *scratch, double mse[2]) {
+    const int L = g->frames * g->tokens_per_frame, ld = heads * head_dim, col = head * head_dim, hd = head_dim;
+    const int T = svg_tile(L), c = T / 2 > 0 ? T / 2 : 1;
+    mse[0] = mse[1] = 0.0;
+    if (rows > L) rows = L;
+    if (rows < 1) return;
+    float *E = scratch, *Pr = E + (size_t)c * L;
+    float *Q = scratch + (size_t)(T + 1) * L, *O0 = Q + (size_t)c * hd, *O1 = O0 + (size_t)c * hd;
+    float *z = O1 + (size_t)c * hd; /* c row sums: inside the thread's last T floats */
+    const float scale = 1.0f / sqrtf((float)hd);
+    double sse[2] = {0.0, 0.0};
+    for (int r0 = 0; r0 < rows; r0 += c) {
+        const int n = imin(c, rows - r0);
+        int idx[SVG_TILE];
+        for (int a = 0; a < n; a++) {
+            idx[a] = (int)(((2L * (r0 + a) + 1) * L) / (2L * rows));
+            memcpy(Q + (size_t)a * hd, q + (size_t)idx[a] * ld + col, (size_t)hd * sizeof(float));
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, hd, scale, Q, hd, k + col, ld, 0.0f, E, L);
+        for (int a = 0; a < n; a++) z[a] = softmax_row_unnormalised(E + (size_t)a * L, L);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, L, 1.0f, E, L, v + col, ld, 0.0f, O0, hd);
+        for (int a = 0; a < n; a++)
+            for (int d = 0; d < hd; d++) O0[a * hd + d] /= z[a];
+        for (int m = 0; m < 2; m++) {
+            const AttnPattern p = m == 0 ? ATTN_SPATIAL : ATTN_TEMPORAL;
+            for (int a = 0; a < n; a++) {
+                float *pr = Pr + (size_t)a * L;
+                memset(pr, 0, (size_t)L * sizeof(float));
+                CopyRange cr = {.dst = pr, .src = E + (size_t)a * L};
+                attended_ranges(g, p, idx[a], copy_range, &cr);
+                z[a] = row_sum(pr, L);
+                if (!(z[a] > 1e-30f)) {
+                    for (int j = 0; j < L; j++) pr[j] = -INFINITY;
+                    ScoreRange sr = {.dst = pr, .qi = Q + (size_t)a * hd, .k = k + col, .ld = ld, .hd = hd, .scale = scale};
+                    attended_ranges(g, p, idx[a], score_range, &sr);
+                    z[a] = softmax_row_unnormalised(pr, L);
+                }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, L, 1.0f, Pr, L, v + col, ld, 0.0f, O1, hd);
+            for (int a = 0; a < n; a++)
+                for (int d = 0; d < hd; d++) {
+                    const double diff = (double)O1[a * hd + d] / z[a] - O0[a * hd + d];
+                    sse[m] += diff * diff;
+                }
+        }
+    }
+    mse[0] = sse[0] / ((double)rows * hd);
+    mse[1] = sse[1] / ((double)rows * hd);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the block-sparse kernel */
+
+typedef struct {
+    const float *q, *k, *v, *k_perm, *v_perm;
+    float *out;
+    SvgShape g;
+    int ld, hd;
+} SvgArgs;
+
+/* Query tile [q0, q0 + rows) (pattern order) of head h under pattern p. S: rows × (computed keys) scores; Qb, Ob:
+ * rows × hd; rowsum: rows. */
+static void tile_attention(const SvgArgs *A, int h, AttnPattern p, int q0, int rows, float *S, float *Qb, float *Ob,
+                           float *rowsum) {
+    const SvgShape *g = &A->g;
+    const int F = g->frames, P = g->tokens_per_frame, L = F * P, w = g->band;
+    const int ld = A->ld, hd = A->hd, col = h * hd, temporal = p == ATTN_TEMPORAL;
+    SvgTileKeys tk;
+    svg_tile_keys(g, p, q0, q0 + rows, &tk);
+    const int nb = tk.band_hi - tk.band_lo, n = tile_keys_count(&tk);
+
+    /* Queries in place for frame-major patterns; gathered into token-major order for temporal heads. */
+    const float *Q = A->q + (size_t)q0 * ld + col;
+    int ldq = ld;
+    if (temporal) {
+        for (int a = 0; a < rows; a++)
+            memcpy(Qb + (size_t)a * hd, A->q + (size_t)svg_token(g, p, q0 + a) * ld + col, (size_t)hd * sizeof(float));
+        Q = Qb, ldq = hd;
+    }
+    const float *Kb = (temporal ? A->k_perm : A->k) + (size_t)tk.band_lo * ld + col;
+    const float *Vb = (temporal ? A->v_perm : A->v) + (size_t)tk.band_lo * ld + col;
+    const float scale = 1.0f / sqrtf((float)hd);
+
+    /* Scores: the band tiles, then the sink ranges (first-frame rows in their original order). */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nb, hd, scale, Q, ldq, Kb, ld, 0.0f, S, n);
+    for (int s = 0, off = nb; s < tk.nsink; off += tk.sink_hi[s] - tk.sink_lo[s], s++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, tk.sink_hi[s] - tk.sink_lo[s], hd, scale, Q, ldq,
+                    A->k + (size_t)tk.sink_lo[s] * ld + col, ld, 0.0f, S + off, n);
+
+    /* Inside the band tiles a key outside the row's band stays only when it is a sink key: j < P in frame-major
+     * order, j % F == 0 in token-major order. Only the tiles' edges can hold such keys. */
+    if (p != ATTN_DENSE && w < L - 1) {
+        for (int a = 0; a < rows; a++) {
+            float *s = S + (size_t)a * n - tk.band_lo; /* s[j] for pattern position j */
+            const int i = q0 + a;
+            const int left_end = imin(i - w, tk.band_hi), right_start = imax(i + w + 1, tk.band_lo);
+            for (int j = tk.band_lo; j < left_end; j++)
+                if (temporal ? j % F != 0 : j >= P) s[j] = -INFINITY;
+            for (int j = right_start; j < tk.band_hi; j++)
+                if (temporal ? j % F != 0 : j >= P) s[j] = -INFINITY;
+        }
+    }
+    for (int a = 0; a < rows; a++) rowsum[a] = softmax_row_unnormalised(S + (size_t)a * n, n);
+
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, nb, 1.0f, S, n, Vb, ld, 0.0f, Ob, hd);
+    for (int s = 0, off = nb; s < tk.nsink; off += tk.sink_hi[s] - tk.sink_lo[s], s++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, tk.sink_hi[s] - tk.sink_lo[s], 1.0f, S + off,
+                    n, A->v + (size_t)tk.sink_lo[s] * ld + col, ld, 1.0f, Ob, hd);
+
+    for (int a = 0; a < rows; a++) {
+        const float inv = 1.0f / rowsum[a];
+        float *o = A->out + (size_t)svg_token(g, p, q0 + a) * ld + col;
+        const float *ob = Ob + (size_t)a * hd;
+#pragma omp simd
+        for (int d = 0; d < hd; d++) o[d] = ob[d] * inv;
+    }
+}
+
+int svg_attention(float *out, const float *q, const float *k, const float *v, int heads, int head_dim,
+                  AttentionPlan *plan, float *k_perm, float *v_perm, float *scratch, size_t scratch_floats) {
+    const long Ll = (long)plan->frames * plan->tokens_per_frame;
+    const int ok = plan->frames > 0 && plan->tokens_per_frame > 0 && Ll <= INT_MAX / 2 && heads > 0 &&
+                   head_dim > 0 && plan->num_heads == heads && plan->pattern && out && q && k && v && k_perm &&
+                   v_perm && scratch;
+    const int L = ok ? (int)Ll : 0;
+    const size_t per_thread = ok ? svg_thread_floats(L, head_dim) : 1;
+    int nt = omp_get_max_threads();
+    if ((size_t)nt * per_thread > scratch_floats) nt = (int)(scratch_floats / per_thread);
+    if (!ok || nt < 1) {
+        /* The caller runs dense attention instead; the plan says so. */
+        if (plan->pattern)
+            for (int h = 0; h < plan->num_heads; h++) plan->pattern[h] = ATTN_DENSE;
+        return -1;
+    }
+    const int hd = head_dim, ld = heads * hd, T = svg_tile(L), ntiles = (L + T - 1) / T;
+    SvgArgs A = {.q = q, .k = k, .v = v, .k_perm = k_perm, .v_perm = v_perm, .out = out, .ld = ld, .hd = hd};
+    A.g.frames = plan->frames, A.g.tokens_per_frame = plan->tokens_per_frame;
+    A.g.band = plan->band_tokens > 0 ? imin(plan->band_tokens, L) : svg_band_for_sparsity(L, plan->sparsity);
+    plan->band_tokens = A.g.band;
+    plan->sink_tokens = plan->tokens_per_frame;
+    double flops = 0.0;
+
+    /* 1. Classify the heads that are to run sparse. */
+    if (plan->profile_rows > 0) {
+        const int rows = imin(plan->profile_rows, L);
+        int nprof = 0;
+        for (int h = 0; h < heads; h++) nprof += plan->pattern[h] != ATTN_DENSE;
+#pragma omp parallel for num_threads(imax(1, imin(nt, nprof))) schedule(dynamic, 1)
+        for (int h = 0; h < heads; h++) {
+            if (plan->pattern[h] == ATTN_DENSE) continue;
+            double mse[2];
+            svg_profile_head(q, k, v, &A.g, heads, hd, h, rows, scratch + (size_t)omp_get_thread_num() * per_thread,
+                             mse);
+            plan->pattern[h] = mse[1] < mse[0] ? ATTN_TEMPORAL : ATTN_SPATIAL;
+        }
+        flops += nprof * 8.0 * hd * rows * (double)L;
+    }
+
+    /* 2. Temporal heads: K and V into token-major order, so that their pattern is a band too. */
+    for (int h = 0; h < heads; h++) {
+        if (plan->pattern[h] != ATTN_TEMPORAL) continue;
+        svg_permute_rows(k_perm, k, &A.g, ld, h * hd, hd, 0);
+        svg_permute_rows(v_perm, v, &A.g, ld, h * hd, hd, 0);
+    }
+
+    /* 3. The tiles. */
+    const int ntasks = heads * ntiles;
+#pragma omp parallel num_threads(imin(nt, ntasks))
+    {
+        float *S = scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *Qb = S + (size_t)(T + 1) * L, *Ob = Qb + (size_t)T * hd, *rowsum = Ob + (size_t)T * hd;
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < ntasks; t++) {
+            const int h = t / ntiles, q0 = (t % ntiles) * T;
+            tile_attention(&A, h, plan->pattern[h], q0, imin(T, L - q0), S, Qb, Ob, rowsum);
+        }
+    }
+
+    for (int h = 0; h < heads; h++) {
+        flops += svg_pattern_flops(&A.g, plan->pattern[h], hd);
+        if (plan->density) plan->density[h] = (float)svg_mask_density(&A.g, plan->pattern[h]);
+    }
+    plan->flops_dense = 4.0 * (double)L * L * ld;
+    plan->flops_done = flops;
+    return 0;
+}

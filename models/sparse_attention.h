@@ -1,0 +1,117 @@
+/* Sparse VideoGen attention on the CPU (DESIGN §4 "svg"; svg-project/Sparse-VideoGen, its Wan2.1 path).
+ *
+ * Tokens are frame-major: token i = f·P + p for frame f < F and spatial position p < P (P = th·tw tokens per
+ * frame), L = F·P. Each head runs under one pattern (AttnPattern in models/backend.h), defined through the index
+ * of a token in the pattern's own order:
+ *     spatial   pos(i) = i          = f·P + p   frame-major: a band around a query covers its own and the
+ *                                               neighbouring frames
+ *     temporal  pos(i) = p·F + f                token-major (the layout permutation): a band covers the same and
+ *                                               nearby spatial positions in every frame
+ *     dense     every key
+ * Query i attends key j when
+ *     |pos(i) - pos(j)| <= w      (the band, half-width w tokens)
+ *  or j < P                       (the whole first frame: an attention sink kept by both patterns)
+ *
+ * Band width from the sparsity s (the fraction of (query, key) pairs to skip), svg_band_for_sparsity:
+ *     w = ceil(L · (1 - sqrt(s)))
+ * The pairs outside a band |pos(i) - pos(j)| <= w of an L×L grid are two triangles of side L - w: the masked
+ * fraction is (1 - w/L)² = s. s = 0 gives w = L (dense); s = 1 gives w = 0 (the diagonal and the sink). The sink
+ * adds back at most P/L of the pairs; svg_mask_density gives the exact density. The reference's sparsity_to_width
+ * computes the same band as L·(1 - sqrt(1 - s_ref)) from s_ref = the fraction KEPT (its "--sparsity 0.25" for
+ * Wan2.1 is our sparsity 0.75) and rounds w up to its 128-token tile; we keep w exact (partial tiles are masked).
+ *
+ * Block-sparse execution (svg_attention). Tiles of svg_tile(L) query rows × SVG_TILE_KEYS keys, in the pattern's
+ * order. For the query tile [q0, q1) the band needs keys [q0 - w, q1 - 1 + w]; the key tiles that meet that
+ * interval are computed (one GEMM over their contiguous run), with the mask applied exactly inside them (a key there is kept when it is in the row's band or
+ * is a sink key). The sink keys outside those tiles are computed from the first frame's rows in their original
+ * order: every pair there is attended, so no tile ever computed is fully masked, and no key is computed twice.
+ * Temporal heads have their K and V rows permuted into token-major order (svg_permute_rows), so that both
+ * patterns are bands; their query rows are gathered per tile and the output rows scattered back.
+ *
+ * Profiling (online, at every sparse call, as the reference does): for every non-dense head, `rows` query rows
+ * evenly strided over the sequence (row r_a = floor((2a + 1)·L / (2·rows)), deterministic) get their exact
+ * attention output and their output under the spatial and under the temporal mask; the head takes the pattern
+ * with the lower mean squared error (spatial on a tie). The reference samples rows at random and profiles with a
+ * fixed 1.5-frame block mask without the sink; we profile with the masks that will actually run.
+ *
+ * FLOPs (2 per multiply-add, like models/dit.h): 4·head_dim per computed (query, key) pair (QKᵀ and PV), plus
+ * 8·head_dim·rows·L per profiled head (one QKᵀ for the sampled rows, three PV: exact, spatial, temporal). */
+#ifndef CACHEBENCH_SPARSE_ATTENTION_H
+#define CACHEBENCH_SPARSE_ATTENTION_H
+
+#include <stddef.h>
+
+#include "models/backend.h"
+
+/* Tiles: SVG_TILE query rows (each task's GEMMs re-pack the keys they read, so more rows amortise that better)
+ * × SVG_TILE_KEYS keys. The needed key tiles of a query tile are contiguous and run as one GEMM, so a key grid
+ * finer than the reference's 128 costs nothing and computes fewer masked pairs at the band's edges (our sequences
+ * are short: 512 tokens for the tiny model, where a 64-key grid alone added 16% of dense attention). */
+enum { SVG_TILE = 64, SVG_TILE_KEYS = 16 };
+
+typedef struct {
+    int frames;             /* F */
+    int tokens_per_frame;   /* P; L = F·P, and keys [0, P) are the sink */
+    int band;               /* w >= 0, in tokens; w >= L - 1 leaves nothing masked */
+} SvgShape;
+
+/* w = ceil(L·(1 - sqrt(s))), s clamped to [0, 1]. */
+int svg_band_for_sparsity(int L, double sparsity);
+
+/* Query rows per tile for a sequence of L tokens: SVG_TILE, or L when shorter. */
+int svg_tile(int L);
+
+/* Index of token i (frame-major) in the pattern's order, and back. Dense and spatial: the identity. */
+int svg_pos(const SvgShape *g, AttnPattern p, int i);
+int svg_token(const SvgShape *g, AttnPattern p, int pos);
+
+/* The mask itself, naively: 1 when query i attends key j (both frame-major). The definition every other function
+ * here is tested against. */
+int svg_mask(const SvgShape *g, AttnPattern p, int i, int j);
+
+/* Fraction of the L² (query, key) pairs the mask keeps, counted exactly in O(L). */
+double svg_mask_density(const SvgShape *g, AttnPattern p);
+
+/* The keys computed for query tile [q0, q1) (pattern order). */
+typedef struct {
+    int band_lo, band_hi;   /* key tiles [band_lo, band_hi) in pattern order (multiples of SVG_TILE_KEYS, or L),
+                               masked exactly */
+    int nsink;              /* 0..2 ranges of first-frame keys outside the band tiles, all attended: */
+    int sink_lo[2], sink_hi[2]; /* original (frame-major) rows [sink_lo, sink_hi) */
+} SvgTileKeys;
+void svg_tile_keys(const SvgShape *g, AttnPattern p, int q0, int q1, SvgTileKeys *out);
+
+/* FLOPs one head spends on its tiles under pattern p (4·head_dim per computed pair; profiling not included). */
+double svg_pattern_flops(const SvgShape *g, AttnPattern p, int head_dim);
+
+/* Layout permutation of one head's columns [col, col + width) of row-major [L][ld] arrays:
+ * inverse = 0: dst[pos(i)] = src[i] (frame-major -> token-major); inverse = 1: dst[i] = src[pos(i)]. */
+void svg_permute_rows(float *dst, const float *src, const SvgShape *g, int ld, int col, int width, int inverse);
+
+/* 1 when the plan asks for anything but dense attention (some head not ATTN_DENSE). */
+int svg_plan_is_sparse(const AttentionPlan *plan);
+
+/* Per-thread scratch svg_attention needs for L tokens of head_dim; it runs on as many threads as the scratch
+ * it is given holds (at most omp_get_max_threads()). */
+size_t svg_thread_floats(int L, int head_dim);
+
+/* Profiles one head (columns [head·head_dim, (head+1)·head_dim) of q, k, v, each [L][heads·head_dim], frame-major)
+ * on `rows` evenly strided query rows: mse[0] = spatial, mse[1] = temporal, each the mean over the sampled rows and
+ * head_dim of (masked output - exact output)². scratch: svg_thread_floats(L, head_dim) floats. */
+void svg_profile_head(const float *q, const float *k, const float *v, const SvgShape *g, int heads, int head_dim,
+                      int head, int rows, float *scratch, double mse[2]);
+
+/* Self-attention of q, k, v ([L][heads·head_dim] each, frame-major, after RoPE) into out, per the plan:
+ *   reads  plan->frames, tokens_per_frame (L = their product), pattern[heads] (ATTN_DENSE heads attend every key),
+ *          band_tokens (> 0: the band half-width; <= 0: svg_band_for_sparsity(L, plan->sparsity)), profile_rows
+ *          (> 0: classify every non-dense head as spatial or temporal first, overwriting pattern[h]);
+ *   writes pattern (when profiling), band_tokens (the band used), sink_tokens (= P), density[h] (svg_mask_density
+ *          of the head's pattern, when density is non-NULL), flops_dense (4·L²·heads·head_dim) and flops_done
+ *          (the tiles computed plus profiling).
+ * k_perm, v_perm: [L][heads·head_dim] workspaces for the permuted K, V of temporal heads. scratch: at least
+ * svg_thread_floats(L, head_dim) floats. Returns 0, or -1 (out untouched, every pattern set to ATTN_DENSE) when
+ * the plan's shape does not match or the scratch holds less than one thread's share. */
+int svg_attention(float *out, const float *q, const float *k, const float *v, int heads, int head_dim,
+                  AttentionPlan *plan, float *k_perm, float *v_perm, float *scratch, size_t scratch_floats);
+
+#endif

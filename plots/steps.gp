@@ -1,0 +1,42 @@
+# One run of a cachebench sweep step by step: the strategy's signal and transformation rate k, its accumulator
+# against the threshold, and which model calls were computed or reused.
+# Variables: data   steps_<strategy>.dat (columns: step sigma computed_cond computed_uncond, then per branch
+#                   cond/uncond: signal accumulator threshold k; NaN where the strategy records nothing)
+#            out    PNG file;  title  plot title;  steps  number of sampling steps
+if (!exists("title")) title = ""
+if (!exists("steps")) steps = 50
+set terminal pngcairo size 1000,800 noenhanced font "DejaVu Sans,10"
+set output out
+set xrange [-0.5:steps-0.5]
+if (steps <= 20) set xtics 1
+set grid
+set key outside right top
+set multiplot layout 3,1 title title
+set lmargin 12
+set rmargin 22
+set ylabel "signal"
+set y2label "k (transformation rate)"
+set y2tics
+set ytics nomirror
+# The zero line keeps a panel drawable when the strategy records nothing in it (static, none).
+plot data using 1:5 with linespoints pt 7 ps 0.6 lc 1 title "signal (cond)", \
+     data using 1:9 with linespoints pt 6 ps 0.6 lc 3 dt 2 title "signal (uncond)", \
+     data using 1:8 axes x1y2 with linespoints pt 5 ps 0.6 lc 2 title "k (cond, right axis)", \
+     0 with lines lc rgb "gray70" notitle, 0 axes x1y2 with lines lc rgb "gray70" notitle
+unset y2label
+unset y2tics
+set ytics mirror
+set ylabel "accumulator"
+plot data using 1:6 with linespoints pt 7 ps 0.6 lc 4 title "accumulator (cond)", \
+     data using 1:10 with linespoints pt 6 ps 0.6 lc 6 dt 2 title "accumulator (uncond)", \
+     data using 1:7 with lines lw 2 lc rgb "red" dt 3 title "threshold", \
+     0 with lines lc rgb "gray70" notitle
+set ylabel "calls"
+set xlabel "sampling step"
+set yrange [-0.7:1.7]
+set ytics ("uncond" 0, "cond" 1)
+plot data using 1:($3 == 1 ? 1 : NaN) with points pt 5 ps 1.0 lc rgb "#1f4e79" title "computed", \
+     data using 1:($3 == 0 ? 1 : NaN) with points pt 4 ps 1.0 lc rgb "#d62728" title "reused", \
+     data using 1:($4 == 1 ? 0 : NaN) with points pt 5 ps 1.0 lc rgb "#1f4e79" notitle, \
+     data using 1:($4 == 0 ? 0 : NaN) with points pt 4 ps 1.0 lc rgb "#d62728" notitle
+unset multiplot

@@ -1,0 +1,18 @@
+# Speed-up vs quality of a cachebench sweep, one colour per strategy, its Pareto front as a line.
+# Variables (gnuplot -e "..."): data  tradeoff_<metric>.dat (blocks per strategy: header line "<strategy> ...",
+#                                     then "speedup value setting" rows)
+#                               front front_<metric>.dat (same blocks, front points sorted by speed-up)
+#                               out   PNG file;  ylabel  y axis label
+# Written by results/plots.c; runnable by hand on any sweep folder's plots/*.dat.
+if (!exists("ylabel")) ylabel = "quality vs baseline"
+set terminal pngcairo size 1000,650 noenhanced font "DejaVu Sans,11"
+set output out
+set title "Speed-up vs quality (each point: one setting, mean over prompts and seeds; lines: Pareto fronts)"
+set xlabel "speed-up (wall clock, full inference = 1)"
+set ylabel ylabel
+set grid
+set key outside right top box
+set offsets graph 0.05, graph 0.12, graph 0.08, graph 0.05
+plot for [i=0:*] data index i using 1:2 with points pt 7 ps 1.4 lc i+1 title columnheader(1), \
+     for [i=0:*] front index i using 1:2 with lines lw 2 lc i+1 notitle, \
+     for [i=0:*] data index i using 1:2:3 with labels offset 0,0.9 font ",8" tc lt i+1 notitle

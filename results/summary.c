@@ -1,0 +1,544 @@
+/* summary.tsv, report.md and the frame strip of a sweep folder, from its run files (definitions: summary.h). */
+#include "results/summary.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "metrics/image.h"
+#include "metrics/metrics.h"
+#include "results/plots.h"
+#include "results/record.h"
+#include "results/strip.h"
+#include "strategies/strategy.h"
+
+void summary_format(char *buf, size_t cap, const char *fmt, double v) {
+    if (isnan(v)) snprintf(buf, cap, "NA");
+    else if (isinf(v)) snprintf(buf, cap, v > 0 ? "inf" : "-inf");
+    else snprintf(buf, cap, fmt, v);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Loading */
+
+static int strategy_rank(const char *name) {
+    for (int i = 0; i < strategy_count(); i++)
+        if (strcmp(strategy_at(i)->name, name) == 0) return i;
+    return strategy_count();
+}
+
+/* Orders canonical specs by their parameters, numbers as numbers (thresh=0.1 after thresh=0.05). */
+static int compare_specs(const char *a, const char *b) {
+    StrategyParams pa, pb;
+    if (strategy_parse_spec(a, &pa, NULL) || strategy_parse_spec(b, &pb, NULL)) return strcmp(a, b);
+    int c = strcmp(pa.name, pb.name);
+    if (c) return c;
+    for (int i = 0; i < pa.count && i < pb.count; i++) {
+        if ((c = strcmp(pa.keys[i], pb.keys[i]))) return c;
+        char *ea, *eb;
+        double va = strtod(pa.values[i], &ea), vb = strtod(pb.values[i], &eb);
+        if (!*ea && !*eb && ea != pa.values[i] && eb != pb.values[i]) {
+            if (va != vb) return va < vb ? -1 : 1;
+        } else if ((c = strcmp(pa.values[i], pb.values[i]))) {
+            return c;
+        }
+    }
+    return pa.count - pb.count;
+}
+
+static int compare_rows(const void *x, const void *y) {
+    const SummaryRow *a = x, *b = y;
+    int c = strategy_rank(a->strategy) - strategy_rank(b->strategy);
+    if (c) return c;
+    if ((c = strcmp(a->strategy, b->strategy))) return c;
+    if ((c = compare_specs(a->spec, b->spec))) return c;
+    if ((c = strcmp(a->prompt_id, b->prompt_id))) return c;
+    return a->seed < b->seed ? -1 : a->seed > b->seed;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int add_row(Summary *s, const char *path, const char *name, const RunRecord *r, Error *err) {
+    if (s->count % 64 == 0) {
+        SummaryRow *p = realloc(s->rows, (size_t)(s->count + 64) * sizeof *p);
+        if (!p) return error_set(err, "out of memory");
+        s->rows = p;
+    }
+    SummaryRow *row = &s->rows[s->count++];
+    memset(row, 0, sizeof *row);
+    snprintf(row->run_id, sizeof row->run_id, "%.*s", (int)(strlen(name) - 3), name);
+    snprintf(row->file, sizeof row->file, "%s", path);
+    snprintf(row->strategy, sizeof row->strategy, "%s", r->strategy);
+    snprintf(row->spec, sizeof row->spec, "%s", r->strategy_spec);
+    snprintf(row->prompt_id, sizeof row->prompt_id, "%s", r->prompt_id);
+    snprintf(row->prompt, sizeof row->prompt, "%s", r->prompt);
+    row->seed = r->seed;
+    row->steps = r->steps;
+    row->calls_computed = r->calls_computed;
+    row->calls_total = r->calls_total;
+    row->hit_rate = r->calls_total ? (double)r->calls_skipped / r->calls_total : NAN;
+    row->wall_s = r->wall_seconds;
+    row->failed = r->failed;
+    row->failed_step = r->failed_step;
+    row->speedup_wall = NAN;
+    row->speedup_flops = !r->failed && r->flops_spent > 0 ? r->flops_full / r->flops_spent : NAN;
+    row->psnr = row->ssim = row->lpips = NAN;
+    row->baseline = -1;
+    if (!r->failed && r->metrics.frames > 0) {
+        row->psnr = r->metrics.psnr_mean;
+        row->ssim = r->metrics.ssim_mean;
+        if (r->metrics.lpips_available) {
+            row->lpips = r->metrics.lpips_mean;
+            s->lpips_available = 1;
+        }
+    }
+    if (s->count == 1) {
+        snprintf(s->model, sizeof s->model, "%s", r->model);
+        snprintf(s->weights_path, sizeof s->weights_path, "%s", r->weights_path);
+        snprintf(s->weights_sha256, sizeof s->weights_sha256, "%s", r->weights_sha256);
+        snprintf(s->backend, sizeof s->backend, "%s", r->backend);
+        snprintf(s->device, sizeof s->device, "%s", r->device);
+        snprintf(s->version, sizeof s->version, "%s", r->version);
+        s->steps = r->steps;
+        s->frames = r->frames, s->height = r->height, s->width = r->width;
+    }
+    return 0;
+}
+
+int summary_load(const char *sweep_dir, Summary *s, Error *err) {
+    memset(s, 0, sizeof *s);
+    char runs_dir[2100];
+    if (strlen(sweep_dir) >= 2048) return error_set(err, "sweep folder path too long: %.60s...", sweep_dir);
+    snprintf(runs_dir, sizeof runs_dir, "%s/runs", sweep_dir);
+    DIR *d = opendir(runs_dir);
+    if (!d) return error_set(err, "%s: not a sweep folder (cannot open runs/: %s)", sweep_dir, strerror(errno));
+    /* Sorted names, so that which file gives the sweep-wide attributes does not depend on readdir. */
+    char **names = NULL;
+    int n = 0, cap = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!ends_with(e->d_name, ".h5") || e->d_name[0] == '.') continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **p = realloc(names, (size_t)cap * sizeof *names);
+            if (!p) {
+                rc = error_set(err, "out of memory");
+                break;
+            }
+            names = p;
+        }
+        if (!(names[n] = strdup(e->d_name))) {
+            rc = error_set(err, "out of memory");
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(names, (size_t)n, sizeof *names, compare_names);
+    for (int i = 0; i < n && !rc; i++) {
+        char path[sizeof s->rows[0].file];
+        snprintf(path, sizeof path, "%s/%s", runs_dir, names[i]);
+        RunRecord r;
+        Error rerr = {{0}};
+        if (record_read(path, &r, &rerr)) {
+            /* A foreign or damaged file must not hide the rest of an overnight sweep: counted and left out. */
+            if (!s->unreadable++) snprintf(s->unreadable_msg, sizeof s->unreadable_msg, "%s", rerr.msg);
+            continue;
+        }
+        rc = add_row(s, path, names[i], &r, err);
+        record_free(&r);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (rc) {
+        summary_free(s);
+        return -1;
+    }
+    if (s->count) qsort(s->rows, (size_t)s->count, sizeof *s->rows, compare_rows);
+    /* Baselines: the complete "none" run of the same prompt and seed. */
+    for (int i = 0; i < s->count; i++) {
+        SummaryRow *row = &s->rows[i];
+        for (int j = 0; j < s->count; j++) {
+            const SummaryRow *b = &s->rows[j];
+            if (strcmp(b->strategy, "none") || strcmp(b->prompt_id, row->prompt_id) || b->seed != row->seed) continue;
+            row->baseline = j;
+            if (!row->failed && !b->failed && row->wall_s > 0) row->speedup_wall = b->wall_s / row->wall_s;
+            break;
+        }
+    }
+    return 0;
+}
+
+void summary_free(Summary *s) {
+    free(s->rows);
+    memset(s, 0, sizeof *s);
+}
+
+/* Writes via "<path>.<pid>.tmp" and rename: `plot` may run while a sweep finishes in the same folder. */
+static FILE *open_tmp(const char *path, char *tmp, size_t cap, Error *err) {
+    snprintf(tmp, cap, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) error_set(err, "%s: cannot write: %s", tmp, strerror(errno));
+    return f;
+}
+
+static int close_tmp(FILE *f, const char *tmp, const char *path, Error *err) {
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        unlink(tmp);
+        return error_set(err, "%s: write error", path);
+    }
+    if (rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return error_set(err, "%s: cannot rename into place: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int summary_write_tsv(const Summary *s, const char *path, Error *err) {
+    char tmp[PATH_MAX + 32];
+    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
+    if (!f) return -1;
+    fputs("run_id\tstrategy\tparams\tprompt_id\tseed\tsteps\tcalls_computed\tcalls_total\thit_rate\twall_s\t"
+          "speedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\n",
+          f);
+    for (int i = 0; i < s->count; i++) {
+        const SummaryRow *r = &s->rows[i];
+        char hit[32], wall[32], sw[32], sf[32], psnr[32], ssim[32], lpips[32];
+        summary_format(hit, sizeof hit, "%.4f", r->hit_rate);
+        summary_format(wall, sizeof wall, "%.3f", r->wall_s);
+        summary_format(sw, sizeof sw, "%.3f", r->speedup_wall);
+        summary_format(sf, sizeof sf, "%.4f", r->speedup_flops);
+        summary_format(psnr, sizeof psnr, "%.4f", r->psnr);
+        summary_format(ssim, sizeof ssim, "%.6f", r->ssim);
+        summary_format(lpips, sizeof lpips, "%.6f", r->lpips);
+        fprintf(f, "%s\t%s\t%s\t%s\t%llu\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r->run_id, r->strategy, r->spec,
+                r->prompt_id, (unsigned long long)r->seed, r->steps, r->calls_computed, r->calls_total, hit, wall, sw,
+                sf, psnr, ssim, lpips, r->failed ? "failed" : "complete");
+    }
+    return close_tmp(f, tmp, path, err);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Aggregates */
+
+int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *err) {
+    *groups = NULL;
+    *count = 0;
+    SummaryGroup *g = calloc((size_t)(s->count ? s->count : 1), sizeof *g);
+    if (!g) return error_set(err, "out of memory");
+    int n = 0;
+    for (int i = 0; i < s->count;) {
+        SummaryGroup *G = &g[n++];
+        snprintf(G->strategy, sizeof G->strategy, "%s", s->rows[i].strategy);
+        snprintf(G->spec, sizeof G->spec, "%s", s->rows[i].spec);
+        G->first = i;
+        while (i < s->count && strcmp(s->rows[i].spec, G->spec) == 0) i++;
+        G->count = i - G->first;
+        double wall = 0, base = 0, mse = 0, flops = 0, ssim = 0, lpips = 0;
+        int n_mse = 0, n_ssim = 0, n_lpips = 0;
+        for (int j = G->first; j < i; j++) {
+            const SummaryRow *r = &s->rows[j];
+            G->failed += r->failed;
+            if (r->failed || r->baseline < 0 || s->rows[r->baseline].failed) continue;
+            G->used++;
+            wall += r->wall_s;
+            base += s->rows[r->baseline].wall_s;
+            flops += r->speedup_flops;
+            /* PSNR = 10·log10(1/MSE), so MSE = 10^(-PSNR/10): exact for the video-level PSNR of each run. */
+            if (!isnan(r->psnr)) mse += isinf(r->psnr) ? 0.0 : pow(10.0, -r->psnr / 10.0), n_mse++;
+            if (!isnan(r->ssim)) ssim += r->ssim, n_ssim++;
+            if (!isnan(r->lpips)) lpips += r->lpips, n_lpips++;
+        }
+        G->latency = G->used ? wall / G->used : NAN;
+        G->base_latency = G->used ? base / G->used : NAN;
+        G->speedup_wall = G->used && wall > 0 ? base / wall : NAN;
+        G->speedup_flops = G->used ? flops / G->used : NAN;
+        G->psnr = n_mse ? (mse > 0 ? 10.0 * log10(n_mse / mse) : INFINITY) : NAN;
+        G->ssim = n_ssim ? ssim / n_ssim : NAN;
+        G->lpips = n_lpips ? lpips / n_lpips : NAN;
+    }
+    *groups = g;
+    *count = n;
+    return 0;
+}
+
+int summary_best(const Summary *s, const SummaryGroup *g, int ng, double min_speedup, StrategyBest **best, int *count,
+                 int *report_row, Error *err) {
+    *best = NULL;
+    *count = 0;
+    *report_row = -1;
+    for (int i = 0; i < s->count && *report_row < 0; i++)
+        if (strcmp(s->rows[i].strategy, "none") == 0 && !s->rows[i].failed) *report_row = i;
+    StrategyBest *b = calloc((size_t)(ng ? ng : 1), sizeof *b);
+    if (!b) return error_set(err, "out of memory");
+    int n = 0;
+    for (int i = 0; i < ng; i++) {
+        if (strcmp(g[i].strategy, "none") == 0) continue;
+        if (n == 0 || strcmp(b[n - 1].strategy, g[i].strategy)) {
+            snprintf(b[n].strategy, sizeof b[n].strategy, "%s", g[i].strategy);
+            b[n].best_group = b[n].best_row = -1;
+            n++;
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        int pick = -1, fast = -1;
+        for (int i = 0; i < ng; i++) {
+            if (strcmp(g[i].strategy, b[k].strategy) || isnan(g[i].psnr) || isnan(g[i].speedup_flops)) continue;
+            if (g[i].speedup_flops >= min_speedup &&
+                (pick < 0 || g[i].psnr > g[pick].psnr ||
+                 (g[i].psnr == g[pick].psnr && g[i].speedup_flops > g[pick].speedup_flops)))
+                pick = i;
+            if (fast < 0 || g[i].speedup_flops > g[fast].speedup_flops ||
+                (g[i].speedup_flops == g[fast].speedup_flops && g[i].psnr > g[fast].psnr))
+                fast = i;
+        }
+        b[k].best_group = pick >= 0 ? pick : fast;
+        if (b[k].best_group < 0) continue;
+        const SummaryGroup *G = &g[b[k].best_group];
+        for (int j = G->first; j < G->first + G->count; j++) {
+            const SummaryRow *r = &s->rows[j];
+            if (*report_row >= 0 && strcmp(r->prompt_id, s->rows[*report_row].prompt_id) == 0 &&
+                r->seed == s->rows[*report_row].seed) {
+                b[k].best_row = j;
+                break;
+            }
+            if (b[k].best_row < 0 && !r->failed) b[k].best_row = j;
+        }
+    }
+    *best = b;
+    *count = n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Frame strip and report */
+
+/* plots/strip.png: the report prompt's baseline (top row) and each strategy's best run below it. */
+static int write_strip(const char *sweep_dir, const Summary *s, const StrategyBest *b, int nb, int report_row,
+                       int *rows_drawn, Error *err) {
+    *rows_drawn = 0;
+    if (report_row < 0) return 0;
+    RunRecord *recs = calloc((size_t)nb + 1, sizeof *recs);
+    const uint8_t **videos = calloc((size_t)nb + 1, sizeof *videos);
+    int n = 0, rc = 0;
+    if (!recs || !videos) {
+        rc = error_set(err, "out of memory");
+        goto done;
+    }
+    for (int k = -1; k < nb && !rc; k++) {
+        int row = k < 0 ? report_row : b[k].best_row;
+        if (row < 0) continue;
+        if (record_read(s->rows[row].file, &recs[n], err)) {
+            rc = -1;
+            break;
+        }
+        if (recs[n].frames != recs[0].frames || recs[n].height != recs[0].height || recs[n].width != recs[0].width) {
+            rc = error_set(err, "%s: video size differs from the baseline's", s->rows[row].file);
+            n++;
+            break;
+        }
+        videos[n] = recs[n].video;
+        n++;
+    }
+    if (!rc && n) {
+        Image img;
+        int scale = recs[0].height < 128 ? 2 : 1; /* 64-pixel frames are hard to judge at their own size */
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/plots/strip.png", sweep_dir);
+        rc = strip_compose(videos, n, recs[0].frames, recs[0].height, recs[0].width, scale, 4, &img, err);
+        if (!rc) {
+            rc = image_write_png(path, img.rgb, img.height, img.width, err);
+            image_free(&img);
+        }
+        if (!rc) *rows_drawn = n;
+    }
+done:
+    if (recs)
+        for (int i = 0; i < n; i++) record_free(&recs[i]);
+    free(recs);
+    free(videos);
+    return rc;
+}
+
+static void md_num(char *buf, size_t cap, const char *fmt, double v) {
+    if (isnan(v)) snprintf(buf, cap, "–");
+    else if (isinf(v)) snprintf(buf, cap, "∞");
+    else snprintf(buf, cap, fmt, v);
+}
+
+static int plot_exists(const char *sweep_dir, const char *name) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/plots/%s", sweep_dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static int write_report(const char *sweep_dir, const Summary *s, const SummaryGroup *g, int ng,
+                        const StrategyBest *b, int nb, int report_row, int strip_rows, double min_speedup,
+                        Error *err) {
+    char path[PATH_MAX], tmp[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/report.md", sweep_dir);
+    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
+    if (!f) return -1;
+    int failed = 0, prompts = 0;
+    for (int i = 0; i < s->count; i++) {
+        failed += s->rows[i].failed;
+        if (strcmp(s->rows[i].strategy, "none") == 0) prompts++; /* baselines = prompt × seed pairs */
+    }
+    fprintf(f, "# Sweep report\n\n");
+    char sha[48] = "";
+    if (strlen(s->weights_sha256) == 64) snprintf(sha, sizeof sha, " (sha256 %.16s…)", s->weights_sha256);
+    fprintf(f, "%d runs (%d failed) in `runs/`, %d prompt × seed pairs. Model `%s`, weights `%s`%s, %d steps, "
+               "%d frames of %d×%d, backend %s on %s; cachebench %s.\n\n",
+            s->count, failed, prompts, s->model, s->weights_path, sha, s->steps, s->frames, s->height, s->width,
+            s->backend, s->device, s->version);
+    if (s->unreadable)
+        fprintf(f, "**%d run file(s) could not be read and are left out** (first: %s).\n\n", s->unreadable,
+                s->unreadable_msg);
+    fprintf(f, "## Results\n\n");
+    fprintf(f, "| Method | Latency (s) | Speed-up | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
+    fprintf(f, "|:--|--:|--:|--:|--:|--:|\n");
+    for (int i = 0; i < ng; i++) {
+        const SummaryGroup *G = &g[i];
+        char lat[32], sp[32], psnr[32], ssim[32], lpips[32];
+        md_num(lat, sizeof lat, "%.2f", G->latency);
+        md_num(sp, sizeof sp, "%.2f×", G->speedup_wall);
+        md_num(psnr, sizeof psnr, "%.2f", G->psnr);
+        md_num(ssim, sizeof ssim, "%.4f", G->ssim);
+        md_num(lpips, sizeof lpips, "%.4f", G->lpips);
+        char name[300];
+        if (strcmp(G->strategy, "none") == 0) snprintf(name, sizeof name, "none (full inference)");
+        else snprintf(name, sizeof name, "%s", G->spec);
+        fprintf(f, "| %s%s | %s | %s | %s | %s | %s |\n", name, G->failed ? " (some runs failed)" : "", lat, sp, psnr,
+                ssim, lpips);
+    }
+    fprintf(f, "\nOne row per setting, averaged over the prompts and seeds of its complete runs. Latency: wall-clock "
+               "seconds of one sampling run. Speed-up: mean baseline latency / mean latency over the same prompts and "
+               "seeds. PSNR: 10·log10(1/MSE) with the MSE over all pixels of all those videos against their "
+               "baselines (∞: identical to full inference). SSIM, LPIPS: means of the per-video values. FLOP speed-ups "
+               "and per-run values are in `summary.tsv`.");
+    if (!s->lpips_available) fprintf(f, " LPIPS: unavailable in this build (no LPIPS weights), shown as –.");
+    fprintf(f, "\n\n");
+
+    fprintf(f, "## Best setting per strategy\n\n");
+    char ms[32];
+    strategy_format_double(min_speedup, ms, sizeof ms);
+    fprintf(f, "Rule: the highest-PSNR setting among those with a FLOP speed-up ≥ %s (FLOPs, not wall time, so that "
+               "the choice does not depend on the load of the machine); when none reaches %s, the setting with the "
+               "highest FLOP speed-up.\n\n",
+            ms, ms);
+    fprintf(f, "| Strategy | Best setting | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ |\n");
+    fprintf(f, "|:--|:--|--:|--:|--:|--:|\n");
+    for (int k = 0; k < nb; k++) {
+        if (b[k].best_group < 0) {
+            fprintf(f, "| %s | (no setting with metrics) | – | – | – | – |\n", b[k].strategy);
+            continue;
+        }
+        const SummaryGroup *G = &g[b[k].best_group];
+        char sw[32], sf[32], psnr[32], ssim[32];
+        md_num(sw, sizeof sw, "%.2f×", G->speedup_wall);
+        md_num(sf, sizeof sf, "%.2f×", G->speedup_flops);
+        md_num(psnr, sizeof psnr, "%.2f", G->psnr);
+        md_num(ssim, sizeof ssim, "%.4f", G->ssim);
+        fprintf(f, "| %s | `%s` | %s | %s | %s | %s |\n", b[k].strategy, G->spec, sw, sf, psnr, ssim);
+    }
+    fprintf(f, "\n");
+
+    if (strip_rows > 0) {
+        const SummaryRow *rep = &s->rows[report_row];
+        fprintf(f, "## Frames\n\n![frames](plots/strip.png)\n\n");
+        fprintf(f, "Prompt `%s` \"%s\", seed %llu; frames left to right, rows top to bottom: full inference", rep->prompt_id,
+                rep->prompt, (unsigned long long)rep->seed);
+        for (int k = 0; k < nb; k++)
+            if (b[k].best_row >= 0) fprintf(f, ", `%s`", s->rows[b[k].best_row].spec);
+        fprintf(f, ".\n\n");
+    }
+
+    fprintf(f, "## Plots\n\n");
+    static const char *const metrics[3][2] = {{"psnr", "PSNR"}, {"ssim", "SSIM"}, {"lpips", "LPIPS"}};
+    int any = 0;
+    for (int m = 0; m < 3; m++) {
+        char name[64];
+        snprintf(name, sizeof name, "tradeoff_%s.png", metrics[m][0]);
+        if (!plot_exists(sweep_dir, name)) continue;
+        fprintf(f, "![speed-up vs %s](plots/%s)\n\n", metrics[m][1], name);
+        any = 1;
+    }
+    if (any)
+        fprintf(f, "Each point is one setting (means as in the table); lines join each strategy's Pareto front. "
+                   "Infinite PSNR (identical output) is left off.\n\n");
+    for (int k = 0; k < nb; k++) {
+        char name[128];
+        snprintf(name, sizeof name, "steps_%s.png", b[k].strategy);
+        if (plot_exists(sweep_dir, name))
+            fprintf(f, "![%s, best run step by step](plots/%s)\n\n", b[k].strategy, name);
+        snprintf(name, sizeof name, "timeline_%s.png", b[k].strategy);
+        if (plot_exists(sweep_dir, name)) fprintf(f, "![%s, computed and reused steps](plots/%s)\n\n", b[k].strategy, name);
+    }
+    if (failed) {
+        fprintf(f, "## Failed runs\n\nNon-finite model output; kept in `runs/` with status failed, left out of the "
+                   "means.\n\n");
+        for (int i = 0; i < s->count; i++)
+            if (s->rows[i].failed)
+                fprintf(f, "- `%s`: failed at step %d\n", s->rows[i].run_id, s->rows[i].failed_step);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "Made by `cachebench plot` from the run files alone; redraw with `cachebench plot %s`.\n", sweep_dir);
+    return close_tmp(f, tmp, path, err);
+}
+
+int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult *res, Error *err) {
+    memset(res, 0, sizeof *res);
+    const double min_speedup = opt && opt->min_speedup > 0 ? opt->min_speedup : 1.5;
+    char templates[PATH_MAX], path[PATH_MAX];
+    plots_templates_dir(opt ? opt->templates_dir : NULL, templates, sizeof templates);
+    Summary s;
+    SummaryGroup *g = NULL;
+    StrategyBest *b = NULL;
+    int ng = 0, nb = 0, report_row = -1, strip_rows = 0, rc = -1;
+    if (summary_load(sweep_dir, &s, err)) return -1;
+    res->runs = s.count;
+    res->unreadable = s.unreadable;
+    snprintf(res->unreadable_msg, sizeof res->unreadable_msg, "%s", s.unreadable_msg);
+    for (int i = 0; i < s.count; i++) res->failed += s.rows[i].failed;
+    snprintf(path, sizeof path, "%s/plots", sweep_dir);
+    if (mkdir(path, 0777) && errno != EEXIST) {
+        error_set(err, "%s: cannot create folder: %s", path, strerror(errno));
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/summary.tsv", sweep_dir);
+    if (summary_write_tsv(&s, path, err)) goto done;
+    if (summary_groups(&s, &g, &ng, err) || summary_best(&s, g, ng, min_speedup, &b, &nb, &report_row, err)) goto done;
+    if (write_strip(sweep_dir, &s, b, nb, report_row, &strip_rows, err)) goto done;
+    res->plots += strip_rows > 0;
+    /* The report is written even when gnuplot fails, then the plotting error is returned. */
+    Error plot_err = {{0}};
+    int drawn = 0;
+    int prc = plots_draw(sweep_dir, &s, g, ng, b, nb, report_row, templates, &drawn, &plot_err);
+    res->plots += drawn;
+    if (write_report(sweep_dir, &s, g, ng, b, nb, report_row, strip_rows, min_speedup, err)) goto done;
+    if (prc) {
+        *err = plot_err;
+        goto done;
+    }
+    rc = 0;
+done:
+    free(g);
+    free(b);
+    summary_free(&s);
+    return rc;
+}

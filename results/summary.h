@@ -1,0 +1,107 @@
+/* A sweep folder's summary, report and plots, made from its run files alone (runs/<run_id>.h5), so `cachebench plot DIR`
+ * redraws exactly what the sweep drew at its end.
+ *
+ * summary.tsv: a header line, then one row per run file, sorted by strategy (registry order), setting (numbers
+ * compared as numbers), prompt id and seed. Columns:
+ *   run_id strategy params prompt_id seed steps calls_computed calls_total hit_rate wall_s speedup_wall
+ *   speedup_flops psnr ssim lpips status
+ * params: the canonical spec; hit_rate: model calls reused / calls total; speedup_wall: wall time of the baseline
+ * (strategy none) of the same prompt and seed / this run's; speedup_flops: FLOPs of full inference / FLOPs spent;
+ * psnr, ssim, lpips: video-level means against that baseline (psnr "inf" when identical); status: complete|failed.
+ * "NA" where a value does not exist: LPIPS when the build has no LPIPS weights, metrics and speed-ups of failed
+ * runs, speed-up of a run whose baseline is missing or failed.
+ *
+ * Aggregates (report table, trade-off plots): per setting, over its complete runs that have a complete baseline:
+ *   latency = mean wall; speed-up = mean baseline wall / mean wall (over the same prompts and seeds);
+ *   PSNR = 10·log10(1 / mean MSE) over all the runs' pixels (inf only when every run is identical to its baseline;
+ *   the mean of per-run PSNRs would be inf as soon as one is); SSIM, LPIPS = means; FLOP speed-up = mean.
+ * Best setting of a strategy: the highest-PSNR setting among those with FLOP speed-up >= min_speedup (default 1.5;
+ * FLOPs rather than wall time so that the choice does not depend on how busy the machine was); when none reaches
+ * it, the setting with the highest FLOP speed-up. Its "best run" is the run on the report prompt: the first
+ * prompt and seed (in row order) whose baseline is complete. */
+#ifndef CACHEBENCH_SUMMARY_H
+#define CACHEBENCH_SUMMARY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "harness/error.h"
+
+typedef struct {
+    char run_id[512];
+    char file[2800];                /* path of the run file: <sweep>/runs/<run_id>.h5 */
+    char strategy[64];
+    char spec[256];
+    char prompt_id[64];
+    char prompt[512];
+    uint64_t seed;
+    int steps;
+    int calls_computed, calls_total;
+    double hit_rate;
+    double wall_s;
+    double speedup_wall, speedup_flops; /* NAN: NA */
+    double psnr, ssim, lpips;           /* NAN: NA; psnr +inf when identical */
+    int failed, failed_step;
+    int baseline;                   /* row of the baseline of the same prompt and seed; -1 when none */
+} SummaryRow;
+
+typedef struct {
+    SummaryRow *rows;
+    int count;
+    /* From the first run file: a sweep folder holds one model, weights, step count and backend. */
+    char model[64], weights_path[1024], weights_sha256[65], backend[16], device[128], version[64];
+    int steps, frames, height, width;
+    int lpips_available;            /* some run carries LPIPS values */
+    int unreadable;                 /* run files record_read rejected; left out */
+    char unreadable_msg[1200];      /* the first one's error */
+} Summary;
+
+/* The sweep folder's path must be shorter than 2048 characters. Reads every runs/<name>.h5 of the sweep folder (not the .tmp files). A folder without runs/ is an error. */
+int summary_load(const char *sweep_dir, Summary *s, Error *err);
+void summary_free(Summary *s);
+/* Writes summary.tsv at path (atomically). */
+int summary_write_tsv(const Summary *s, const char *path, Error *err);
+
+typedef struct {
+    char strategy[64];
+    char spec[256];
+    int first, count;               /* rows [first, first + count) */
+    int used;                       /* complete runs with a complete baseline: what the means are over */
+    int failed;
+    double latency, base_latency, speedup_wall, speedup_flops, psnr, ssim, lpips; /* NAN when used == 0 */
+} SummaryGroup;
+
+/* One group per setting, in row order. *groups is malloc'd. */
+int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *err);
+
+typedef struct {
+    char strategy[64];
+    int best_group;                 /* -1 when no setting has metrics */
+    int best_row;                   /* the best setting's run on the report prompt; -1 when none */
+} StrategyBest;
+
+/* The strategies present (none excluded), in row order, with their best setting (rule above). report_row is set
+ * to the baseline row of the report prompt (-1 when no baseline is complete). *best is malloc'd. */
+int summary_best(const Summary *s, const SummaryGroup *g, int ng, double min_speedup, StrategyBest **best, int *count,
+                 int *report_row, Error *err);
+
+typedef struct {
+    double min_speedup;             /* <= 0: 1.5 */
+    const char *templates_dir;      /* NULL: plots/ beside the executable's ../, else ./plots */
+} RenderOptions;
+
+typedef struct {
+    int runs, failed;
+    int unreadable;
+    char unreadable_msg[1200];
+    int plots;                      /* PNG files drawn */
+} RenderResult;
+
+/* Everything: summary.tsv, plots/<name>.dat and .png (results/plots.h), plots/strip.png and report.md. A plotting
+ * failure (gnuplot missing, a template error) is returned after summary.tsv and report.md are written. */
+int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult *res, Error *err);
+
+/* Text of a value as in summary.tsv: "NA" for NAN, "inf" for +inf, else printf with fmt. */
+void summary_format(char *buf, size_t cap, const char *fmt, double v);
+
+#endif
