@@ -43,7 +43,8 @@ static void sweep_usage(FILE *out) {
             "  --out DIR            sweep folder, created if missing\n"
             "  --config FILE        read these settings from an INI file (below); flags given as well override it\n"
             "                       (a --strategy or --seeds flag replaces the file's list)\n"
-            "  --dry-run            print the plan (settings, runs, which are finished) and stop\n"
+            "  --dry-run            print the plan (canonical settings, prompts, seeds, runs already finished)\n"
+            "                       and stop; the folder is not touched\n"
             "  --quiet              no progress, only the plan and the end\n"
             "  --help               this text\n\n"
             "Config file (INI):\n"
@@ -64,7 +65,8 @@ static void sweep_usage(FILE *out) {
             "The run ids are those of `cachebench run` (canonical spec, prompt id, seed): DIR/runs/<run_id>.h5, each\n"
             "with its PSNR/SSIM/LPIPS against the baseline of its prompt and seed. A run whose output turns\n"
             "NaN/Inf is kept as a failed run and the sweep goes on. One folder holds one model, weights, step\n"
-            "count and backend. Progress: a status line on a terminal, one line per run otherwise.\n"
+            "count and backend. Progress: a status line and the run's step line on a terminal, one line per\n"
+            "finished run otherwise. Summary, report and plots: see `cachebench plot --help`.\n"
             "Exit status: 0 done, 1 error, 2 bad usage, 130 interrupted (run the same command to resume).\n",
             strategies, dit_config_names());
 }
@@ -102,7 +104,7 @@ static void format_duration(char *buf, size_t cap, double s) {
  * and below it experiment_run's own step line (the run id, step s/S, the run's ETA); notes are printed above the
  * block. Otherwise (a log), one line per finished run on stdout. */
 typedef struct {
-    int live, lines, quiet;
+    int live, lines;
     int drawn;          /* the block is on screen and the cursor is on the line below it */
     int cols;
     const char *out;
@@ -295,7 +297,7 @@ int cmd_sweep(int argc, char **argv) {
     }
     have_plan = 1;
 
-    Display d = {.live = !quiet && !dry_run && isatty(STDERR_FILENO), .quiet = quiet, .cols = 80, .out = cfg->out,
+    Display d = {.live = !quiet && !dry_run && isatty(STDERR_FILENO), .cols = 80, .out = cfg->out,
                  .cfg = cfg};
     d.lines = !quiet && !dry_run && (!d.live || !isatty(STDOUT_FILENO));
     struct winsize ws;

@@ -51,7 +51,8 @@ static __device__ float block_sum(float v, float *red) {
  * Element-wise
  * ------------------------------------------------------------------------------------------------------------- */
 
-#define GRID_STRIDE(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
+#define GRID_STRIDE(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
 
 static __global__ void fill_rows_kernel(float *out, const float *row, size_t total, int n) {
     GRID_STRIDE(i, total) out[i] = row[i % (size_t)n];
@@ -274,7 +275,8 @@ static __device__ __forceinline__ float guided(const float *vc, const float *vu,
     return vu ? __fadd_rn(vu[i], __fmul_rn(g, __fsub_rn(vc[i], vu[i]))) : vc[i];
 }
 
-static __global__ void euler_count_kernel(unsigned long long *bad, const float *vc, const float *vu, float g, size_t n) {
+static __global__ void euler_count_kernel(unsigned long long *bad, const float *vc, const float *vu, float g,
+                                          size_t n) {
     unsigned int count = 0;
     GRID_STRIDE(i, n) count += isfinite(guided(vc, vu, g, i)) ? 0u : 1u;
     for (int o = 16; o > 0; o >>= 1) count += __shfl_xor_sync(0xffffffffu, count, o);

@@ -17,7 +17,8 @@
 
 typedef __nv_bfloat16 bf16;
 
-/* out[r][c] = row[c] for r < rows, c < n: the bias a GEMM then accumulates onto (beta = 1), as models/kernels.c does. */
+/* out[r][c] = row[c] for r < rows, c < n: the bias a GEMM then accumulates onto (beta = 1), as models/kernels.c
+ * does. */
 cudaError_t cuda_fill_rows(float *out, const float *row, size_t rows, int n, cudaStream_t st);
 
 /* out = (T)in. */

@@ -30,9 +30,9 @@ extern "C" {
  * every process of a CUDA build ~0.2 s and ~200 MB of resident memory even when it only runs on the CPU (the test
  * suite; CPU-backend runs, whose peak memory goes into the run records). The CUDA runtime is linked statically, so a
  * CUDA build starts on any machine and needs the CUDA libraries only when it creates a CUDA engine. */
-typedef cublasStatus_t (*GemmExFn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
-                                   const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
-                                   cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+typedef cublasStatus_t (*GemmExFn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                   const void *, const void *, cudaDataType, int, const void *, cudaDataType, int,
+                                   const void *, void *, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
 typedef struct {
     decltype(&cublasCreate_v2) create;
     decltype(&cublasDestroy_v2) destroy;
@@ -139,11 +139,12 @@ static float bf16_to_float(uint16_t b) {
  * GEMM and attention dispatch
  * ------------------------------------------------------------------------------------------------------------- */
 
-/* out[M][N] = in[M][K] · weight[N][K]^T + bias[N]: the row-major Linear of models/kernels.c. cuBLAS is column-major, and
- * a row-major [M][N] matrix is a column-major N x M one, so this is out^T = weight · in^T: C (N x M, ldc N) = op(A) B
- * with A = weight seen as a column-major K x N matrix (lda K) transposed, B = in seen as a column-major K x M matrix
- * (ldb K). The bias is written first and accumulated onto (beta = 1), as on the CPU. FP32 accumulation always. */
-static void gemm(CudaEngine *c, float *out, const void *in, const float *weight, const float *bias, int M, int K, int N) {
+/* out[M][N] = in[M][K] · weight[N][K]^T + bias[N]: the row-major Linear of models/kernels.c. cuBLAS is column-major,
+ * and a row-major [M][N] matrix is a column-major N x M one, so this is out^T = weight · in^T: C (N x M, ldc N) =
+ * op(A) B with A = weight seen as a column-major K x N matrix (lda K) transposed, B = in seen as a column-major K x M
+ * matrix (ldb K). The bias is written first and accumulated onto (beta = 1), as on the CPU. FP32 accumulation always. */
+static void gemm(CudaEngine *c, float *out, const void *in, const float *weight, const float *bias, int M, int K,
+                 int N) {
     if (M <= 0 || N <= 0 || K <= 0) return;
     float beta = 0.0f;
     if (bias) {
@@ -164,8 +165,8 @@ static void run_attention(CudaEngine *c, void *out, const void *q, const void *k
     const int heads = cfg->num_heads, hd = cfg->dim / cfg->num_heads;
     if constexpr (std::is_same<T, bf16>::value) {
         if (c->opt.attention == CUDA_ATTENTION_MMA) {
-            note(c, cuda_attention_mma((bf16 *)out, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, Lq, Lk, heads, hd,
-                                       c->stream),
+            note(c, cuda_attention_mma((bf16 *)out, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, Lq, Lk, heads,
+                                       hd, c->stream),
                  "attention (mma)");
             return;
         }
@@ -511,7 +512,8 @@ static void vec_copy(void *ctx, float *dst, const float *src, size_t n) {
  * tensors are not named ".weight", and token_embedding stays on the host (prompts are encoded there). */
 static int is_gemm_matrix(const char *name, int ndim) {
     const size_t len = strlen(name);
-    return ndim >= 2 && len > 7 && strcmp(name + len - 7, ".weight") == 0 && strcmp(name, "token_embedding.weight") != 0;
+    return ndim >= 2 && len > 7 && strcmp(name + len - 7, ".weight") == 0 &&
+           strcmp(name, "token_embedding.weight") != 0;
 }
 
 typedef struct {
@@ -679,7 +681,8 @@ extern "C" int engine_create_cuda(Engine **out, const DitModel *model, const Cud
     opt.attention = opt_in ? opt_in->attention : CUDA_ATTENTION_SIMPLE;
     const DitConfig *cfg = &model->cfg;
     if (cfg->num_heads <= 0 || cfg->dim % cfg->num_heads)
-        return error_set(err, "model %s: dim %d is not a multiple of num_heads %d", cfg->name, cfg->dim, cfg->num_heads);
+        return error_set(err, "model %s: dim %d is not a multiple of num_heads %d", cfg->name, cfg->dim,
+                         cfg->num_heads);
     CudaDeviceInfo info;
     if (cuda_device_info(&info, err)) return -1;
     if (check_options(&info, &opt, cfg->dim / cfg->num_heads, cfg->name, err)) return -1;
@@ -787,7 +790,8 @@ extern "C" int cuda_attention_run(float *out, const float *q, const float *k, co
                                   int head_dim, const CudaOptions *opt, Error *err) {
     CudaDeviceInfo info;
     if (cuda_device_info(&info, err) || check_options(&info, opt, head_dim, "attention", err)) return -1;
-    if (Lq <= 0 || Lk <= 0 || heads <= 0) return error_set(err, "attention: bad shape Lq %d, Lk %d, heads %d", Lq, Lk, heads);
+    if (Lq <= 0 || Lk <= 0 || heads <= 0)
+        return error_set(err, "attention: bad shape Lq %d, Lk %d, heads %d", Lq, Lk, heads);
     const int fp32 = opt->precision == CUDA_PRECISION_FP32;
     const size_t es = fp32 ? sizeof(float) : sizeof(bf16);
     const size_t nq = (size_t)Lq * heads * head_dim, nk = (size_t)Lk * heads * head_dim;
@@ -804,8 +808,8 @@ extern "C" int cuda_attention_run(float *out, const float *q, const float *k, co
         if (rc == cudaSuccess) rc = cudaMemcpy(dk, k, nk * es, cudaMemcpyHostToDevice);
         if (rc == cudaSuccess) rc = cudaMemcpy(dv, v, nk * es, cudaMemcpyHostToDevice);
         if (rc == cudaSuccess)
-            rc = cuda_attention_simple<float>((float *)dout, (const float *)dq, (const float *)dk, (const float *)dv, Lq,
-                                              Lk, heads, head_dim, 0);
+            rc = cuda_attention_simple<float>((float *)dout, (const float *)dq, (const float *)dk, (const float *)dv,
+                                              Lq, Lk, heads, head_dim, 0);
         if (rc == cudaSuccess) rc = cudaDeviceSynchronize();
         if (rc == cudaSuccess) rc = cudaMemcpy(out, dout, nq * es, cudaMemcpyDeviceToHost);
     } else {

@@ -18,9 +18,9 @@
  *   mma              bf16 tensor cores (mma.sync), bf16 only; head_dim 16, 32, 64 or 128. Several times faster;
  *                    opt-in until its parity test (tests/test_cuda.c) has passed on a GPU.
  *
- * Libraries: the CUDA runtime is linked statically and cuBLAS (libcublas.so.<major of the build's CUDA>) is loaded with
- * dlopen when an engine is created, so a CUDA build starts, and runs on the CPU, on machines without CUDA libraries or a
- * GPU. Running on a GPU needs a driver for the build's CUDA major version (CUDA 13: driver >= 580).
+ * Libraries: the CUDA runtime is linked statically and cuBLAS (libcublas.so.<major of the build's CUDA>) is loaded
+ * with dlopen when an engine is created, so a CUDA build starts, and runs on the CPU, on machines without CUDA
+ * libraries or a GPU. Running on a GPU needs a driver for the build's CUDA major version (CUDA 13: driver >= 580).
  *
  * Errors: creation and prepare return them through Error. The stage functions of the Engine table return nothing,
  * so a CUDA failure inside them is remembered (engine_cuda_error) and made visible to the runner: euler_cfg then

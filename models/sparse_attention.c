@@ -5,6 +5,7 @@
  * and PV (single-threaded inside our parallel region), one softmax over each query row's computed keys. What
  * differs is which keys a row sees: the band tiles plus the first-frame keys outside them, never the full row. */
 #include "models/sparse_attention.h"
+#include "models/fast_math.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -17,52 +18,7 @@
 enum { PAR_MIN_FLOATS = 1 << 16 };
 
 /* ---------------------------------------------------------------------------------------------- */
-/* fast exp and softmax: the same code as models/kernels.c, which keeps them static. Without the vectorised exp
- * the sparse kernel would spend longer in libm's scalar expf than the dense one does in all of its work. */
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
-#define KERNEL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define KERNEL_CLONES
-#endif
-
-static inline float f32_from_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint32_t bits_from_f32(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float select_f32(uint32_t mask, float a, float b) {
-    return f32_from_bits((bits_from_f32(a) & mask) | (bits_from_f32(b) & ~mask));
-}
-
-/* Cephes-style exp, ~2 ulp; +inf above 88.72, 0 below -87.34 (so exp(-inf) = 0: masked keys weigh nothing). */
-static inline float fast_expf(float x) {
-    const float hi = 88.7228f, lo = -87.3365f;
-    const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    const uint32_t too_big = -(uint32_t)(x > hi), too_small = -(uint32_t)(x < lo);
-    const float xc = select_f32(too_big, hi, select_f32(too_small, lo, x));
-    const float t = xc * 1.44269504088896341f + magic;
-    const float nf = t - magic;
-    const int32_t n = (int32_t)(bits_from_f32(t) - bits_from_f32(magic));
-    float r = xc - nf * 0.693359375f;
-    r = r - nf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const float y = (p + p) * f32_from_bits((uint32_t)(n + 126) << 23);
-    return select_f32(too_big, INFINITY, select_f32(too_small, 0.0f, y));
-}
+/* softmax over the computed keys of a row (fast_expf from models/fast_math.h, shared with kernels.c). */
 
 /* s[0..n) <- exp(s - max s); returns the sum. Every row here has a finite entry (its own key), so max is finite
  * and -inf entries become exactly 0. */

@@ -497,7 +497,7 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
                 fprintf(f, "- `%s`: failed at step %d\n", s->rows[i].run_id, s->rows[i].failed_step);
         fprintf(f, "\n");
     }
-    fprintf(f, "Made by `cachebench plot` from the run files alone; redraw with `cachebench plot %s`.\n", sweep_dir);
+    fprintf(f, "Made from the run files alone; redraw with `cachebench plot %s`.\n", sweep_dir);
     return close_tmp(f, tmp, path, err);
 }
 

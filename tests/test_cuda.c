@@ -35,8 +35,8 @@ static void require_device(void) {
         cr_skip_test("no CUDA device: %s",
                      strncmp(err.msg, prefix, strlen(prefix)) == 0 ? err.msg + strlen(prefix) : err.msg);
     if (info.major < 8)
-        cr_skip_test("no CUDA device: %s has compute capability %d.%d, the CUDA engine needs 8.0", info.name, info.major,
-                     info.minor);
+        cr_skip_test("no CUDA device: %s has compute capability %d.%d, the CUDA engine needs 8.0", info.name,
+                     info.major, info.minor);
 #else
     cr_skip_test("no CUDA device: " NO_CUDA_BUILD);
 #endif
@@ -453,7 +453,8 @@ Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
     for (int i = 0; i < steps; i++) {
         for (int br = 0; br < 2; br++) {
             cr_assert_eq(b.step[i].computed[br], a.step[i].computed[br], "step %d branch %d: cuda %s, cpu %s", i, br,
-                         b.step[i].computed[br] ? "computed" : "reused", a.step[i].computed[br] ? "computed" : "reused");
+                         b.step[i].computed[br] ? "computed" : "reused",
+                         a.step[i].computed[br] ? "computed" : "reused");
             reused += !a.step[i].computed[br];
         }
         /* The accumulator before a decision is E_prev + signal; keep it away from the threshold. */
@@ -463,8 +464,8 @@ Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
             cr_assert(fabsf(before - 1.0f) > 1e-2f, "step %d: accumulator %g too close to the threshold", i, before);
         }
     }
-    cr_assert(reused > 0 && reused < 2 * steps, "the run should mix computed and reused calls (reused %d of %d)", reused,
-              2 * steps);
+    cr_assert(reused > 0 && reused < 2 * steps, "the run should mix computed and reused calls (reused %d of %d)",
+              reused, 2 * steps);
     record_free(&a);
     record_free(&b);
     cr_assert_null(engine_cuda_error(gpu), "%s", engine_cuda_error(gpu));
