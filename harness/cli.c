@@ -6,16 +6,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Both parsers report through cli_usage_error, so a bad number gets the same hint to --help as any usage error. */
 int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out) {
     char *end = NULL;
     errno = 0;
     long v = strtol(text, &end, 10);
     if (errno || end == text || *end != '\0') {
-        fprintf(stderr, "cachebench %s: invalid value '%s' for %s: not an integer\n", cmd, text, flag);
+        cli_usage_error(cmd, "invalid value '%s' for %s: not an integer", text, flag);
         return -1;
     }
     if (v < lo || v > hi) {
-        fprintf(stderr, "cachebench %s: invalid value '%s' for %s: must be in [%ld, %ld]\n", cmd, text, flag, lo, hi);
+        cli_usage_error(cmd, "invalid value '%s' for %s: must be in [%ld, %ld]", text, flag, lo, hi);
         return -1;
     }
     *out = v;
@@ -27,11 +28,11 @@ int cli_parse_double(const char *cmd, const char *flag, const char *text, double
     errno = 0;
     double v = strtod(text, &end);
     if (errno || end == text || *end != '\0' || !isfinite(v)) {
-        fprintf(stderr, "cachebench %s: invalid value '%s' for %s: not a finite number\n", cmd, text, flag);
+        cli_usage_error(cmd, "invalid value '%s' for %s: not a finite number", text, flag);
         return -1;
     }
     if (v < lo || v > hi) {
-        fprintf(stderr, "cachebench %s: invalid value '%s' for %s: must be in [%g, %g]\n", cmd, text, flag, lo, hi);
+        cli_usage_error(cmd, "invalid value '%s' for %s: must be in [%g, %g]", text, flag, lo, hi);
         return -1;
     }
     *out = v;

@@ -14,7 +14,8 @@ int cmd_plot(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
 /* Shared parsing helpers (harness/cli.c): strict number parsing, the whole string must be a number in [lo, hi].
- * On failure print "cachebench <cmd>: invalid value 'v' for --flag: ..." to stderr and return -1. */
+ * On failure print "cachebench <cmd>: invalid value 'v' for --flag: ..." and the hint of cli_usage_error to stderr
+ * and return -1. */
 int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out);
 /* Prints "cachebench <cmd>: <message>\nTry 'cachebench <cmd> --help'.\n" to stderr and returns 2. */

@@ -154,6 +154,20 @@ int cmd_run(int argc, char **argv) {
         experiment_close(&ctx);
         return cli_usage_error("run", "%s", err.msg);
     }
+    /* Its parameters too (unknown keys, out-of-range values, a missing coefficient file): only creating the
+     * strategy for this run's geometry checks them, and that costs nothing next to the run. */
+    StrategyEnv env;
+    Strategy check;
+    if (experiment_strategy_env(&ctx, &spec, &env, &err)) {
+        fprintf(stderr, "cachebench run: %s\n", err.msg);
+        experiment_close(&ctx);
+        return 1;
+    }
+    if (strategy_create(&check, spec.strategy_spec, &env, &err)) {
+        experiment_close(&ctx);
+        return cli_usage_error("run", "%s", err.msg);
+    }
+    strategy_destroy(&check);
 
     if (make_dirs(out_dir)) {
         fprintf(stderr, "cachebench run: %s: cannot create output folder: %s\n", out_dir, strerror(errno));
@@ -174,8 +188,12 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
         rc = 1;
     } else {
+        /* A failed run is a result (exit 0), but the line must say where it failed, as `info` does. */
+        char status[64];
+        if (rec.failed) snprintf(status, sizeof status, "FAILED (non-finite output at step %d)", rec.failed_step);
+        else snprintf(status, sizeof status, "complete");
         printf("%s: %s, %d/%d model calls computed (%.0f%% reused), %.2f s wall, FLOP speed-up %.2fx\n", path,
-               rec.failed ? "FAILED (non-finite output)" : "complete", rec.calls_computed, rec.calls_total,
+               status, rec.calls_computed, rec.calls_total,
                rec.calls_total ? 100.0 * rec.calls_skipped / rec.calls_total : 0.0, rec.wall_seconds,
                rec.flops_spent > 0 ? rec.flops_full / rec.flops_spent : 0.0);
     }

@@ -142,7 +142,8 @@ static float bf16_to_float(uint16_t b) {
 /* out[M][N] = in[M][K] · weight[N][K]^T + bias[N]: the row-major Linear of models/kernels.c. cuBLAS is column-major,
  * and a row-major [M][N] matrix is a column-major N x M one, so this is out^T = weight · in^T: C (N x M, ldc N) =
  * op(A) B with A = weight seen as a column-major K x N matrix (lda K) transposed, B = in seen as a column-major K x M
- * matrix (ldb K). The bias is written first and accumulated onto (beta = 1), as on the CPU. FP32 accumulation always. */
+ * matrix (ldb K). The bias is written first and accumulated onto (beta = 1), as on the CPU. FP32 accumulation
+ * always. */
 static void gemm(CudaEngine *c, float *out, const void *in, const float *weight, const float *bias, int M, int K,
                  int N) {
     if (M <= 0 || N <= 0 || K <= 0) return;

@@ -305,7 +305,8 @@ Test(svg, sparsity_zero_equals_dense) {
 Test(svg, scratch_too_small_falls_back) {
     const int F = 2, P = 8, L = 16, heads = 2, hd = 4;
     Bufs b = bufs_new(L, heads, hd, 3, 1.0f);
-    AttnPattern pattern[2] = {ATTN_SPATIAL, ATTN_TEMPORAL};
+    /* Three entries: the plan below claims num_heads = 3, and the fallback marks all of a plan's heads dense. */
+    AttnPattern pattern[3] = {ATTN_SPATIAL, ATTN_TEMPORAL, ATTN_SPATIAL};
     AttentionPlan plan = {.num_heads = heads, .pattern = pattern, .sparsity = 0.5, .frames = F, .tokens_per_frame = P};
     cr_assert_eq(svg_attention(b.out, b.q, b.k, b.v, heads, hd, &plan, b.kp, b.vp, b.scratch,
                                svg_thread_floats(L, hd) - 1),
