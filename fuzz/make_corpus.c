@@ -172,7 +172,8 @@ static void spec_seeds(void) {
         "teacache:variant=e0,coeffs=teacache_coeffs_e0.txt", "easycache", "easycache:thresh=0.05,warmup=10",
         "easycache:thresh=0.025,warmup=5", "easycache:", "static:interval=0", "bogus", "none:x=1",
         "teacache:thresh=nan", "static:interval=3,interval=4", "static:interval=2147483647,warmup=2147483647",
-        "easycache:thresh=1e308,warmup=0", "teacache:thresh=0,variant=e0,warmup=0,cutoff=99"};
+        "easycache:thresh=1e308,warmup=0", "teacache:thresh=0,variant=e0,warmup=0,cutoff=99",
+        "svg:sparsity=0.5,dense_steps=1,dense_layers=1,rows=4", "easycache+svg:thresh=0.05,warmup=1,sparsity=0.9"};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         char name[32];
         snprintf(name, sizeof name, "spec%02zu.txt", i);

@@ -8,6 +8,7 @@
 
 #include "harness/cli.h"
 #include "harness/experiment.h"
+#include "harness/sweep.h"
 #include "strategies/strategy.h"
 
 static void run_usage(FILE *out) {
@@ -39,20 +40,6 @@ static void run_usage(FILE *out) {
             "when complete. Exit status: 0 done (also when the run failed with NaN/Inf, recorded in the file),\n"
             "1 error, 2 bad usage.\n",
             dit_config_names(), strategies);
-}
-
-/* mkdir -p for one path; returns -1 with errno set. */
-static int make_dirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-    return 0;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -169,8 +156,8 @@ int cmd_run(int argc, char **argv) {
     }
     strategy_destroy(&check);
 
-    if (make_dirs(out_dir)) {
-        fprintf(stderr, "cachebench run: %s: cannot create output folder: %s\n", out_dir, strerror(errno));
+    if (sweep_make_dirs(out_dir, &err)) {
+        fprintf(stderr, "cachebench run: %s\n", err.msg);
         experiment_close(&ctx);
         return 1;
     }

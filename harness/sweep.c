@@ -487,10 +487,10 @@ int sweep_make_dirs(const char *path, Error *err) {
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+        if (mkdir(buf, 0777) && errno != EEXIST) return error_set(err, "%s: cannot create output folder: %s", buf, strerror(errno));
         *p = '/';
     }
-    if (mkdir(buf, 0777) && errno != EEXIST) return error_set(err, "%s: cannot create folder: %s", buf, strerror(errno));
+    if (mkdir(buf, 0777) && errno != EEXIST) return error_set(err, "%s: cannot create output folder: %s", buf, strerror(errno));
     return 0;
 }
 

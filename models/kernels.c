@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+FAST_SOFTMAX_ROW(softmax_row_unnormalised_base2, fast_exp2_nonpositive)
+
 /* Elementwise/row kernels go parallel only from this many floats of work (~100 us serial). */
 enum { PAR_MIN_FLOATS = 1 << 16 };
 /* Query rows per attention task; the score block (rows x Lk floats) is the per-thread scratch. Each task's
@@ -259,27 +261,6 @@ size_t attention_scratch_floats(int Lq, int Lk, int heads) {
     return (size_t)attn_threads(Lq, Lk, heads) * per_thread;
 }
 
-/* s[0..n) <- 2^(s - max s) (s holds logits times log2 e); returns the sum of the new values. Sums in
- * float: n terms of at most 1, spread over 16 partial sums. The max uses 32 explicit lanes (two AVX-512 registers): an
- * `omp simd reduction(max)` keeps its lanes in a stack array and runs at half the speed. */
-KERNEL_CLONES static float softmax_row_unnormalised(float *s, int n) {
-    float lane[32];
-    for (int l = 0; l < 32; l++) lane[l] = -INFINITY;
-    int j = 0;
-    for (; j + 32 <= n; j += 32)
-        for (int l = 0; l < 32; l++) lane[l] = select_f32(-(uint32_t)(s[j + l] > lane[l]), s[j + l], lane[l]);
-    float m = -INFINITY;
-    for (int l = 0; l < 32; l++) m = lane[l] > m ? lane[l] : m;
-    for (; j < n; j++) m = s[j] > m ? s[j] : m;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (j = 0; j < n; j++) {
-        const float e = fast_exp2_nonpositive(s[j] - m);
-        s[j] = e;
-        sum += e;
-    }
-    return sum;
-}
 
 /* Per (head, block of query rows): S = (Q_b K^T) * log2(e) / sqrt(hd) by one GEMM into the thread's
  * scratch, S <- 2^(S - rowmax) (= exp of the true logits minus their max), O_b = S V by a second GEMM
@@ -312,7 +293,7 @@ void attention(float *out, const float *q, const float *k, const float *v, int L
             const size_t col = (size_t)hh * head_dim;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, Lk, head_dim, scale, q + (size_t)q0 * ld + col,
                         ld, k + col, ld, 0.0f, S, Lk);
-            for (int i = 0; i < rows; i++) rowsum[i] = softmax_row_unnormalised(S + (size_t)i * Lk, Lk);
+            for (int i = 0; i < rows; i++) rowsum[i] = softmax_row_unnormalised_base2(S + (size_t)i * Lk, Lk);
             float *o = out + (size_t)q0 * ld + col;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, Lk, 1.0f, S, Lk, v + col, ld, 0.0f,
                         o, ld);

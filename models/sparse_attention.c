@@ -14,32 +14,12 @@
 #include <stdint.h>
 #include <string.h>
 
+FAST_SOFTMAX_ROW(softmax_row_unnormalised_base_e, fast_expf)
+
 /* Row copies go parallel only from this many floats (an OpenMP fork costs more than a small copy). */
 enum { PAR_MIN_FLOATS = 1 << 16 };
 
 /* ---------------------------------------------------------------------------------------------- */
-/* softmax over the computed keys of a row (fast_expf from models/fast_math.h, shared with kernels.c). */
-
-/* s[0..n) <- exp(s - max s); returns the sum. Every row here has a finite entry (its own key), so max is finite
- * and -inf entries become exactly 0. */
-KERNEL_CLONES static float softmax_row_unnormalised(float *s, int n) {
-    float lane[32];
-    for (int l = 0; l < 32; l++) lane[l] = -INFINITY;
-    int j = 0;
-    for (; j + 32 <= n; j += 32)
-        for (int l = 0; l < 32; l++) lane[l] = select_f32(-(uint32_t)(s[j + l] > lane[l]), s[j + l], lane[l]);
-    float m = -INFINITY;
-    for (int l = 0; l < 32; l++) m = lane[l] > m ? lane[l] : m;
-    for (; j < n; j++) m = s[j] > m ? s[j] : m;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (j = 0; j < n; j++) {
-        const float e = fast_expf(s[j] - m);
-        s[j] = e;
-        sum += e;
-    }
-    return sum;
-}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* the mask */
@@ -255,7 +235,7 @@ void svg_profile_head(const float *q, const float *k, const float *v, const SvgS
             memcpy(Q + (size_t)a * hd, q + (size_t)idx[a] * ld + col, (size_t)hd * sizeof(float));
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, hd, scale, Q, hd, k + col, ld, 0.0f, E, L);
-        for (int a = 0; a < n; a++) z[a] = softmax_row_unnormalised(E + (size_t)a * L, L);
+        for (int a = 0; a < n; a++) z[a] = softmax_row_unnormalised_base_e(E + (size_t)a * L, L);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, L, 1.0f, E, L, v + col, ld, 0.0f, O0, hd);
         for (int a = 0; a < n; a++)
             for (int d = 0; d < hd; d++) O0[a * hd + d] /= z[a];
@@ -271,7 +251,7 @@ void svg_profile_head(const float *q, const float *k, const float *v, const SvgS
                     for (int j = 0; j < L; j++) pr[j] = -INFINITY;
                     ScoreRange sr = {.dst = pr, .qi = Q + (size_t)a * hd, .k = k + col, .ld = ld, .hd = hd, .scale = scale};
                     attended_ranges(g, p, idx[a], score_range, &sr);
-                    z[a] = softmax_row_unnormalised(pr, L);
+                    z[a] = softmax_row_unnormalised_base_e(pr, L);
                 }
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, L, 1.0f, Pr, L, v + col, ld, 0.0f, O1, hd);
@@ -338,7 +318,7 @@ static void tile_attention(const SvgArgs *A, int h, AttnPattern p, int q0, int r
                 if (temporal ? j % F != 0 : j >= P) s[j] = -INFINITY;
         }
     }
-    for (int a = 0; a < rows; a++) rowsum[a] = softmax_row_unnormalised(S + (size_t)a * n, n);
+    for (int a = 0; a < rows; a++) rowsum[a] = softmax_row_unnormalised_base_e(S + (size_t)a * n, n);
 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, nb, 1.0f, S, n, Vb, ld, 0.0f, Ob, hd);
     for (int s = 0, off = nb; s < tk.nsink; off += tk.sink_hi[s] - tk.sink_lo[s], s++)

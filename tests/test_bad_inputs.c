@@ -104,8 +104,8 @@ static void expect_no_outputs(const char *folder) {
     for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
         size_t n = strlen(e->d_name);
-        cr_expect(!(n > 3 && strcmp(e->d_name + n - 3, ".h5") == 0) && !(n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0),
-                  "partial output left behind: %s/%s", folder, e->d_name);
+        int h5 = n > 3 && strcmp(e->d_name + n - 3, ".h5") == 0, tmp = n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0;
+        cr_expect(!h5 && !tmp, "partial output left behind: %s/%s", folder, e->d_name);
         if (e->d_type == DT_DIR) {
             char sub[1200];
             snprintf(sub, sizeof sub, "%s/%s", folder, e->d_name);
@@ -228,8 +228,8 @@ Test(bad_inputs, truncated_safetensors_header) {
 Test(bad_inputs, lying_safetensors_offsets_beyond_data) {
     char w[600], out[8192];
     path_in(w, sizeof w, "w.safetensors");
-    write_raw_safetensors(w, "{\"patch_embedding.bias\":{\"dtype\":\"F32\",\"shape\":[1024],\"data_offsets\":[0,4096]}}",
-                          64);
+    write_raw_safetensors(
+        w, "{\"patch_embedding.bias\":{\"dtype\":\"F32\",\"shape\":[1024],\"data_offsets\":[0,4096]}}", 64);
     int rc = run_tiny(out, sizeof out, 0, w, NULL);
     expect_result(out, rc, 1, w, "tensor 'patch_embedding.bias'", "end past the data section (64 bytes)", NULL);
     expect_no_outputs(out_dir);
@@ -238,7 +238,8 @@ Test(bad_inputs, lying_safetensors_offsets_beyond_data) {
 Test(bad_inputs, lying_safetensors_dtype_times_shape) {
     char w[600], out[8192];
     path_in(w, sizeof w, "w.safetensors");
-    write_raw_safetensors(w, "{\"patch_embedding.bias\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,8]}}", 8);
+    write_raw_safetensors(w, "{\"patch_embedding.bias\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,8]}}",
+                          8);
     int rc = run_tiny(out, sizeof out, 0, w, NULL);
     expect_result(out, rc, 1, w, "tensor 'patch_embedding.bias'", "do not match dtype F32 x shape [2, 3] = 24 bytes",
                   NULL);
@@ -435,7 +436,7 @@ Test(bad_inputs, record_that_crashes_hdf5) {
 #endif
     char bad[600], cmd[1400];
     path_in(bad, sizeof bad, "crashes_hdf5.h5");
-    snprintf(cmd, sizeof cmd, "cp tests/regressions/record/hdf5_global_heap_memcpy.h5 '%s'", bad);
+    snprintf(cmd, sizeof cmd, "cp tests/regressions/record/hdf5_crash_global_heap_memcpy.h5 '%s'", bad);
     cr_assert_eq(system(cmd), 0);
     expect_bad_record(bad, "corrupt HDF5 file: the HDF5 library crashed reading it (Segmentation fault)");
 }
@@ -563,7 +564,8 @@ Test(bad_inputs, unknown_strategy) {
 }
 
 Test(bad_inputs, unknown_strategy_key) {
-    expect_usage_error("--strategy", "easycache:treshold=0.1", "easycache: unknown parameter \"treshold\" (valid: thresh, warmup)");
+    expect_usage_error("--strategy", "easycache:treshold=0.1",
+                       "easycache: unknown parameter \"treshold\" (valid: thresh, warmup)");
 }
 
 Test(bad_inputs, strategy_value_out_of_range) {

@@ -109,8 +109,8 @@ static pid_t spawn_sweep(const char *prompts, const char *out) {
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
         dup2(devnull, 2);
-        char *argv[] = {"build/cachebench", SWEEP_ARGS((char *)prompts, (char *)out), NULL};
-        execv("build/cachebench", argv);
+        char *argv[] = {(char *)fixture_cli_path(), SWEEP_ARGS((char *)prompts, (char *)out), NULL};
+        execv(argv[0], argv); /* fixture_cli_path: the sanitizer build runs its own binary */
         _exit(127);
     }
     return pid;
@@ -460,8 +460,8 @@ Test(sweep, interrupt_exits_130_and_says_how_to_resume, .timeout = 60) {
         int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        char *argv[] = {"build/cachebench", SWEEP_ARGS(prompts, out), NULL};
-        execv("build/cachebench", argv);
+        char *argv[] = {(char *)fixture_cli_path(), SWEEP_ARGS(prompts, out), NULL};
+        execv(argv[0], argv);
         _exit(127);
     }
     for (int i = 0; i < 20000 && count_runs(out) < 1; i++) sleep_ms(1);

@@ -12,9 +12,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import load_safetensors  # noqa: E402  (file reader only)
+from model import CONFIG, load_safetensors  # noqa: E402  (file reader and the config numbers only)
 
-DIM, HEADS, LAYERS, FREQ, TEXT_LEN, EPS = 128, 4, 4, 256, 16, 1e-6
+DIM, HEADS, LAYERS, FREQ, TEXT_LEN, EPS = (CONFIG[k] for k in ("dim", "num_heads", "num_layers", "freq_dim",
+                                                                 "text_len", "eps"))
 HD = DIM // HEADS
 
 
@@ -51,16 +52,17 @@ def rope_tables(f, h, w):
     def params(n_pairs):
         d = 2 * n_pairs
         return 1.0 / 10000.0 ** (np.arange(0, d, 2) / d)
-    wf, wh, ww = params(6), params(5), params(5)
-    ang = np.zeros((f, h, w, 16))
+    c = HD // 2  # complex pairs per head, split [c - 2(c//3), c//3, c//3] over (frame, height, width)
+    wf, wh, ww = params(c - 2 * (c // 3)), params(c // 3), params(c // 3)
+    ang = np.zeros((f, h, w, c))
     for i in range(f):
         for j in range(h):
             for k in range(w):
                 ang[i, j, k] = np.concatenate([i * wf, j * wh, k * ww])
-    return ang.reshape(f * h * w, 16)
+    return ang.reshape(f * h * w, c)
 
 
-def rope(x, ang):  # x [S, heads, 32]
+def rope(x, ang):  # x [S, heads, head_dim]
     a, b = x[..., 0::2], x[..., 1::2]
     c, s = np.cos(ang)[:, None], np.sin(ang)[:, None]
     out = np.empty_like(x)
@@ -126,6 +128,8 @@ def main():
     ap.add_argument("--fixture", default=os.path.join(here, "parity_fixture.safetensors"))
     a = ap.parse_args()
     W = {k: v.astype(np.float64) for k, v in load_safetensors(a.weights)[0].items()}
+    assert W["patch_embedding.weight"].shape[0] == DIM, "weights are dim %d, CONFIG says %d" % (
+        W["patch_embedding.weight"].shape[0], DIM)
     fx, _ = load_safetensors(a.fixture)
     i = 0
     worst = 0.0

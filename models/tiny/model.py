@@ -1,13 +1,14 @@
 """Tiny Wan2.1-style text-to-video DiT (config "tiny"), safetensors I/O, tokenizer and sampler.
 
-Follows wan/modules/model.py (WanModel) so that the C loader/forward in models/ can reproduce it exactly:
-  x [B,3,8,64,64] --Conv3d(patch 1x8x8)--> 512 tokens (frame-major f,h,w) of dim 128
-  t = sigma*1000 --sinusoidal(256, float64)--> time_embedding (Linear,SiLU,Linear) -> e [B,128]
-  e0 = time_projection(e) (SiLU, Linear(128, 768)) viewed [B,6,128]
+Follows wan/modules/model.py (WanModel) so that the C loader/forward in models/ can reproduce it exactly
+(D = CONFIG["dim"] = 192, 6 heads of 32, ffn 768):
+  x [B,3,8,64,64] --Conv3d(patch 1x8x8)--> 512 tokens (frame-major f,h,w) of dim D
+  t = sigma*1000 --sinusoidal(256, float64)--> time_embedding (Linear,SiLU,Linear) -> e [B,D]
+  e0 = time_projection(e) (SiLU, Linear(D, 6D)) viewed [B,6,D]
   context: token_embedding(ids) zero-padded to 16 rows (padding rows are zero BEFORE text_embedding)
-           -> text_embedding (Linear, GELU(tanh), Linear) -> [B,16,128]; empty prompt = 16 zero rows
+           -> text_embedding (Linear, GELU(tanh), Linear) -> [B,16,D]; empty prompt = 16 zero rows
   4 blocks (self-attn w/ RMSNorm qk + 3D RoPE, cross-attn w/ RMSNorm qk, FFN GELU(tanh)) with adaLN modulation
-  head: LN * (1+scale) + shift -> Linear(128, 192) -> unpatchify ('fhwpqrc->cfphqwr').
+  head: LN * (1+scale) + shift -> Linear(D, 192) -> unpatchify ('fhwpqrc->cfphqwr').
 The model predicts the flow-matching velocity v = noise - x0 for x_t = (1-sigma) x0 + sigma noise.
 
 Works with torch 1.13 and 2.x; only numpy/torch/stdlib are needed.
@@ -24,8 +25,11 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-CONFIG = dict(in_dim=3, out_dim=3, patch=(1, 8, 8), frames=8, height=64, width=64, dim=128, ffn_dim=512,
-              num_heads=4, num_layers=4, freq_dim=256, text_dim=64, text_len=16, eps=1e-6, rope_theta=10000.0)
+# Must match the "tiny" row of models/config.c. dim must be >= the patch vector 3*8*8 = 192: the head maps dim -> 192
+# values per token, so with dim 128 its output has rank 128 < 192 and the part of the initial noise outside that
+# range is never removed by sampling (the first, dim-128 run showed exactly that: residual noise of std ~0.58).
+CONFIG = dict(in_dim=3, out_dim=3, patch=(1, 8, 8), frames=8, height=64, width=64, dim=192, ffn_dim=768,
+              num_heads=6, num_layers=4, freq_dim=256, text_dim=64, text_len=16, eps=1e-6, rope_theta=10000.0)
 
 
 # ----------------------------------------------------------------------------------------------- vocabulary

@@ -255,7 +255,10 @@ def cmd_fixture(a):
         ref = out["case%d.v" % i].astype(np.float64)
         rel = np.linalg.norm(v32 - ref) / np.linalg.norm(ref)
         print("case%d: torch fp32 vs fp64 rel L2 err %.2e, max abs %.2e" % (i, rel, np.abs(v32 - ref).max()))
-    meta = {"weights": os.path.basename(a.weights), "cases": len(FIXTURE_CASES),
+    import hashlib
+    with open(a.weights, "rb") as fw:
+        sha = hashlib.sha256(fw.read()).hexdigest()
+    meta = {"weights": os.path.basename(a.weights), "weights_sha256": sha, "cases": len(FIXTURE_CASES),
             "prompts": " | ".join(p for p, _, _ in FIXTURE_CASES),
             "layout": "caseN.x [3,8,64,64] C,F,H,W; caseN.t [1] = sigma*1000; caseN.tokens [16] float ids, -1 pad "
                       "(all -1 = empty prompt); caseN.v [3,8,64,64] float64 forward rounded to f32"}
