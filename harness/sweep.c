@@ -180,7 +180,7 @@ int sweep_parse_seeds(const char *text, uint64_t *seeds, int cap, int *count, Er
             return error_set(err, "seed list \"%s\": empty or overlong item (write 0,1,2 or 0..4)", text);
         memcpy(item, p, len);
         item[len] = '\0';
-        unsigned long long lo, hi;
+        unsigned long long lo = 0, hi;
         char *end;
         errno = 0;
         char *dots = strstr(item, "..");

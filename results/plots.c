@@ -194,8 +194,8 @@ static int write_tradeoff(const char plots_dir[2100], const char *metric_name, i
         }
         /* Front: walk from the fastest setting down, keeping each that beats every faster one. */
         qsort(pts, (size_t)n, sizeof *pts, cmp_point_x);
-        int *on = calloc((size_t)n, sizeof *on);
-        if (!on) {
+        int *on = n > 0 ? calloc((size_t)n, sizeof *on) : NULL;
+        if (n > 0 && !on) {
             rc = error_set(err, "out of memory");
             goto done;
         }

@@ -121,20 +121,22 @@ fuzz-corpus: $(BUILD)/make_corpus $(BUILD)/cachebench
 	@du -sh fuzz/corpus/*
 
 # ---- valgrind ----
-# A short real session under memcheck: two runs (the baseline, and a caching strategy that reuses calls and records
-# latents), `info` on both, `metrics --store` between them and `info` again. Any memcheck error or definite leak
+# A short real session under memcheck: two runs (the baseline on random weights, and a caching strategy that reuses
+# calls and records latents on the tiny checkpoint when it is there: the safetensors mapping and loader), `info` on
+# both, `metrics --store` between them and `info` again. Any memcheck error or definite leak
 # fails (exit 99, distinct from our own 1 and 2); "still reachable" memory of OpenBLAS, libgomp and HDF5 at exit is
 # not a leak. 1x32x32 pixels (16 tokens) keeps it to about a minute; SSIM needs frames of at least 11x11.
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --track-fds=no
-VG_RUN = run --weights random:1 --prompt "a red circle" --frames 1 --height 32 --width 32 --quiet
+VG_RUN = run --prompt "a red circle" --frames 1 --height 32 --width 32 --quiet
 valgrind: reliability-deps $(BUILD)/cachebench
 	@d=$$(mktemp -d /tmp/cachebench-valgrind-XXXXXX) && trap 'rm -rf "$$d"' EXIT && set -e && \
 	vg="env OMP_NUM_THREADS=1 $(VALGRIND) $(BUILD)/cachebench" && \
 	e=$$d/easycache_thresh-1_warmup-1__e__s0.h5 && \
-	echo "== run (none)" && $$vg $(VG_RUN) --out $$d --steps 2 && \
+	echo "== run (none)" && $$vg $(VG_RUN) --weights random:1 --out $$d --steps 2 && \
 	echo "== run (easycache, latents)" && \
-	$$vg $(VG_RUN) --out $$d --steps 4 --latents --prompt-id e --strategy easycache:thresh=1,warmup=1 && \
+	$$vg $(VG_RUN) --weights $(DEMO_WEIGHTS) --out $$d --steps 4 --latents --prompt-id e \
+	    --strategy easycache:thresh=1,warmup=1 && \
 	echo "== info" && $$vg info $$d/none__p0__s0.h5 $$e >/dev/null && \
 	echo "== metrics --store" && $$vg metrics --store $$d/none__p0__s0.h5 $$e >/dev/null && \
 	echo "== info (with metrics)" && $$vg info $$e >/dev/null && \

@@ -52,10 +52,10 @@ static int replay_all(const char *target, ReplayFn fn) {
         char path[600];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (UNDER_ASAN && strncmp(e->d_name, "hdf5_crash_", 11) == 0) {
-            cr_log_info("%s: skipped under AddressSanitizer (crashes inside HDF5, see the file comment)", path);
+            fprintf(stderr, "%s: skipped under AddressSanitizer (crashes inside HDF5, see the file comment)\n", path);
             continue;
         }
-        cr_log_info("replaying %s", path); /* names the input if it crashes the test */
+        fprintf(stderr, "replaying %s\n", path); /* names the input if it crashes the test */
         fn(path);
         count++;
     }
