@@ -5,7 +5,7 @@
 #include <string.h>
 
 extern const StrategyInfo strategy_none_info, strategy_static_info, strategy_teacache_info, strategy_easycache_info;
-extern const StrategyInfo strategy_svg_info, strategy_easycache_svg_info;
+extern const StrategyInfo strategy_svg_info, strategy_easycache_svg_info, strategy_teacache_svg_info;
 
 static const StrategyInfo *const registry[] = {
     &strategy_none_info,      /* strategies/none.c: always compute (the baseline) */
@@ -13,7 +13,8 @@ static const StrategyInfo *const registry[] = {
     &strategy_teacache_info,  /* strategies/teacache.c: block-stack residual, modulation-input signal */
     &strategy_easycache_info, /* strategies/easycache.c: model output, transformation-rate signal */
     &strategy_svg_info,           /* strategies/svg.c: Sparse VideoGen block-sparse attention */
-    &strategy_easycache_svg_info, /* strategies/easycache_svg.c: easycache steps, svg attention */
+    &strategy_easycache_svg_info, /* strategies/step_svg.c: easycache steps, svg attention */
+    &strategy_teacache_svg_info,  /* strategies/step_svg.c: teacache block stacks, svg attention */
 };
 
 int strategy_count(void) { return (int)(sizeof registry / sizeof registry[0]); }

@@ -178,3 +178,38 @@ Test(calibration, fit_recovers_a_known_polynomial) {
     cr_assert(r2 > 1 - 1e-12, "R^2 of an exact fit is 1, got %.15g", r2);
     cr_assert_eq(calibration_fit(x, y, 4, got, &r2, &err), -1, "4 samples cannot fix 5 coefficients");
 }
+
+Test(runner, teacache_svg_makes_teacache_decisions_with_sparse_attention) {
+    char coeffs[4200], tc[4400], tcsvg[4600];
+    snprintf(coeffs, sizeof coeffs, "%s/coeffs.txt", dir);
+    FILE *f = fopen(coeffs, "w");
+    fprintf(f, "0 0 0 0 0.3\n");
+    fclose(f);
+    snprintf(tc, sizeof tc, "teacache:thresh=1,warmup=1,cutoff=1,coeffs=%s", coeffs);
+    snprintf(tcsvg, sizeof tcsvg, "teacache+svg:thresh=1,warmup=1,cutoff=1,coeffs=%s,sparsity=0.9,dense_steps=0,"
+             "dense_layers=0,rows=4", coeffs);
+    RunRecord a, b;
+    free(run_spec(tc, &a));
+    int blocks_a = engine.blocks;
+    free(run_spec(tcsvg, &b));
+    /* TeaCache's signal is the timestep embedding, which attention cannot change: identical decisions. */
+    for (int i = 0; i < STEPS; i++)
+        for (int br = 0; br < 2; br++)
+            cr_assert_eq(a.step[i].computed[br], b.step[i].computed[br], "step %d branch %d", i, br);
+    cr_assert_eq(engine.blocks, blocks_a, "a reused block stack runs no block, sparse or not");
+    cr_assert(b.svg_layers == model.cfg.num_layers, "the composite records the svg trace");
+    /* SVG ran on every computed stack (all layers, all heads classified sparse). At 12 tokens its profiling costs
+     * more than the band saves, so no FLOP saving is expected here; tests/test_svg.c checks the savings. */
+    int sparse_heads = 0, computed_calls = 0;
+    for (int i = 0; i < STEPS; i++)
+        for (int br = 0; br < 2; br++) {
+            computed_calls += b.step[i].computed[br];
+            for (int l = 0; l < b.svg_layers; l++) {
+                size_t at = ((size_t)i * 2 + br) * b.svg_layers + l;
+                sparse_heads += b.svg_spatial_heads[at] + b.svg_temporal_heads[at];
+            }
+        }
+    cr_assert_eq(sparse_heads, computed_calls * model.cfg.num_layers * model.cfg.num_heads);
+    record_free(&a);
+    record_free(&b);
+}

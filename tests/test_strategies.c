@@ -167,10 +167,10 @@ static void create_fails(const char *spec, const StrategyEnv *env, const char *w
 Test(strategies, registry_lists_every_strategy) {
     char names[256];
     strategy_list_names(names, sizeof names);
-    cr_assert_str_eq(names, "none, static, teacache, easycache, svg, easycache+svg");
-    cr_assert_eq(strategy_count(), 6);
+    cr_assert_str_eq(names, "none, static, teacache, easycache, svg, easycache+svg, teacache+svg");
+    cr_assert_eq(strategy_count(), 7);
     cr_assert_str_eq(strategy_at(2)->name, "teacache");
-    cr_assert_null(strategy_at(6));
+    cr_assert_null(strategy_at(7));
     cr_assert_eq(strategy_find("easycache"), strategy_at(3));
     cr_assert_null(strategy_find("easy"));
 }
@@ -220,7 +220,7 @@ Test(strategies, parse_spec_rejects_malformed_specs) {
 
 Test(strategies, create_rejects_unknown_names_and_keys) {
     StrategyEnv env = env_for(50, "tiny", NULL);
-    create_fails("foo:thresh=1", &env, "unknown strategy \"foo\" (valid: none, static, teacache, easycache, svg, easycache+svg)");
+    create_fails("foo:thresh=1", &env, "unknown strategy \"foo\" (valid: none, static, teacache, easycache, svg, easycache+svg, teacache+svg)");
     create_fails("teacache:tresh=0.1", &env,
                  "teacache: unknown parameter \"tresh\" (valid: thresh, variant, warmup, cutoff, coeffs)");
     create_fails("easycache:warmup=3,interval=2", &env, "easycache: unknown parameter \"interval\" (valid: thresh, warmup)");

@@ -1,20 +1,21 @@
-/* easycache+svg — EasyCache decides which steps are computed, Sparse VideoGen runs the attention of the computed
- * ones (DESIGN §4: an attention strategy under a step strategy). No algorithm of its own: it creates the two
- * strategies (strategies/easycache.c, strategies/svg.c, where the formulas and defaults are) and forwards each
- * runner hook to the one that implements it.
+/* easycache+svg, teacache+svg — a step strategy (EasyCache or TeaCache) decides which steps (or block stacks) are
+ * computed, Sparse VideoGen runs the attention of the computed ones (DESIGN §4: an attention strategy under a step
+ * strategy). No algorithm of its own: it creates the two strategies (strategies/easycache.c or teacache.c, and
+ * strategies/svg.c, where the formulas and defaults are) and forwards each runner hook to the one that has it.
  *
- * Parameters (spec "easycache+svg:thresh=0.05,warmup=10,sparsity=0.75,dense_steps=0.2,dense_layers=0.03,rows=64"):
- * easycache's thresh, warmup and svg's sparsity, dense_steps, dense_layers, rows, each routed to its strategy
- * with that strategy's default and range. Step counts (warmup, dense_steps) are both counted from step 0 of the
- * whole trajectory; a reused step runs no attention at all.
- * Canonical spec: "easycache+svg:" + easycache's parameters + "," + svg's, as each strategy writes them. */
+ * Parameters (spec "easycache+svg:thresh=0.05,warmup=10,sparsity=0.75,dense_steps=0.2,dense_layers=0.03,rows=64",
+ * "teacache+svg:thresh=0.08,variant=e,warmup=1,cutoff=1,sparsity=0.75,..."): the step strategy's parameters and
+ * svg's sparsity, dense_steps, dense_layers, rows, each routed to its strategy with that strategy's default and
+ * range. Step counts (warmup, dense_steps) are both counted from step 0 of the whole trajectory; a reused step runs
+ * no attention at all (a TeaCache-reused block stack runs no block, hence no attention either).
+ * Canonical spec: "<step>+svg:" + the step strategy's parameters + "," + svg's, as each strategy writes them. */
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 
 #include "strategies/strategy.h"
 
-extern const StrategyInfo strategy_easycache_info, strategy_svg_info;
+extern const StrategyInfo strategy_easycache_info, strategy_teacache_info, strategy_svg_info;
 
 typedef struct {
     Strategy step;      /* easycache: model_* (and blocks_*) hooks */
@@ -83,14 +84,13 @@ static int create_part(Strategy *sub, const StrategyInfo *info, const StrategyPa
     return 0;
 }
 
-static const char *const ecsvg_params[] = {"thresh", "warmup", "sparsity", "dense_steps", "dense_layers", "rows", NULL};
-
-static int ecsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
+static int compose_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, const StrategyInfo *step,
+                          Error *err) {
     Composite *c = calloc(1, sizeof *c);
     if (!c) return error_set(err, "%s: out of memory", p->name);
     s->state = c;
     s->destroy = composite_destroy;
-    if (create_part(&c->step, &strategy_easycache_info, p, env, err) ||
+    if (create_part(&c->step, step, p, env, err) ||
         create_part(&c->attn, &strategy_svg_info, p, env, err))
         return -1;
     /* Wire each hook to the strategy that has it: step decisions from the first, attention from the second. */
@@ -107,9 +107,27 @@ static int ecsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv 
     return 0;
 }
 
+static const char *const ecsvg_params[] = {"thresh", "warmup", "sparsity", "dense_steps", "dense_layers", "rows", NULL};
+static int ecsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
+    return compose_create(s, p, env, &strategy_easycache_info, err);
+}
+
 const StrategyInfo strategy_easycache_svg_info = {
     .name = "easycache+svg",
     .summary = "EasyCache step reuse with Sparse VideoGen attention on the computed steps",
     .param_names = ecsvg_params,
     .create = ecsvg_create,
+};
+
+static const char *const tcsvg_params[] = {"thresh", "variant", "warmup", "cutoff", "coeffs", "sparsity",
+                                           "dense_steps", "dense_layers", "rows", NULL};
+static int tcsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
+    return compose_create(s, p, env, &strategy_teacache_info, err);
+}
+
+const StrategyInfo strategy_teacache_svg_info = {
+    .name = "teacache+svg",
+    .summary = "TeaCache block-stack reuse with Sparse VideoGen attention on the computed block stacks",
+    .param_names = tcsvg_params,
+    .create = tcsvg_create,
 };
