@@ -449,6 +449,127 @@ Test(sweep, killed_sweep_resumes_to_the_same_summary, .timeout = 60) {
     free(dir);
 }
 
+/* SIGKILL at several seeded-random moments (anywhere: model load, mid-run, mid-write, metrics, summary), resuming
+ * after each, until the sweep completes: the result must equal an uninterrupted sweep's, with no run lost or doubled
+ * and nothing temporary left. Each delay is drawn within the time the remaining runs should take, so most attempts
+ * are killed; at least 3 must be. */
+Test(sweep, killed_at_random_moments_resumes_to_the_same_summary, .timeout = 120) {
+    char *dir = fixture_tmpdir();
+    char prompts[512], full[512], killed[512];
+    static char log[65536];
+    write_prompts(dir, prompts, sizeof prompts);
+    snprintf(full, sizeof full, "%s/full", dir);
+    snprintf(killed, sizeof killed, "%s/killed", dir);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(run_sweep(prompts, full, log, sizeof log), 0, "%s", log);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const int full_ms = (int)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+
+    unsigned int seed = 20261125u; /* fixed: a failure reproduces */
+    int kills = 0, attempts = 0;
+    for (; attempts < 15 && count_runs(killed) < SWEEP_RUNS; attempts++) {
+        const int remaining_ms = full_ms * (SWEEP_RUNS - count_runs(killed)) / SWEEP_RUNS + 1;
+        pid_t pid = spawn_sweep(prompts, killed);
+        sleep_ms(rand_r(&seed) % remaining_ms);
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        if (WIFSIGNALED(status)) kills++;
+        else cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sweep exited with %d", WEXITSTATUS(status));
+        int n = count_runs(killed);
+        cr_assert(n <= SWEEP_RUNS, "%d run files after attempt %d", n, attempts);
+    }
+    cr_log_info("%d of %d sweeps were killed before finishing (full sweep: %d ms)", kills, attempts, full_ms);
+    cr_assert(kills >= 3, "only %d of %d attempts were killed mid-sweep", kills, attempts);
+    cr_assert_eq(run_sweep(prompts, killed, log, sizeof log), 0, "%s", log);
+
+    char a_dir[1024], b_dir[1024];
+    snprintf(a_dir, sizeof a_dir, "%s/runs", full);
+    snprintf(b_dir, sizeof b_dir, "%s/runs", killed);
+    char *a = list_dir(a_dir, ".h5"), *b = list_dir(b_dir, ".h5");
+    cr_expect_str_eq(a, b);
+    free(a), free(b);
+    char *tmp = list_dir(b_dir, ".tmp");
+    cr_expect_str_eq(tmp, "", "left over: %s", tmp);
+    free(tmp);
+    char *sa = summary_without_wall(full), *sb = summary_without_wall(killed);
+    cr_expect_str_eq(sa, sb);
+    cr_expect_eq(count_lines(sb), 1 + SWEEP_RUNS);
+    free(sa), free(sb);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+/* Order of run files by modification time (when each run finished). */
+typedef struct {
+    char name[256];
+    struct timespec mtime;
+} RunFile;
+
+static int by_mtime(const void *a, const void *b) {
+    const struct timespec *x = &((const RunFile *)a)->mtime, *y = &((const RunFile *)b)->mtime;
+    return x->tv_sec != y->tv_sec ? (x->tv_sec < y->tv_sec ? -1 : 1) : (x->tv_nsec > y->tv_nsec) - (x->tv_nsec < y->tv_nsec);
+}
+
+static int cmp_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* Every run records its own peak RSS (VmHWM reset before each run). Over 36 short runs in one process, a leak of a
+ * run's buffers (the video, latents, trace, strategy state: >= 100 kB per run here) would raise the later runs'
+ * peaks by megabytes; the median of the last 10 may exceed the first 10's by at most 2 MB (allocator noise). */
+Test(sweep, memory_does_not_grow_with_the_number_of_runs, .timeout = 120) {
+    char *dir = fixture_tmpdir();
+    char prompts[512], out[512];
+    static char log[65536];
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", dir);
+    write_file(prompts, "pa\ta red circle moving left on a black background\n"
+                        "pb\ta blue square moving up on a gray background\n"
+                        "pc\ta green triangle moving down on a white background\n");
+    snprintf(out, sizeof out, "%s/out", dir);
+    const char *args[] = {"sweep", "--weights", "random:1", "--prompts", prompts, "--steps", "2", "--out", out,
+                          "--strategy", "static:interval=1|2|3|4|5|6|7|8|9|10|11,warmup=0", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, args), 0, "%s", log);
+    char runs_dir[1024];
+    snprintf(runs_dir, sizeof runs_dir, "%s/runs", out);
+    char *names = list_dir(runs_dir, ".h5");
+    RunFile files[64];
+    int n = 0;
+    for (char *save = NULL, *name = strtok_r(names, "\n", &save); name && n < 64; name = strtok_r(NULL, "\n", &save)) {
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%.255s", runs_dir, name);
+        struct stat st;
+        cr_assert_eq(stat(path, &st), 0);
+        snprintf(files[n].name, sizeof files[n].name, "%s", name);
+        files[n++].mtime = st.st_mtim;
+    }
+    free(names);
+    cr_assert_eq(n, 36, "(none + 11 settings) x 3 prompts, got %d runs", n);
+    qsort(files, (size_t)n, sizeof *files, by_mtime);
+    long peak[64];
+    for (int i = 0; i < n; i++) {
+        char path[1400];
+        snprintf(path, sizeof path, "%.1023s/%.255s", runs_dir, files[i].name);
+        RunRecord r;
+        Error err = {{0}};
+        cr_assert_eq(record_read(path, &r, &err), 0, "%s", err.msg);
+        peak[i] = r.peak_rss_kb;
+        cr_assert(peak[i] > 0, "%s: peak RSS not recorded", path);
+        record_free(&r);
+    }
+    long first[10], last[10];
+    memcpy(first, peak + 1, sizeof first); /* skip the very first run: it pages in the libraries */
+    memcpy(last, peak + n - 10, sizeof last);
+    qsort(first, 10, sizeof(long), cmp_long);
+    qsort(last, 10, sizeof(long), cmp_long);
+    cr_assert(last[5] <= first[5] + 2048, "peak RSS grows over the sweep: median %ld kB early, %ld kB late", first[5],
+              last[5]);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
 Test(sweep, interrupt_exits_130_and_says_how_to_resume, .timeout = 60) {
     char *dir = fixture_tmpdir();
     char prompts[512], out[512], logpath[1024];
