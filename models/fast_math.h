@@ -15,29 +15,6 @@
 #define KERNEL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define KERNEL_CLONES
-/* s[0..n) <- exp(s - max s) (base e) or 2^(s - max s) (base 2, when s holds logits times log2 e, which saves the
- * ln2 reduction); returns the sum of the new values, in float over n terms of at most 1. The max uses 32 explicit
- * lanes (two AVX-512 registers): an `omp simd reduction(max)` keeps its lanes in a stack array and runs at half
- * the speed. Rows with -inf entries (masked keys) need one finite entry; the -inf entries become exactly 0. */
-#define FAST_SOFTMAX_ROW(name, exp_fn)                                                                          \
-    KERNEL_CLONES static float name(float *s, int n) {                                                          \
-        float lane[32];                                                                                         \
-        for (int l = 0; l < 32; l++) lane[l] = -INFINITY;                                                       \
-        int j = 0;                                                                                              \
-        for (; j + 32 <= n; j += 32)                                                                            \
-            for (int l = 0; l < 32; l++) lane[l] = select_f32(-(uint32_t)(s[j + l] > lane[l]), s[j + l], lane[l]); \
-        float m = -INFINITY;                                                                                    \
-        for (int l = 0; l < 32; l++) m = lane[l] > m ? lane[l] : m;                                             \
-        for (; j < n; j++) m = s[j] > m ? s[j] : m;                                                             \
-        float sum = 0.0f;                                                                                       \
-        _Pragma("omp simd reduction(+ : sum)") for (j = 0; j < n; j++) {                                       \
-            const float e = exp_fn(s[j] - m);                                                                   \
-            s[j] = e;                                                                                           \
-            sum += e;                                                                                           \
-        }                                                                                                       \
-        return sum;                                                                                             \
-    }
-
 #endif
 
 /* ---------------------------------------------------------------------------------------------- */
