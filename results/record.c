@@ -401,6 +401,24 @@ static int fsync_path(const char *path) {
     return rc;
 }
 
+/* The end of every atomic write: close the HDF5 file written as tmp (a failing close is a failed write: HDF5 flushes
+ * there), restore error printing, fsync, rename over path; on any failure remove tmp. rc is the writing's result. */
+static int finish_tmp_file(hid_t f, H5Quiet q, const char *tmp, const char *path, int rc, Error *err) {
+    if (f >= 0 && H5Fclose(f) < 0 && !rc) {
+        char d[256];
+        rc = error_set(err, "cannot write %s (HDF5: %s)", tmp, h5_detail(d));
+    }
+    h5_restore(q);
+    if (!rc && fsync_path(tmp) < 0) rc = error_set(err, "cannot sync %s: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, path) < 0) rc = error_set(err, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (rc) {
+        unlink(tmp);
+        return error_prefix(err, "%s", path);
+    }
+    return 0;
+}
+
+
 int record_write(const char *path, const RunRecord *r, Error *err) {
     if (check_record(r, err)) return error_prefix(err, "%s", path);
     char tmp[4096];
@@ -429,18 +447,7 @@ int record_write(const char *path, const RunRecord *r, Error *err) {
     if (!rc && r->latents) rc = write_latents(f, r, err);
     if (!rc) rc = write_totals(f, r, err);
     if (!rc && r->metrics.frames > 0) rc = write_metrics_group(f, &r->metrics, err);
-    if (f >= 0 && H5Fclose(f) < 0 && !rc) {
-        char d[256];
-        rc = error_set(err, "cannot write %s (HDF5: %s)", tmp, h5_detail(d));
-    }
-    h5_restore(q);
-    if (!rc && fsync_path(tmp) < 0) rc = error_set(err, "cannot sync %s: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) < 0) rc = error_set(err, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (rc) {
-        unlink(tmp);
-        return error_prefix(err, "%s", path);
-    }
-    return 0;
+    return finish_tmp_file(f, q, tmp, path, rc, err);
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -1024,18 +1031,7 @@ int record_write_metrics(const char *path, const RunMetrics *m, Error *err) {
     if (!rc && H5Lexists(f, "metrics", H5P_DEFAULT) > 0 && H5Ldelete(f, "metrics", H5P_DEFAULT) < 0)
         rc = error_set(err, "cannot delete the old /metrics");
     if (!rc) rc = write_metrics_group(f, m, err);
-    if (f >= 0 && H5Fclose(f) < 0 && !rc) {
-        char d[256];
-        rc = error_set(err, "cannot write %s (HDF5: %s)", tmp, h5_detail(d));
-    }
-    h5_restore(q);
-    if (!rc && fsync_path(tmp) < 0) rc = error_set(err, "cannot sync %s: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) < 0) rc = error_set(err, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (rc) {
-        unlink(tmp);
-        return error_prefix(err, "%s", path);
-    }
-    return 0;
+    return finish_tmp_file(f, q, tmp, path, rc, err);
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */

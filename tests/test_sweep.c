@@ -160,6 +160,24 @@ static char *summary_without_wall(const char *out) {
     return res;
 }
 
+/* A resumed sweep equals an uninterrupted one: the same run files (nothing lost or doubled), nothing temporary
+ * left, and the same summary apart from wall-clock columns. */
+static void expect_same_sweep(const char *full, const char *resumed) {
+    char a_dir[1024], b_dir[1024];
+    snprintf(a_dir, sizeof a_dir, "%s/runs", full);
+    snprintf(b_dir, sizeof b_dir, "%s/runs", resumed);
+    char *a = list_dir(a_dir, ".h5"), *b = list_dir(b_dir, ".h5");
+    cr_expect_str_eq(a, b);
+    free(a), free(b);
+    char *tmp = list_dir(b_dir, ".tmp");
+    cr_expect_str_eq(tmp, "", "left over: %s", tmp);
+    free(tmp);
+    char *sa = summary_without_wall(full), *sb = summary_without_wall(resumed);
+    cr_expect_str_eq(sa, sb);
+    cr_expect_eq(count_lines(sb), 1 + SWEEP_RUNS);
+    free(sa), free(sb);
+}
+
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Grid expansion */
 
@@ -424,22 +442,7 @@ Test(sweep, killed_sweep_resumes_to_the_same_summary, .timeout = 60) {
     cr_expect(strstr(log, want) != NULL, "resume plan (want \"%s\"):\n%s", want, log);
     cr_expect(strstr(log, "will be run again") != NULL, "the invalid file is reported:\n%s", log);
 
-    /* Same runs, nothing lost or doubled, nothing temporary left, the same results. */
-    char a_dir[1024], b_dir[1024];
-    snprintf(a_dir, sizeof a_dir, "%s/runs", full);
-    snprintf(b_dir, sizeof b_dir, "%s/runs", killed);
-    char *a = list_dir(a_dir, ".h5"), *b = list_dir(b_dir, ".h5");
-    cr_expect_str_eq(a, b);
-    free(a);
-    free(b);
-    char *tmp = list_dir(b_dir, ".tmp");
-    cr_expect_str_eq(tmp, "", "left over: %s", tmp);
-    free(tmp);
-    char *sa = summary_without_wall(full), *sb = summary_without_wall(killed);
-    cr_expect_str_eq(sa, sb);
-    cr_expect_eq(count_lines(sa), 1 + SWEEP_RUNS);
-    free(sa);
-    free(sb);
+    expect_same_sweep(full, killed);
 
     /* Once more: everything is finished, nothing runs. */
     cr_assert_eq(run_sweep(prompts, killed, log, sizeof log), 0, "%s", log);
@@ -484,19 +487,7 @@ Test(sweep, killed_at_random_moments_resumes_to_the_same_summary, .timeout = 120
     cr_assert(kills >= 3, "only %d of %d attempts were killed mid-sweep", kills, attempts);
     cr_assert_eq(run_sweep(prompts, killed, log, sizeof log), 0, "%s", log);
 
-    char a_dir[1024], b_dir[1024];
-    snprintf(a_dir, sizeof a_dir, "%s/runs", full);
-    snprintf(b_dir, sizeof b_dir, "%s/runs", killed);
-    char *a = list_dir(a_dir, ".h5"), *b = list_dir(b_dir, ".h5");
-    cr_expect_str_eq(a, b);
-    free(a), free(b);
-    char *tmp = list_dir(b_dir, ".tmp");
-    cr_expect_str_eq(tmp, "", "left over: %s", tmp);
-    free(tmp);
-    char *sa = summary_without_wall(full), *sb = summary_without_wall(killed);
-    cr_expect_str_eq(sa, sb);
-    cr_expect_eq(count_lines(sb), 1 + SWEEP_RUNS);
-    free(sa), free(sb);
+    expect_same_sweep(full, killed);
     fixture_rmdir(dir);
     free(dir);
 }
