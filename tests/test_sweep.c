@@ -454,8 +454,9 @@ Test(sweep, killed_sweep_resumes_to_the_same_summary, .timeout = 60) {
 
 /* SIGKILL at several seeded-random moments (anywhere: model load, mid-run, mid-write, metrics, summary), resuming
  * after each, until the sweep completes: the result must equal an uninterrupted sweep's, with no run lost or doubled
- * and nothing temporary left. Each delay is drawn within the time the remaining runs should take, so most attempts
- * are killed; at least 3 must be. */
+ * and nothing temporary left. Each moment is drawn from the sweep's progress, not from a clock alone (timings vary
+ * with the machine's load): wait until a random number of the remaining runs have finished, then a random fraction
+ * of one run's time, then kill; at least 3 attempts must be killed before finishing. */
 Test(sweep, killed_at_random_moments_resumes_to_the_same_summary, .timeout = 120) {
     char *dir = fixture_tmpdir();
     char prompts[512], full[512], killed[512];
@@ -468,13 +469,16 @@ Test(sweep, killed_at_random_moments_resumes_to_the_same_summary, .timeout = 120
     cr_assert_eq(run_sweep(prompts, full, log, sizeof log), 0, "%s", log);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     const int full_ms = (int)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    const int run_ms = full_ms / SWEEP_RUNS + 1;
 
     unsigned int seed = 20261125u; /* fixed: a failure reproduces */
     int kills = 0, attempts = 0;
-    for (; attempts < 15 && count_runs(killed) < SWEEP_RUNS; attempts++) {
-        const int remaining_ms = full_ms * (SWEEP_RUNS - count_runs(killed)) / SWEEP_RUNS + 1;
+    for (; attempts < 15 && kills < 5 && count_runs(killed) < SWEEP_RUNS; attempts++) {
+        const int done = count_runs(killed);
+        const int target = done + (int)(rand_r(&seed) % (unsigned)(SWEEP_RUNS - done)); /* <= SWEEP_RUNS - 1 */
         pid_t pid = spawn_sweep(prompts, killed);
-        sleep_ms(rand_r(&seed) % remaining_ms);
+        for (int i = 0; i < 30000 && count_runs(killed) < target; i++) sleep_ms(1);
+        sleep_ms((int)(rand_r(&seed) % (unsigned)(run_ms / 2 + 1)));
         kill(pid, SIGKILL);
         int status;
         waitpid(pid, &status, 0);
