@@ -8,7 +8,10 @@
  * everything up front, so that is its peak), and a last line "RESULT ..." per kernel that bench/run_gpu.sh parses.
  *
  * Options: --reps N (3), --layers N (30), --attention simple|mma|both (both), --precision bf16|fp32 (bf16),
- *          --grid FxHxW (21x60x104).
+ *          --grid FxHxW (21x60x104), --svg SPARSITY (0: off).
+ * --svg s also times Sparse VideoGen forwards (models/sparse_attention.h) at sparsity s on the engine of the simple
+ * kernel: layer 0 dense, every other layer's heads profiled on 64 rows and run spatial or temporal, as a sparse
+ * sampling step does; it prints the attention FLOPs spent vs dense and a "RESULT ... attention=svg" line.
  * Without CUDA in the build or without a device it prints "skipped: no CUDA device (...)" and exits 0, because
  * `make bench` runs every benchmark. Compare with PyTorch: bench/run_gpu.sh. */
 #include <math.h>
@@ -54,11 +57,12 @@ static const struct {
 
 static const char *const USAGE =
     "usage: bench_cuda_forward [--reps N] [--layers N] [--attention simple|mma|both] [--precision bf16|fp32] "
-    "[--grid FxHxW]\n";
+    "[--grid FxHxW] [--svg SPARSITY]\n";
 
 int main(int argc, char **argv) {
     int reps = 3, layers = 30, F = 21, H = 60, W = 104;
     const char *attention = "both", *precision = "bf16";
+    double svg = 0.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -70,6 +74,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--attention") == 0) attention = v;
         else if (strcmp(a, "--precision") == 0) precision = v;
         else if (strcmp(a, "--grid") == 0 && sscanf(v, "%dx%dx%d", &F, &H, &W) == 3) (void)0;
+        else if (strcmp(a, "--svg") == 0) svg = atof(v);
         else {
             fputs(USAGE, stderr);
             return 2;
@@ -77,7 +82,7 @@ int main(int argc, char **argv) {
         i++;
     }
     const int fp32 = strcmp(precision, "fp32") == 0;
-    if (reps < 1 || layers < 1 || (!fp32 && strcmp(precision, "bf16") != 0) ||
+    if (reps < 1 || layers < 1 || !(svg >= 0.0 && svg < 1.0) || (!fp32 && strcmp(precision, "bf16") != 0) ||
         (strcmp(attention, "both") && strcmp(attention, "simple") && strcmp(attention, "mma"))) {
         fputs(USAGE, stderr);
         return 2;
@@ -151,39 +156,63 @@ int main(int argc, char **argv) {
         }
         e->upload(e, dx, x, n);
         e->upload(e, dtext, text, tn);
-        double best = 1e30, sum = 0.0;
-        for (int r = 0; r <= reps; r++) {
-            e->synchronize(e);
-            double t = now();
-            e->embed(e, dx, 500.0f, dtext);
-            for (int l = 0; l < layers; l++) e->block(e, l, NULL);
-            e->head(e, dout);
-            e->synchronize(e);
-            t = now() - t;
-            if (r == 0) continue; /* warm-up: cuBLAS heuristics, lazy module loading */
-            best = t < best ? t : best;
-            sum += t;
+        /* Pass 0: dense. Pass 1 (--svg, simple kernel's engine only): Sparse VideoGen plans on layers 1.. */
+        const int passes = svg > 0.0 && opt.attention == CUDA_ATTENTION_SIMPLE ? 2 : 1;
+        for (int pass = 0; pass < passes; pass++) {
+            AttnPattern *patterns = pass ? calloc((size_t)layers * cfg.num_heads, sizeof(AttnPattern)) : NULL;
+            AttentionPlan *plans = pass ? calloc((size_t)layers, sizeof(AttentionPlan)) : NULL;
+            if (pass && (!patterns || !plans)) {
+                fprintf(stderr, "bench_cuda_forward: out of memory\n");
+                return 1;
+            }
+            double best = 1e30, sum = 0.0, attn_done = 0.0, attn_dense = 0.0;
+            for (int r = 0; r <= reps; r++) {
+                for (int l = 0; pass && l < layers; l++) {
+                    for (int h = 0; h < cfg.num_heads; h++)
+                        patterns[(size_t)l * cfg.num_heads + h] = l == 0 ? ATTN_DENSE : ATTN_SPATIAL;
+                    plans[l] = (AttentionPlan){.num_heads = cfg.num_heads,
+                                               .pattern = patterns + (size_t)l * cfg.num_heads,
+                                               .sparsity = svg, .profile_rows = 64};
+                }
+                e->synchronize(e);
+                double t = now();
+                e->embed(e, dx, 500.0f, dtext);
+                for (int l = 0; l < layers; l++) e->block(e, l, pass ? &plans[l] : NULL);
+                e->head(e, dout);
+                e->synchronize(e);
+                t = now() - t;
+                if (r == 0) continue; /* warm-up: cuBLAS heuristics, lazy module loading */
+                best = t < best ? t : best;
+                sum += t;
+            }
+            for (int l = 0; pass && l < layers; l++) attn_done += plans[l].flops_done, attn_dense += plans[l].flops_dense;
+            free(patterns);
+            free(plans);
+            e->download(e, out, dout, n);
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++) bad += !isfinite(out[i]);
+            cuda_memory_used(&used1, NULL, &err);
+            engine_cuda_bytes(e, &wbytes, &abytes);
+            /* TFLOP/s of the work done: for svg the dense attention FLOPs are replaced by those spent. */
+            const double flops = dit_flops_forward(&cfg, e->L) - attn_dense + attn_done, tflops = flops / best * 1e-12;
+            const char *name = pass ? "svg" : cuda_attention_name(opt.attention);
+            char pct[16] = "n/a";
+            if (peak > 0) snprintf(pct, sizeof pct, "%.1f%%", 100.0 * tflops / peak);
+            printf("%-9s %-6s %7d %10.1f %10.1f %9.1f %7s %11.0f %11.0f %11.0f\n", name, precision, e->L, best * 1e3,
+                   sum / reps * 1e3, tflops, pct, (double)wbytes / (1 << 20), (double)abytes / (1 << 20),
+                   ((double)used1 - (double)used0) / (1 << 20));
+            if (pass)
+                printf("  svg sparsity %.2f: self-attention FLOPs spent %.3g of dense %.3g (%.1f%%, profiling included)\n",
+                       svg, attn_done, attn_dense, 100.0 * attn_done / attn_dense);
+            if (engine_cuda_error(e)) {
+                printf("  engine error: %s\n", engine_cuda_error(e));
+                status = 1;
+            }
+            if (bad) printf("  warning: %zu non-finite outputs\n", bad);
+            printf("RESULT backend=cachebench attention=%s precision=%s tokens=%d ms=%.3f tflops=%.2f\n", name,
+                   precision, e->L, best * 1e3, tflops);
+            fflush(stdout);
         }
-        e->download(e, out, dout, n);
-        size_t bad = 0;
-        for (size_t i = 0; i < n; i++) bad += !isfinite(out[i]);
-        cuda_memory_used(&used1, NULL, &err);
-        engine_cuda_bytes(e, &wbytes, &abytes);
-        const double flops = dit_flops_forward(&cfg, e->L), tflops = flops / best * 1e-12;
-        const char *name = cuda_attention_name(opt.attention);
-        char pct[16] = "n/a";
-        if (peak > 0) snprintf(pct, sizeof pct, "%.1f%%", 100.0 * tflops / peak);
-        printf("%-9s %-6s %7d %10.1f %10.1f %9.1f %7s %11.0f %11.0f %11.0f\n", name, precision, e->L, best * 1e3,
-               sum / reps * 1e3, tflops, pct, (double)wbytes / (1 << 20), (double)abytes / (1 << 20),
-               ((double)used1 - (double)used0) / (1 << 20));
-        if (engine_cuda_error(e)) {
-            printf("  engine error: %s\n", engine_cuda_error(e));
-            status = 1;
-        }
-        if (bad) printf("  warning: %zu non-finite outputs\n", bad);
-        printf("RESULT backend=cachebench attention=%s precision=%s tokens=%d ms=%.3f tflops=%.2f\n", name, precision,
-               e->L, best * 1e3, tflops);
-        fflush(stdout);
         ops->release(ops->ctx, dx), ops->release(ops->ctx, dtext), ops->release(ops->ctx, dout);
         e->destroy(e);
     }

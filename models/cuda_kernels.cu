@@ -346,36 +346,115 @@ cudaError_t cuda_sum_abs(double *result, double *partials, const float *a, const
  * the probabilities go to a per-warp 16 x 32 block of shared memory, and lane j accumulates output dims j, j+32, ...
  * of the 16 rows. Shared memory: Q 64 x hd, K 32 x (hd+4) (padded: conflict-free float4 reads by 32 lanes on 32
  * rows), V 32 x hd, P 4 x 16 x 32 floats: 74 KiB at hd = 128.
+ *
+ * The dense kernel and the Sparse VideoGen kernel share the pieces below; they differ only in which rows they load
+ * (a row map: tile row -> token row, < 0 for none) and which (query, key) pairs they keep.
  * ------------------------------------------------------------------------------------------------------------- */
 
 enum { SA_BQ = 64, SA_BK = 32, SA_WARPS = 4, SA_ROWS = 16 };
+static_assert((int)SA_BQ == (int)SVG_TILE, "the sparse kernel's query tiles must be models/svg_grid.h's, whose key sets it runs");
 
 static size_t attention_simple_smem(int hd) {
     return ((size_t)SA_BQ * hd + (size_t)SA_BK * (hd + 4) + (size_t)SA_BK * hd + SA_WARPS * SA_ROWS * SA_BK) *
            sizeof(float);
 }
 
-/* CH = ceil(hd / 32): output dims per lane. */
-template <int CH, typename T>
-static __global__ void __launch_bounds__(SA_WARPS * 32)
-    attention_simple_kernel(T *out, const T *q, const T *k, const T *v, int Lq, int Lk, int heads, int hd,
-                            float scale_log2) {
-    extern __shared__ float4 smem4[]; /* float4: 16-byte alignment for the vector reads */
-    float *smem = (float *)smem4;
-    const int kst = hd + 4;
-    float *Qs = smem;               /* [SA_BQ][hd] */
-    float *Ks = Qs + SA_BQ * hd;    /* [SA_BK][kst] */
-    float *Vs = Ks + SA_BK * kst;   /* [SA_BK][hd] */
-    float *Ps = Vs + SA_BK * hd;    /* [SA_WARPS][SA_ROWS][SA_BK] */
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int q0 = blockIdx.x * SA_BQ;
-    const size_t ld = (size_t)heads * hd, col = (size_t)blockIdx.y * hd;
+typedef struct {
+    float *Qs;  /* [SA_BQ][hd] */
+    float *Ks;  /* [SA_BK][kst] */
+    float *Vs;  /* [SA_BK][hd] */
+    float *Pw;  /* this warp's [SA_ROWS][SA_BK] */
+    const float *Qw; /* this warp's first query row in Qs */
+    int kst;
+} SaTiles;
 
+static __device__ SaTiles sa_tiles(float *smem, int hd, int warp) {
+    SaTiles s;
+    s.kst = hd + 4;
+    s.Qs = smem;
+    s.Ks = s.Qs + SA_BQ * hd;
+    s.Vs = s.Ks + SA_BK * s.kst;
+    s.Pw = s.Vs + SA_BK * hd + warp * SA_ROWS * SA_BK;
+    s.Qw = s.Qs + warp * SA_ROWS * hd;
+    return s;
+}
+
+/* Qs row r = q row row_of(r) (zeros when < 0: padding rows, unused). */
+template <typename T, typename RowOf>
+static __device__ void sa_load_q(const SaTiles &s, const T *q, size_t ld, size_t col, int hd, RowOf row_of) {
     for (int i = threadIdx.x; i < SA_BQ * hd; i += blockDim.x) {
-        const int r = i / hd, d = i - r * hd;
-        Qs[i] = q0 + r < Lq ? load_f(q + (size_t)(q0 + r) * ld + col + d) : 0.0f; /* rows past Lq: zeros, unused */
+        const int r = i / hd, d = i - r * hd, t = row_of(r);
+        s.Qs[i] = t >= 0 ? load_f(q + (size_t)t * ld + col + d) : 0.0f;
     }
-    float o[SA_ROWS][CH], m[SA_ROWS], l[SA_ROWS];
+}
+
+/* Ks, Vs row r = k, v row row_of(r); zeros when < 0 (0 * garbage could be NaN). Between two __syncthreads(). */
+template <typename T, typename RowOf>
+static __device__ void sa_load_kv(const SaTiles &s, const T *k, const T *v, size_t ld, size_t col, int hd,
+                                  RowOf row_of) {
+    for (int i = threadIdx.x; i < SA_BK * hd; i += blockDim.x) {
+        const int r = i / hd, d = i - r * hd, t = row_of(r);
+        const size_t g = (size_t)t * ld + col + d;
+        s.Ks[r * s.kst + d] = t >= 0 ? load_f(k + g) : 0.0f;
+        s.Vs[i] = t >= 0 ? load_f(v + g) : 0.0f;
+    }
+}
+
+/* The warp's 16 rows against the K/V tile in shared memory: scores, the online-softmax update in base 2
+ * (scale_log2 = log2(e) / sqrt(hd)) and the PV accumulation. keep(r) says whether the warp's row r attends this lane's
+ * key. A row that has kept no key yet has m = -inf: p is then 0 and alpha 1, never exp2f(-inf - -inf) = NaN. */
+template <int CH, typename Keep>
+static __device__ __forceinline__ void sa_tile_step(const SaTiles &s, int hd, int lane, float scale_log2, Keep keep,
+                                                    float (&o)[SA_ROWS][CH], float (&m)[SA_ROWS],
+                                                    float (&l)[SA_ROWS]) {
+    float sc[SA_ROWS];
+#pragma unroll
+    for (int r = 0; r < SA_ROWS; r++) sc[r] = 0.0f;
+    const float *kr = s.Ks + lane * s.kst;
+    for (int d = 0; d < hd; d += 4) {
+        const float4 kv = *(const float4 *)(kr + d);
+#pragma unroll
+        for (int r = 0; r < SA_ROWS; r++) {
+            const float4 qv = *(const float4 *)(s.Qw + r * hd + d);
+            sc[r] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < SA_ROWS; r++) {
+        const float sr = keep(r) ? sc[r] * scale_log2 : -INFINITY;
+        const float mnew = fmaxf(m[r], warp_max(sr));
+        const float p = sr == -INFINITY ? 0.0f : exp2f(sr - mnew);
+        const float alpha = mnew == -INFINITY ? 1.0f : exp2f(m[r] - mnew);
+        l[r] = l[r] * alpha + warp_sum(p);
+        m[r] = mnew;
+#pragma unroll
+        for (int c = 0; c < CH; c++) o[r][c] *= alpha;
+        s.Pw[r * SA_BK + lane] = p;
+    }
+    __syncwarp();
+
+    for (int j = 0; j < SA_BK; j += 4) {
+        float vv[4][CH];
+#pragma unroll
+        for (int t = 0; t < 4; t++)
+#pragma unroll
+            for (int c = 0; c < CH; c++) {
+                const int d = lane + 32 * c;
+                vv[t][c] = d < hd ? s.Vs[(j + t) * hd + d] : 0.0f;
+            }
+#pragma unroll
+        for (int r = 0; r < SA_ROWS; r++) {
+            const float4 p4 = *(const float4 *)(s.Pw + r * SA_BK + j);
+#pragma unroll
+            for (int c = 0; c < CH; c++)
+                o[r][c] += p4.x * vv[0][c] + p4.y * vv[1][c] + p4.z * vv[2][c] + p4.w * vv[3][c];
+        }
+    }
+    __syncwarp(); /* Pw is rewritten by the next tile */
+}
+
+template <int CH>
+static __device__ __forceinline__ void sa_init(float (&o)[SA_ROWS][CH], float (&m)[SA_ROWS], float (&l)[SA_ROWS]) {
 #pragma unroll
     for (int r = 0; r < SA_ROWS; r++) {
         m[r] = -INFINITY;
@@ -383,72 +462,17 @@ static __global__ void __launch_bounds__(SA_WARPS * 32)
 #pragma unroll
         for (int c = 0; c < CH; c++) o[r][c] = 0.0f;
     }
-    const float *Qw = Qs + warp * SA_ROWS * hd;
-    float *Pw = Ps + warp * SA_ROWS * SA_BK;
+}
 
-    for (int k0 = 0; k0 < Lk; k0 += SA_BK) {
-        __syncthreads(); /* Q is loaded, and every warp is done with the previous K/V tile */
-        for (int i = threadIdx.x; i < SA_BK * hd; i += blockDim.x) {
-            const int r = i / hd, d = i - r * hd;
-            const bool ok = k0 + r < Lk;
-            const size_t g = (size_t)(k0 + r) * ld + col + d;
-            Ks[r * kst + d] = ok ? load_f(k + g) : 0.0f;
-            Vs[i] = ok ? load_f(v + g) : 0.0f; /* zeros: 0 * garbage could be NaN */
-        }
-        __syncthreads();
-
-        float s[SA_ROWS];
-#pragma unroll
-        for (int r = 0; r < SA_ROWS; r++) s[r] = 0.0f;
-        const float *kr = Ks + lane * kst;
-        for (int d = 0; d < hd; d += 4) {
-            const float4 kv = *(const float4 *)(kr + d);
-#pragma unroll
-            for (int r = 0; r < SA_ROWS; r++) {
-                const float4 qv = *(const float4 *)(Qw + r * hd + d);
-                s[r] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
-            }
-        }
-        /* Online softmax in base 2: scale_log2 = log2(e) / sqrt(hd). Key k0 is valid, so every row's tile max is
-         * finite, and exp2f(-inf - finite) = 0 both for masked keys and for the first rescale (m = -inf). */
-        const bool valid = k0 + lane < Lk;
-#pragma unroll
-        for (int r = 0; r < SA_ROWS; r++) {
-            const float sr = valid ? s[r] * scale_log2 : -INFINITY;
-            const float mnew = fmaxf(m[r], warp_max(sr));
-            const float p = exp2f(sr - mnew);
-            const float alpha = exp2f(m[r] - mnew);
-            l[r] = l[r] * alpha + warp_sum(p);
-            m[r] = mnew;
-#pragma unroll
-            for (int c = 0; c < CH; c++) o[r][c] *= alpha;
-            Pw[r * SA_BK + lane] = p;
-        }
-        __syncwarp();
-
-        for (int j = 0; j < SA_BK; j += 4) {
-            float vv[4][CH];
-#pragma unroll
-            for (int t = 0; t < 4; t++)
-#pragma unroll
-                for (int c = 0; c < CH; c++) {
-                    const int d = lane + 32 * c;
-                    vv[t][c] = d < hd ? Vs[(j + t) * hd + d] : 0.0f;
-                }
-#pragma unroll
-            for (int r = 0; r < SA_ROWS; r++) {
-                const float4 p4 = *(const float4 *)(Pw + r * SA_BK + j);
-#pragma unroll
-                for (int c = 0; c < CH; c++)
-                    o[r][c] += p4.x * vv[0][c] + p4.y * vv[1][c] + p4.z * vv[2][c] + p4.w * vv[3][c];
-            }
-        }
-    }
-
+/* out row row_of(r) = o[r] / l[r] for the warp's rows r (skipped when row_of(r) < 0). */
+template <int CH, typename T, typename RowOf>
+static __device__ __forceinline__ void sa_store(T *out, size_t ld, size_t col, int hd, int lane,
+                                                const float (&o)[SA_ROWS][CH], const float (&l)[SA_ROWS],
+                                                RowOf row_of) {
 #pragma unroll
     for (int r = 0; r < SA_ROWS; r++) {
-        const int row = q0 + warp * SA_ROWS + r;
-        if (row >= Lq) continue;
+        const int row = row_of(r);
+        if (row < 0) continue;
         const float inv = 1.0f / l[r];
 #pragma unroll
         for (int c = 0; c < CH; c++) {
@@ -458,20 +482,49 @@ static __global__ void __launch_bounds__(SA_WARPS * 32)
     }
 }
 
+/* CH = ceil(hd / 32): output dims per lane. */
+template <int CH, typename T>
+static __global__ void __launch_bounds__(SA_WARPS * 32)
+    attention_simple_kernel(T *out, const T *q, const T *k, const T *v, int Lq, int Lk, int heads, int hd,
+                            float scale_log2) {
+    extern __shared__ float4 smem4[]; /* float4: 16-byte alignment for the vector reads */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const SaTiles s = sa_tiles((float *)smem4, hd, warp);
+    const int q0 = blockIdx.x * SA_BQ, row0 = q0 + warp * SA_ROWS;
+    const size_t ld = (size_t)heads * hd, col = (size_t)blockIdx.y * hd;
+
+    sa_load_q(s, q, ld, col, hd, [=](int r) { return q0 + r < Lq ? q0 + r : -1; });
+    float o[SA_ROWS][CH], m[SA_ROWS], l[SA_ROWS];
+    sa_init<CH>(o, m, l);
+    for (int k0 = 0; k0 < Lk; k0 += SA_BK) {
+        __syncthreads(); /* Q is loaded, and every warp is done with the previous K/V tile */
+        sa_load_kv(s, k, v, ld, col, hd, [=](int r) { return k0 + r < Lk ? k0 + r : -1; });
+        __syncthreads();
+        const bool valid = k0 + lane < Lk;
+        sa_tile_step<CH>(s, hd, lane, scale_log2, [=](int) { return valid; }, o, m, l);
+    }
+    sa_store<CH>(out, ld, col, hd, lane, o, l, [=](int r) { return row0 + r < Lq ? row0 + r : -1; });
+}
+
 bool cuda_attention_simple_supports(int head_dim) { return head_dim > 0 && head_dim % 4 == 0 && head_dim <= 128; }
+
+/* Kernels above the default 48 KiB of dynamic shared memory must opt in. */
+template <typename Kernel> static cudaError_t allow_smem(Kernel kernel, size_t smem) {
+    if (smem <= 48 * 1024) return cudaSuccess;
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+}
+
+static float softmax_scale_log2(int hd) { return 1.4426950408889634f / sqrtf((float)hd); }
 
 template <int CH, typename T>
 static cudaError_t launch_attention_simple(T *out, const T *q, const T *k, const T *v, int Lq, int Lk, int heads,
                                            int hd, cudaStream_t st) {
     const size_t smem = attention_simple_smem(hd);
-    if (smem > 48 * 1024) { /* above the default limit a kernel must opt in */
-        cudaError_t rc = cudaFuncSetAttribute(attention_simple_kernel<CH, T>,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (rc != cudaSuccess) return rc;
-    }
+    cudaError_t rc = allow_smem(attention_simple_kernel<CH, T>, smem);
+    if (rc != cudaSuccess) return rc;
     const dim3 grid((unsigned)((Lq + SA_BQ - 1) / SA_BQ), (unsigned)heads);
-    const float scale_log2 = 1.4426950408889634f / sqrtf((float)hd);
-    attention_simple_kernel<CH, T><<<grid, SA_WARPS * 32, smem, st>>>(out, q, k, v, Lq, Lk, heads, hd, scale_log2);
+    attention_simple_kernel<CH, T>
+        <<<grid, SA_WARPS * 32, smem, st>>>(out, q, k, v, Lq, Lk, heads, hd, softmax_scale_log2(hd));
     return cudaGetLastError();
 }
 
@@ -488,6 +541,175 @@ cudaError_t cuda_attention_simple(T *out, const T *q, const T *k, const T *v, in
     case 3: return launch_attention_simple<3, T>(out, q, k, v, Lq, Lk, heads, head_dim, st);
     default: return launch_attention_simple<4, T>(out, q, k, v, Lq, Lk, heads, head_dim, st);
     }
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Sparse VideoGen attention (models/sparse_attention.h for the definitions)
+ *
+ * The simple kernel over the key sets of models/svg_grid.h: a block takes query tile [q0, q0 + 64) in its head's
+ * pattern order (spatial: frame-major; temporal: token-major), so that both patterns are bands. Its K/V tiles are the
+ * band keys [band_lo, band_hi) in pattern order, masked exactly inside (a key there is kept when it is within the
+ * row's band or is a first-frame key), then the first-frame keys outside the band in their original order, all kept.
+ * The layout permutation costs no copies: rows are gathered through svg_token() as the tiles load. Dense heads run
+ * every key. Blocks of a head whose band is narrow stop after ~(64 + 2w)/32 key tiles instead of L/32: that is the
+ * work skipped.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+template <int CH, typename T>
+static __global__ void __launch_bounds__(SA_WARPS * 32)
+    svg_attention_kernel(T *out, const T *q, const T *k, const T *v, SvgShape g, int heads, int hd,
+                         CudaSvgHeads heads_of, float scale_log2) {
+    extern __shared__ float4 smem4[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const SaTiles s = sa_tiles((float *)smem4, hd, warp);
+    const AttnPattern p = (AttnPattern)heads_of.pattern[blockIdx.y];
+    const int P = g.tokens_per_frame, L = g.frames * P, w = g.band;
+    const int q0 = blockIdx.x * SA_BQ, q1 = min(q0 + SA_BQ, L), row0 = q0 + warp * SA_ROWS;
+    const size_t ld = (size_t)heads * hd, col = (size_t)blockIdx.y * hd;
+    const bool banded = p != ATTN_DENSE && w < L - 1;
+    SvgTileKeys tk;
+    svg_tile_keys(&g, p, q0, q1, &tk);
+
+    sa_load_q(s, q, ld, col, hd, [&](int r) { return q0 + r < L ? svg_token(&g, p, q0 + r) : -1; });
+    float o[SA_ROWS][CH], m[SA_ROWS], l[SA_ROWS];
+    sa_init<CH>(o, m, l);
+    for (int k0 = tk.band_lo; k0 < tk.band_hi; k0 += SA_BK) {
+        __syncthreads();
+        sa_load_kv(s, k, v, ld, col, hd, [&](int r) { return k0 + r < tk.band_hi ? svg_token(&g, p, k0 + r) : -1; });
+        __syncthreads();
+        const int kp = k0 + lane; /* this lane's key, in pattern order */
+        const bool in_tile = kp < tk.band_hi, sink = in_tile && svg_token(&g, p, kp) < P;
+        sa_tile_step<CH>(s, hd, lane, scale_log2,
+                         [&](int r) {
+                             const int dist = row0 + r - kp;
+                             return in_tile && (!banded || sink || (dist <= w && -dist <= w));
+                         },
+                         o, m, l);
+    }
+    for (int r = 0; r < tk.nsink; r++) {
+        const int hi = tk.sink_hi[r];
+        for (int j0 = tk.sink_lo[r]; j0 < hi; j0 += SA_BK) {
+            __syncthreads();
+            sa_load_kv(s, k, v, ld, col, hd, [&](int t) { return j0 + t < hi ? j0 + t : -1; });
+            __syncthreads();
+            const bool valid = j0 + lane < hi;
+            sa_tile_step<CH>(s, hd, lane, scale_log2, [&](int) { return valid; }, o, m, l);
+        }
+    }
+    sa_store<CH>(out, ld, col, hd, lane, o, l,
+                 [&](int r) { return row0 + r < L ? svg_token(&g, p, row0 + r) : -1; });
+}
+
+template <int CH, typename T>
+static cudaError_t launch_svg_attention(T *out, const T *q, const T *k, const T *v, const SvgShape &g, int heads,
+                                        int hd, const CudaSvgHeads &heads_of, cudaStream_t st) {
+    const size_t smem = attention_simple_smem(hd);
+    cudaError_t rc = allow_smem(svg_attention_kernel<CH, T>, smem);
+    if (rc != cudaSuccess) return rc;
+    const int L = g.frames * g.tokens_per_frame;
+    const dim3 grid((unsigned)((L + SA_BQ - 1) / SA_BQ), (unsigned)heads);
+    svg_attention_kernel<CH, T>
+        <<<grid, SA_WARPS * 32, smem, st>>>(out, q, k, v, g, heads, hd, heads_of, softmax_scale_log2(hd));
+    return cudaGetLastError();
+}
+
+static bool svg_args_ok(const SvgShape &g, int heads, int head_dim) {
+    return cuda_attention_simple_supports(head_dim) && heads > 0 && heads <= CUDA_SVG_MAX_HEADS && g.frames > 0 &&
+           g.tokens_per_frame > 0 && (long)g.frames * g.tokens_per_frame <= INT32_MAX / 2 && g.band >= 0;
+}
+
+template <typename T>
+cudaError_t cuda_svg_attention(T *out, const T *q, const T *k, const T *v, SvgShape g, int heads, int head_dim,
+                               const CudaSvgHeads *heads_of, cudaStream_t st) {
+    if (!svg_args_ok(g, heads, head_dim) || !heads_of) return cudaErrorInvalidValue;
+    switch ((head_dim + 31) / 32) {
+    case 1: return launch_svg_attention<1, T>(out, q, k, v, g, heads, head_dim, *heads_of, st);
+    case 2: return launch_svg_attention<2, T>(out, q, k, v, g, heads, head_dim, *heads_of, st);
+    case 3: return launch_svg_attention<3, T>(out, q, k, v, g, heads, head_dim, *heads_of, st);
+    default: return launch_svg_attention<4, T>(out, q, k, v, g, heads, head_dim, *heads_of, st);
+    }
+}
+
+/* Profiling: one block of PR_THREADS per (sampled row a, head). The row's scores stream through shared memory
+ * PR_THREADS keys at a time (thread t scores key j0 + t); three online softmaxes run side by side over them: exact,
+ * spatial mask, temporal mask (each with its own running max, so a mask whose keys all score far below the row's best
+ * keeps its precision; the CPU needs a recomputation fallback for that). Thread d < hd accumulates output dim d of the
+ * three. Every thread computes the tile maxima and sums itself from shared memory, in the same order, so all agree.
+ * The block's two sums of squared differences (masked - exact) are reduced in a fixed order. */
+enum { PR_THREADS = 128 };
+
+template <typename T>
+static __global__ void __launch_bounds__(PR_THREADS)
+    svg_profile_kernel(double *partials, const T *q, const T *k, const T *v, SvgShape g, int heads, int hd, int rows,
+                       CudaSvgHeads heads_of, float scale_log2) {
+    __shared__ float Qs[128], S[3][PR_THREADS], Pr[3][PR_THREADS];
+    __shared__ double red[2][PR_THREADS];
+    const int a = blockIdx.x, h = blockIdx.y, t = threadIdx.x;
+    double *part = partials + ((size_t)h * rows + a) * 2;
+    if (heads_of.pattern[h] == ATTN_DENSE) { /* nothing to classify */
+        if (t == 0) part[0] = part[1] = 0.0;
+        return;
+    }
+    const int L = g.frames * g.tokens_per_frame, i = svg_profile_row(a, rows, L);
+    const size_t ld = (size_t)heads * hd, col = (size_t)h * hd;
+    if (t < hd) Qs[t] = load_f(q + (size_t)i * ld + col + t);
+    __syncthreads();
+    float m[3], l[3], o[3];
+    for (int x = 0; x < 3; x++) m[x] = -INFINITY, l[x] = 0.0f, o[x] = 0.0f;
+    for (int j0 = 0; j0 < L; j0 += PR_THREADS) {
+        const int j = j0 + t;
+        float sc = -INFINITY;
+        if (j < L) {
+            const T *kr = k + (size_t)j * ld + col;
+            float dot = 0.0f;
+            for (int d = 0; d < hd; d++) dot += Qs[d] * load_f(kr + d);
+            sc = dot * scale_log2;
+        }
+        S[0][t] = sc;
+        S[1][t] = j < L && svg_mask(&g, ATTN_SPATIAL, i, j) ? sc : -INFINITY;
+        S[2][t] = j < L && svg_mask(&g, ATTN_TEMPORAL, i, j) ? sc : -INFINITY;
+        __syncthreads();
+        float mnew[3];
+        for (int x = 0; x < 3; x++) {
+            float mx = m[x];
+            for (int jj = 0; jj < PR_THREADS; jj++) mx = fmaxf(mx, S[x][jj]);
+            mnew[x] = mx;
+            Pr[x][t] = S[x][t] == -INFINITY ? 0.0f : exp2f(S[x][t] - mx);
+        }
+        __syncthreads();
+        const int n = min(PR_THREADS, L - j0);
+        for (int x = 0; x < 3; x++) {
+            const float alpha = mnew[x] == -INFINITY ? 1.0f : exp2f(m[x] - mnew[x]);
+            l[x] *= alpha, o[x] *= alpha, m[x] = mnew[x];
+        }
+        for (int jj = 0; jj < n; jj++) {
+            const float vv = t < hd ? load_f(v + (size_t)(j0 + jj) * ld + col + t) : 0.0f;
+            for (int x = 0; x < 3; x++) l[x] += Pr[x][jj], o[x] += Pr[x][jj] * vv;
+        }
+        __syncthreads(); /* S and Pr are rewritten by the next tile */
+    }
+    const double exact = (double)(o[0] / l[0]);
+    const double ds = (double)(o[1] / l[1]) - exact, dt = (double)(o[2] / l[2]) - exact;
+    red[0][t] = t < hd ? ds * ds : 0.0;
+    red[1][t] = t < hd ? dt * dt : 0.0;
+    __syncthreads();
+    if (t == 0) {
+        double s0 = 0.0, s1 = 0.0;
+        for (int d = 0; d < hd; d++) s0 += red[0][d], s1 += red[1][d];
+        part[0] = s0, part[1] = s1;
+    }
+}
+
+template <typename T>
+cudaError_t cuda_svg_profile(double *partials, const T *q, const T *k, const T *v, SvgShape g, int heads,
+                             int head_dim, int rows, const CudaSvgHeads *heads_of, cudaStream_t st) {
+    if (!svg_args_ok(g, heads, head_dim) || !heads_of || rows <= 0 || rows > g.frames * g.tokens_per_frame ||
+        rows > 65535)
+        return cudaErrorInvalidValue;
+    const dim3 grid((unsigned)rows, (unsigned)heads);
+    svg_profile_kernel<T><<<grid, PR_THREADS, 0, st>>>(partials, q, k, v, g, heads, head_dim, rows, *heads_of,
+                                                       softmax_scale_log2(head_dim));
+    return cudaGetLastError();
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -703,6 +925,10 @@ cudaError_t cuda_attention_mma(bf16 *out, const bf16 *q, const bf16 *k, const bf
                                               int, int, float, cudaStream_t);                                       \
     template cudaError_t cuda_patchify<T>(T *, const float *, int, int, int, int, int, int, int, cudaStream_t);     \
     template cudaError_t cuda_attention_simple<T>(T *, const T *, const T *, const T *, int, int, int, int,         \
-                                                  cudaStream_t);
+                                                  cudaStream_t);                                                    \
+    template cudaError_t cuda_svg_attention<T>(T *, const T *, const T *, const T *, SvgShape, int, int,            \
+                                               const CudaSvgHeads *, cudaStream_t);                                 \
+    template cudaError_t cuda_svg_profile<T>(double *, const T *, const T *, const T *, SvgShape, int, int, int,    \
+                                             const CudaSvgHeads *, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(bf16)

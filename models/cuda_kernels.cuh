@@ -15,6 +15,8 @@
 #include <cuda_runtime.h>
 #include <stddef.h>
 
+#include "models/svg_grid.h"
+
 typedef __nv_bfloat16 bf16;
 
 /* out[r][c] = row[c] for r < rows, c < n: the bias a GEMM then accumulates onto (beta = 1), as models/kernels.c
@@ -82,5 +84,24 @@ cudaError_t cuda_attention_simple(T *out, const T *q, const T *k, const T *v, in
                                   cudaStream_t st);
 cudaError_t cuda_attention_mma(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int Lq, int Lk, int heads,
                                int head_dim, cudaStream_t st);
+
+/* Sparse VideoGen attention (models/sparse_attention.h): q, k, v, out [L][heads*hd], frame-major, L = g.frames *
+ * g.tokens_per_frame, band g.band; head h runs under heads_of->pattern[h] (an AttnPattern) and computes exactly the key
+ * sets of svg_tile_keys (models/svg_grid.h), as the CPU's svg_attention does. Same precision rules and head_dim limits
+ * as cuda_attention_simple; at most CUDA_SVG_MAX_HEADS heads. */
+enum { CUDA_SVG_MAX_HEADS = 256 };
+typedef struct {
+    unsigned char pattern[CUDA_SVG_MAX_HEADS];
+} CudaSvgHeads;
+template <typename T>
+cudaError_t cuda_svg_attention(T *out, const T *q, const T *k, const T *v, SvgShape g, int heads, int head_dim,
+                               const CudaSvgHeads *heads_of, cudaStream_t st);
+/* Profiling of every head whose pattern is not ATTN_DENSE on `rows` query rows (svg_profile_row): partials (device,
+ * [heads][rows][2] doubles) receive per row the sum over head_dim of (spatial output - exact output)^2 and of
+ * (temporal output - exact output)^2 (zeros for dense heads). mse = sum over rows / (rows * head_dim), as
+ * svg_profile_head computes it. */
+template <typename T>
+cudaError_t cuda_svg_profile(double *partials, const T *q, const T *k, const T *v, SvgShape g, int heads,
+                             int head_dim, int rows, const CudaSvgHeads *heads_of, cudaStream_t st);
 
 #endif

@@ -24,6 +24,7 @@
 
 extern "C" {
 #include "models/kernels.h" /* rope_tables, timestep_embedding: the CPU's own tables, computed on the host in double */
+#include "models/sparse_attention.h" /* svg_band_for_sparsity, svg_pattern_flops, svg_mask_density, svg_plan_is_sparse */
 }
 
 /* cuBLAS is loaded on first use (dlopen) rather than linked: libcublasLt is ~540 MB, and mapping it at startup costs
@@ -69,6 +70,92 @@ static int cublas_load(Cublas *api, Error *err) {
     return 0;
 }
 
+/* Sparse VideoGen profiling results: per (head, sampled row) two sums of squares, on the device and copied to the
+ * host, where the heads are classified (a few KiB; never a full tensor). */
+typedef struct {
+    double *dev, *host;
+    size_t cap;                     /* doubles each holds */
+} SvgScratch;
+
+static void svg_scratch_free(SvgScratch *s) {
+    cudaFree(s->dev);
+    free(s->host);
+    s->dev = s->host = NULL;
+    s->cap = 0;
+}
+
+static cudaError_t svg_scratch_reserve(SvgScratch *s, size_t n) {
+    if (n <= s->cap) return cudaSuccess;
+    svg_scratch_free(s);
+    cudaError_t rc = cudaMalloc((void **)&s->dev, n * sizeof(double));
+    s->host = (double *)malloc(n * sizeof(double));
+    if (rc == cudaSuccess && !s->host) rc = cudaErrorMemoryAllocation;
+    if (rc != cudaSuccess) {
+        cudaGetLastError();
+        svg_scratch_free(s);
+        return rc;
+    }
+    s->cap = n;
+    return cudaSuccess;
+}
+
+/* Sparse VideoGen self-attention with the contract of the CPU's svg_attention (models/sparse_attention.h): reads
+ * plan->frames, tokens_per_frame, pattern, band_tokens/sparsity and profile_rows; writes the patterns (when
+ * profiling; classified on the host from the device's sums of squares, spatial on a tie, exactly as the CPU
+ * decides), band_tokens, sink_tokens, density and the FLOPs (the same tiles as the CPU, so the same count). q, k, v,
+ * out: device [L][heads*hd]. A failure is returned with `what` naming the step. */
+template <typename T>
+static cudaError_t svg_run(SvgScratch *scr, AttentionPlan *plan, T *out, const T *q, const T *k, const T *v,
+                           int heads, int hd, cudaStream_t st, const char **what) {
+    *what = "attention (svg)";
+    const int L = plan->frames * plan->tokens_per_frame;
+    if (plan->num_heads != heads || heads > CUDA_SVG_MAX_HEADS || !plan->pattern || L <= 0)
+        return cudaErrorInvalidValue;
+    SvgShape g;
+    g.frames = plan->frames;
+    g.tokens_per_frame = plan->tokens_per_frame;
+    g.band = plan->band_tokens > 0 ? (plan->band_tokens < L ? plan->band_tokens : L)
+                                   : svg_band_for_sparsity(L, plan->sparsity);
+    plan->band_tokens = g.band;
+    plan->sink_tokens = g.tokens_per_frame;
+    CudaSvgHeads heads_of;
+    memset(&heads_of, 0, sizeof heads_of);
+    for (int h = 0; h < heads; h++) heads_of.pattern[h] = (unsigned char)plan->pattern[h];
+    double flops = 0.0;
+    cudaError_t rc = cudaSuccess;
+    if (plan->profile_rows > 0) {
+        *what = "attention (svg profiling)";
+        const int rows = plan->profile_rows < L ? plan->profile_rows : L;
+        const size_t n = (size_t)heads * rows * 2;
+        rc = svg_scratch_reserve(scr, n);
+        if (rc == cudaSuccess) rc = cuda_svg_profile<T>(scr->dev, q, k, v, g, heads, hd, rows, &heads_of, st);
+        if (rc == cudaSuccess) rc = cudaMemcpy(scr->host, scr->dev, n * sizeof(double), cudaMemcpyDeviceToHost);
+        if (rc != cudaSuccess) return rc;
+        int nprof = 0;
+        for (int h = 0; h < heads; h++) {
+            if (plan->pattern[h] == ATTN_DENSE) continue;
+            nprof++;
+            double mse[2] = {0.0, 0.0};
+            for (int a = 0; a < rows; a++)
+                for (int m = 0; m < 2; m++) mse[m] += scr->host[((size_t)h * rows + a) * 2 + m];
+            for (int m = 0; m < 2; m++) mse[m] /= (double)rows * hd;
+            plan->pattern[h] = mse[1] < mse[0] ? ATTN_TEMPORAL : ATTN_SPATIAL;
+            heads_of.pattern[h] = (unsigned char)plan->pattern[h];
+        }
+        flops += nprof * 8.0 * hd * rows * (double)L;
+        *what = "attention (svg)";
+    }
+    rc = cuda_svg_attention<T>(out, q, k, v, g, heads, hd, &heads_of, st);
+    if (rc != cudaSuccess) return rc;
+    for (int h = 0; h < heads; h++) {
+        flops += svg_pattern_flops(&g, plan->pattern[h], hd);
+        if (plan->density) plan->density[h] = (float)svg_mask_density(&g, plan->pattern[h]);
+    }
+    plan->flops_dense = 4.0 * (double)L * L * heads * hd;
+    plan->flops_done = flops;
+    return cudaSuccess;
+}
+
 typedef struct {
     const DitModel *model;
     CudaOptions opt;
@@ -93,10 +180,13 @@ typedef struct {
 
     /* Activations of the prepared geometry (all NULL before prepare). float unless marked ctype. */
     int prepared, F, H, W, L;
+    int token_frames, tokens_per_frame; /* the token grid: L = token_frames * tokens_per_frame */
     size_t activation_bytes;
     float *tokens, *e, *e0, *mod, *h1, *sinus, *text_f, *q, *k, *v, *ctx_k, *ctx_v, *proj, *hidden, *head_out;
     float *rope_cos, *rope_sin;
     void *small_in, *patches, *text_in, *context, *norm, *qh, *kh, *vh, *ctx_kh, *ctx_vh, *attn, *hidden_in; /* ctype */
+
+    SvgScratch svg;                 /* Sparse VideoGen profiling partials, grown on demand */
 
     char error[512];                /* first failure inside a stage; "" when none */
 } CudaEngine;
@@ -212,7 +302,7 @@ template <typename T> static void embed_t(CudaEngine *c, const float *x, float t
     note(c, cuda_convert<T>((T *)c->context, c->text_f, (size_t)Tn * d, st), "embed");
 }
 
-template <typename T> static void block_t(CudaEngine *c, int layer) {
+template <typename T> static void block_t(CudaEngine *c, int layer, AttentionPlan *plan) {
     const DitConfig *cfg = &c->model->cfg;
     const DitBlockWeights *b = &c->blocks[layer];
     const int L = c->L, d = cfg->dim, Tn = cfg->text_len, hd = d / cfg->num_heads;
@@ -232,7 +322,15 @@ template <typename T> static void block_t(CudaEngine *c, int layer) {
     note(c, cuda_rmsnorm_rope<T>(qh, c->q, b->sa_norm_q, c->rope_cos, c->rope_sin, L, d, hd, eps, st), "q norm+rope");
     note(c, cuda_rmsnorm_rope<T>(kh, c->k, b->sa_norm_k, c->rope_cos, c->rope_sin, L, d, hd, eps, st), "k norm+rope");
     note(c, cuda_convert<T>(vh, c->v, (size_t)L * d, st), "v");
-    run_attention<T>(c, c->attn, qh, kh, vh, L, L);
+    if (svg_plan_is_sparse(plan)) {
+        plan->frames = c->token_frames;
+        plan->tokens_per_frame = c->tokens_per_frame;
+        const char *what = "";
+        note(c, svg_run<T>(&c->svg, plan, (T *)c->attn, qh, kh, vh, cfg->num_heads, hd, st, &what), what);
+    } else {
+        run_attention<T>(c, c->attn, qh, kh, vh, L, L);
+        if (plan) plan->flops_dense = plan->flops_done = dit_flops_self_attention(cfg, L);
+    }
     gemm(c, c->proj, c->attn, b->sa_o_w, b->sa_o_b, L, d, d);
     note(c, cuda_gated_residual(c->tokens, c->proj, gate_msa, L, d, st), "residual");
 
@@ -296,17 +394,8 @@ static void cuda_block(Engine *e, int layer, AttentionPlan *plan) {
         fail(c, "block: layer %d out of range (model has %d)", layer, e->model->cfg.num_layers);
         return;
     }
-    if (plan) {
-        /* Only dense attention exists here; a sparse plan must not silently run dense (its results and FLOP savings
-         * would be wrong), so it fails the run with a clear message instead. */
-        for (int h = 0; plan->pattern && h < plan->num_heads; h++)
-            if (plan->pattern[h] != ATTN_DENSE)
-                fail(c, "layer %d: sparse attention plans are not implemented by the CUDA engine (use --backend cpu)",
-                     layer);
-        plan->flops_dense = plan->flops_done = dit_flops_self_attention(&e->model->cfg, c->L);
-    }
-    if (fp32_mode(c)) block_t<float>(c, layer);
-    else block_t<bf16>(c, layer);
+    if (fp32_mode(c)) block_t<float>(c, layer, plan);
+    else block_t<bf16>(c, layer, plan);
 }
 
 static void cuda_head(Engine *e, float *out) {
@@ -445,6 +534,7 @@ static int cuda_prepare(Engine *e, int F, int H, int W, Error *err) {
     }
     c->prepared = 1;
     c->F = F, c->H = H, c->W = W, c->L = (int)L;
+    c->token_frames = tf, c->tokens_per_frame = th * tw;
     c->activation_bytes = total;
     e->L = (int)L;
     return 0;
@@ -599,6 +689,7 @@ static void cuda_destroy(Engine *e) {
     CudaEngine *c = impl(e);
     if (c) {
         free_activations(c);
+        svg_scratch_free(&c->svg);
         cudaFree(c->weight_arena); /* cudaFree(NULL) is a no-op */
         cudaFree(c->red_partials);
         cudaFree(c->red_result);
@@ -787,6 +878,53 @@ extern "C" int cuda_memory_used(size_t *used, size_t *total, Error *err) {
     return 0;
 }
 
+/* Test hooks: host float arrays to the device in the precision of opt (fp32, or bf16 rounded to nearest even), and
+ * back. */
+static cudaError_t upload_as(void **dev, const float *src, size_t n, int fp32) {
+    const size_t es = fp32 ? sizeof(float) : sizeof(bf16);
+    cudaError_t rc = cudaMalloc(dev, (n ? n : 1) * es);
+    if (rc != cudaSuccess || !src) return rc;
+    if (fp32) return cudaMemcpy(*dev, src, n * es, cudaMemcpyHostToDevice);
+    uint16_t *h = (uint16_t *)malloc((n ? n : 1) * es);
+    if (!h) return cudaErrorMemoryAllocation;
+    for (size_t i = 0; i < n; i++) h[i] = bf16_bits(src[i]);
+    rc = cudaMemcpy(*dev, h, n * es, cudaMemcpyHostToDevice);
+    free(h);
+    return rc;
+}
+
+static cudaError_t download_as(float *dst, const void *dev, size_t n, int fp32) {
+    if (fp32) return cudaMemcpy(dst, dev, n * sizeof(float), cudaMemcpyDeviceToHost);
+    uint16_t *h = (uint16_t *)malloc((n ? n : 1) * sizeof(bf16));
+    if (!h) return cudaErrorMemoryAllocation;
+    cudaError_t rc = cudaMemcpy(h, dev, n * sizeof(bf16), cudaMemcpyDeviceToHost);
+    if (rc == cudaSuccess)
+        for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(h[i]);
+    free(h);
+    return rc;
+}
+
+/* q, k, v and out on the device for a test hook; NULL pointers until uploaded. */
+typedef struct {
+    void *q, *k, *v, *out;
+} HookBuffers;
+
+static cudaError_t hook_upload(HookBuffers *b, const float *q, const float *k, const float *v, size_t nq, size_t nk,
+                               int fp32) {
+    cudaError_t rc = upload_as(&b->q, q, nq, fp32);
+    if (rc == cudaSuccess) rc = upload_as(&b->k, k, nk, fp32);
+    if (rc == cudaSuccess) rc = upload_as(&b->v, v, nk, fp32);
+    if (rc == cudaSuccess) rc = upload_as(&b->out, NULL, nq, fp32);
+    return rc;
+}
+
+static void hook_free(HookBuffers *b) {
+    cudaFree(b->q);
+    cudaFree(b->k);
+    cudaFree(b->v);
+    cudaFree(b->out);
+}
+
 extern "C" int cuda_attention_run(float *out, const float *q, const float *k, const float *v, int Lq, int Lk, int heads,
                                   int head_dim, const CudaOptions *opt, Error *err) {
     CudaDeviceInfo info;
@@ -794,66 +932,59 @@ extern "C" int cuda_attention_run(float *out, const float *q, const float *k, co
     if (Lq <= 0 || Lk <= 0 || heads <= 0)
         return error_set(err, "attention: bad shape Lq %d, Lk %d, heads %d", Lq, Lk, heads);
     const int fp32 = opt->precision == CUDA_PRECISION_FP32;
-    const size_t es = fp32 ? sizeof(float) : sizeof(bf16);
     const size_t nq = (size_t)Lq * heads * head_dim, nk = (size_t)Lk * heads * head_dim;
-    void *dq = NULL, *dk = NULL, *dv = NULL, *dout = NULL;
-    uint16_t *hq = NULL, *hk = NULL, *hv = NULL, *hout = NULL;
-    int rcode = -1;
-    cudaError_t rc = cudaMalloc(&dq, nq * es);
-    if (rc == cudaSuccess) rc = cudaMalloc(&dk, nk * es);
-    if (rc == cudaSuccess) rc = cudaMalloc(&dv, nk * es);
-    if (rc == cudaSuccess) rc = cudaMalloc(&dout, nq * es);
-    if (rc != cudaSuccess) goto done;
-    if (fp32) {
-        rc = cudaMemcpy(dq, q, nq * es, cudaMemcpyHostToDevice);
-        if (rc == cudaSuccess) rc = cudaMemcpy(dk, k, nk * es, cudaMemcpyHostToDevice);
-        if (rc == cudaSuccess) rc = cudaMemcpy(dv, v, nk * es, cudaMemcpyHostToDevice);
-        if (rc == cudaSuccess)
-            rc = cuda_attention_simple<float>((float *)dout, (const float *)dq, (const float *)dk, (const float *)dv,
-                                              Lq, Lk, heads, head_dim, 0);
-        if (rc == cudaSuccess) rc = cudaDeviceSynchronize();
-        if (rc == cudaSuccess) rc = cudaMemcpy(out, dout, nq * es, cudaMemcpyDeviceToHost);
-    } else {
-        hq = (uint16_t *)malloc(nq * es), hk = (uint16_t *)malloc(nk * es), hv = (uint16_t *)malloc(nk * es);
-        hout = (uint16_t *)malloc(nq * es);
-        if (!hq || !hk || !hv || !hout) {
-            error_set(err, "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < nq; i++) hq[i] = bf16_bits(q[i]);
-        for (size_t i = 0; i < nk; i++) hk[i] = bf16_bits(k[i]), hv[i] = bf16_bits(v[i]);
-        rc = cudaMemcpy(dq, hq, nq * es, cudaMemcpyHostToDevice);
-        if (rc == cudaSuccess) rc = cudaMemcpy(dk, hk, nk * es, cudaMemcpyHostToDevice);
-        if (rc == cudaSuccess) rc = cudaMemcpy(dv, hv, nk * es, cudaMemcpyHostToDevice);
-        if (rc == cudaSuccess) {
-            if (opt->attention == CUDA_ATTENTION_MMA)
-                rc = cuda_attention_mma((bf16 *)dout, (const bf16 *)dq, (const bf16 *)dk, (const bf16 *)dv, Lq, Lk,
-                                        heads, head_dim, 0);
-            else
-                rc = cuda_attention_simple<bf16>((bf16 *)dout, (const bf16 *)dq, (const bf16 *)dk, (const bf16 *)dv, Lq,
-                                                 Lk, heads, head_dim, 0);
-        }
-        if (rc == cudaSuccess) rc = cudaDeviceSynchronize();
-        if (rc == cudaSuccess) rc = cudaMemcpy(hout, dout, nq * es, cudaMemcpyDeviceToHost);
-        if (rc == cudaSuccess)
-            for (size_t i = 0; i < nq; i++) out[i] = bf16_to_float(hout[i]);
+    HookBuffers b = {NULL, NULL, NULL, NULL};
+    cudaError_t rc = hook_upload(&b, q, k, v, nq, nk, fp32);
+    if (rc == cudaSuccess) {
+        if (fp32)
+            rc = cuda_attention_simple<float>((float *)b.out, (const float *)b.q, (const float *)b.k,
+                                              (const float *)b.v, Lq, Lk, heads, head_dim, 0);
+        else if (opt->attention == CUDA_ATTENTION_MMA)
+            rc = cuda_attention_mma((bf16 *)b.out, (const bf16 *)b.q, (const bf16 *)b.k, (const bf16 *)b.v, Lq, Lk,
+                                    heads, head_dim, 0);
+        else
+            rc = cuda_attention_simple<bf16>((bf16 *)b.out, (const bf16 *)b.q, (const bf16 *)b.k, (const bf16 *)b.v,
+                                             Lq, Lk, heads, head_dim, 0);
     }
-    if (rc == cudaSuccess) rcode = 0;
-done:
-    if (rc != cudaSuccess) {
-        cudaGetLastError();
-        error_set(err, "CUDA attention (%s, %s): %s", cuda_precision_name(opt->precision),
-                  cuda_attention_name(opt->attention), cudaGetErrorString(rc));
+    if (rc == cudaSuccess) rc = cudaDeviceSynchronize();
+    if (rc == cudaSuccess) rc = download_as(out, b.out, nq, fp32);
+    hook_free(&b);
+    if (rc == cudaSuccess) return 0;
+    cudaGetLastError();
+    return error_set(err, "CUDA attention (%s, %s): %s", cuda_precision_name(opt->precision),
+                     cuda_attention_name(opt->attention), cudaGetErrorString(rc));
+}
+
+extern "C" int cuda_svg_attention_run(float *out, const float *q, const float *k, const float *v, int heads,
+                                      int head_dim, AttentionPlan *plan, const CudaOptions *opt, Error *err) {
+    CudaDeviceInfo info;
+    if (cuda_device_info(&info, err) || check_options(&info, opt, head_dim, "svg attention", err)) return -1;
+    const long L = (long)plan->frames * plan->tokens_per_frame;
+    if (plan->frames <= 0 || plan->tokens_per_frame <= 0 || L > INT32_MAX / 2 || heads <= 0 ||
+        heads > CUDA_SVG_MAX_HEADS || plan->num_heads != heads || !plan->pattern)
+        return error_set(err, "svg attention: bad plan (frames %d, tokens_per_frame %d, heads %d of %d, %s patterns)",
+                         plan->frames, plan->tokens_per_frame, plan->num_heads, heads, plan->pattern ? "with" : "no");
+    const int fp32 = opt->precision == CUDA_PRECISION_FP32;
+    const size_t n = (size_t)L * heads * head_dim;
+    HookBuffers b = {NULL, NULL, NULL, NULL};
+    SvgScratch scr = {NULL, NULL, 0};
+    const char *what = "upload";
+    cudaError_t rc = hook_upload(&b, q, k, v, n, n, fp32);
+    if (rc == cudaSuccess) {
+        if (fp32)
+            rc = svg_run<float>(&scr, plan, (float *)b.out, (const float *)b.q, (const float *)b.k, (const float *)b.v,
+                                heads, head_dim, 0, &what);
+        else
+            rc = svg_run<bf16>(&scr, plan, (bf16 *)b.out, (const bf16 *)b.q, (const bf16 *)b.k, (const bf16 *)b.v,
+                               heads, head_dim, 0, &what);
     }
-    cudaFree(dq);
-    cudaFree(dk);
-    cudaFree(dv);
-    cudaFree(dout);
-    free(hq);
-    free(hk);
-    free(hv);
-    free(hout);
-    return rcode;
+    if (rc == cudaSuccess) rc = cudaDeviceSynchronize();
+    if (rc == cudaSuccess) rc = download_as(out, b.out, n, fp32);
+    hook_free(&b);
+    svg_scratch_free(&scr);
+    if (rc == cudaSuccess) return 0;
+    cudaGetLastError();
+    return error_set(err, "CUDA %s (%s): %s", what, cuda_precision_name(opt->precision), cudaGetErrorString(rc));
 }
 
 /* The CUDA build's engine_create (models/engine_cpu.c defines it only when CACHEBENCH_CUDA is not defined). */

@@ -17,6 +17,9 @@
  *   simple (default) CUDA cores, FP32 math, any precision; head_dim a multiple of 4 up to 128.
  *   mma              bf16 tensor cores (mma.sync), bf16 only; head_dim 16, 32, 64 or 128. Several times faster;
  *                    opt-in until its parity test (tests/test_cuda.c) has passed on a GPU.
+ * Sparse VideoGen plans (models/sparse_attention.h) run on the device with the contract of the CPU's svg_attention:
+ * profiling and the block-sparse kernel (the simple kernel over the key sets of models/svg_grid.h, in either
+ * precision); only the profiling's per-row sums of squares come back to the host, which classifies the heads.
  *
  * Libraries: the CUDA runtime is linked statically and cuBLAS (libcublas.so.<major of the build's CUDA>) is loaded
  * with dlopen when an engine is created, so a CUDA build starts, and runs on the CPU, on machines without CUDA
@@ -79,6 +82,12 @@ int cuda_memory_used(size_t *used, size_t *total, Error *err);
  * and output) on host arrays q [Lq][heads*hd], k, v [Lk][heads*hd]; out [Lq][heads*hd] receives the result as float. */
 int cuda_attention_run(float *out, const float *q, const float *k, const float *v, int Lq, int Lk, int heads,
                        int head_dim, const CudaOptions *opt, Error *err);
+
+/* Test hook: Sparse VideoGen attention (simple kernel, in opt's precision) with the contract of the CPU's svg_attention
+ * (models/sparse_attention.h) on host arrays q, k, v, out [L][heads*hd], L = plan->frames * plan->tokens_per_frame:
+ * profiles when plan->profile_rows > 0, and fills the plan (patterns, band, sink, densities, FLOPs) as the CPU does. */
+int cuda_svg_attention_run(float *out, const float *q, const float *k, const float *v, int heads, int head_dim,
+                           AttentionPlan *plan, const CudaOptions *opt, Error *err);
 
 #ifdef __cplusplus
 }

@@ -20,13 +20,7 @@ FAST_SOFTMAX_ROW(softmax_row_unnormalised_base_e, fast_expf)
 enum { PAR_MIN_FLOATS = 1 << 16 };
 
 /* ---------------------------------------------------------------------------------------------- */
-
-/* ---------------------------------------------------------------------------------------------- */
 /* the mask */
-
-static int imin(int a, int b) { return a < b ? a : b; }
-static int imax(int a, int b) { return a > b ? a : b; }
-static int ceil_div(int a, int b) { return (a + b - 1) / b; } /* a >= 0, b > 0 */
 
 int svg_band_for_sparsity(int L, double sparsity) {
     if (!(sparsity > 0.0)) return L; /* 0 (and NaN): dense */
@@ -38,69 +32,24 @@ int svg_band_for_sparsity(int L, double sparsity) {
 
 int svg_tile(int L) { return L < SVG_TILE ? (L > 0 ? L : 1) : SVG_TILE; }
 
-int svg_pos(const SvgShape *g, AttnPattern p, int i) {
-    if (p != ATTN_TEMPORAL) return i;
-    const int P = g->tokens_per_frame;
-    return (i % P) * g->frames + i / P;
-}
-
-int svg_token(const SvgShape *g, AttnPattern p, int pos) {
-    if (p != ATTN_TEMPORAL) return pos;
-    const int F = g->frames;
-    return (pos % F) * g->tokens_per_frame + pos / F;
-}
-
-int svg_mask(const SvgShape *g, AttnPattern p, int i, int j) {
-    if (p == ATTN_DENSE || j < g->tokens_per_frame) return 1;
-    const int d = svg_pos(g, p, i) - svg_pos(g, p, j);
-    return d <= g->band && -d <= g->band;
-}
-
 /* Sink keys (first frame; in pattern order at positions p0·stride, p0 < P) within positions [a, b], a >= 0. */
 static int sinks_within(int P, int stride, int a, int b) {
     if (b < a) return 0;
-    const int n = imin(P - 1, b / stride) - ceil_div(a, stride) + 1;
+    const int n = svg_grid_min(P - 1, b / stride) - svg_grid_ceil_div(a, stride) + 1;
     return n > 0 ? n : 0;
 }
-
-static int sink_stride(const SvgShape *g, AttnPattern p) { return p == ATTN_TEMPORAL ? g->frames : 1; }
 
 double svg_mask_density(const SvgShape *g, AttnPattern p) {
     const int P = g->tokens_per_frame, L = g->frames * P, w = g->band;
     if (p == ATTN_DENSE || w >= L - 1) return 1.0;
-    const int stride = sink_stride(g, p);
+    const int stride = svg_sink_stride(g, p);
     /* Rows in pattern order (pos is a bijection): the band's keys plus the sink keys outside the band. */
     long long kept = 0;
     for (int i = 0; i < L; i++) {
-        const int a = imax(0, i - w), b = imin(L - 1, i + w);
+        const int a = svg_grid_max(0, i - w), b = svg_grid_min(L - 1, i + w);
         kept += (b - a + 1) + (P - sinks_within(P, stride, a, b));
     }
     return (double)kept / ((double)L * L);
-}
-
-void svg_tile_keys(const SvgShape *g, AttnPattern p, int q0, int q1, SvgTileKeys *out) {
-    const int P = g->tokens_per_frame, L = g->frames * P, w = g->band, T = SVG_TILE_KEYS;
-    out->nsink = 0;
-    if (p == ATTN_DENSE || w >= L - 1) {
-        out->band_lo = 0, out->band_hi = L;
-        return;
-    }
-    /* Key tiles meeting [q0 - w, q1 - 1 + w]. */
-    const int lo = imax(0, q0 - w), hi = (int)((long)q1 - 1 + w < L - 1 ? (long)q1 - 1 + w : L - 1);
-    out->band_lo = lo / T * T;
-    out->band_hi = imin(L, (hi / T + 1) * T);
-    /* First-frame key p0 sits at p0·stride: before the band tiles when p0 < ceil(band_lo / stride), after them
-     * when p0 >= ceil(band_hi / stride). */
-    const int stride = sink_stride(g, p);
-    const int below = imin(P, ceil_div(out->band_lo, stride)), above = imin(P, ceil_div(out->band_hi, stride));
-    if (below > 0) {
-        out->sink_lo[out->nsink] = 0, out->sink_hi[out->nsink] = below;
-        out->nsink++;
-    }
-    if (above < P) {
-        out->sink_lo[out->nsink] = above, out->sink_hi[out->nsink] = P;
-        out->nsink++;
-    }
 }
 
 /* Keys computed for a query tile: band tiles plus sink ranges. */
@@ -114,7 +63,7 @@ double svg_pattern_flops(const SvgShape *g, AttnPattern p, int head_dim) {
     const int L = g->frames * g->tokens_per_frame, T = svg_tile(L);
     double pairs = 0.0;
     for (int q0 = 0; q0 < L; q0 += T) {
-        const int q1 = imin(L, q0 + T);
+        const int q1 = svg_grid_min(L, q0 + T);
         SvgTileKeys tk;
         svg_tile_keys(g, p, q0, q1, &tk);
         pairs += (double)(q1 - q0) * tile_keys_count(&tk);
@@ -163,14 +112,14 @@ static void attended_ranges(const SvgShape *g, AttnPattern p, int i, RangeFn fn,
     }
     fn(0, P, user);
     if (p == ATTN_SPATIAL) {
-        fn(imax(0, i - w), imin(L, i + w + 1), user);
+        fn(svg_grid_max(0, i - w), svg_grid_min(L, i + w + 1), user);
         return;
     }
     /* Key f·P + q sits at q·F + f in token-major order: within the band for q in [ceil((pi-w-f)/F),
      * floor((pi+w-f)/F)]. */
     const int pi = svg_pos(g, p, i);
     for (int f = 1; f < F; f++) {
-        const int lo = imax(0, -floor_div(-(pi - w - f), F)), hi = imin(P - 1, floor_div(pi + w - f, F));
+        const int lo = svg_grid_max(0, -floor_div(-(pi - w - f), F)), hi = svg_grid_min(P - 1, floor_div(pi + w - f, F));
         if (lo <= hi) fn(f * P + lo, f * P + hi + 1, user);
     }
 }
@@ -228,10 +177,10 @@ void svg_profile_head(const float *q, const float *k, const float *v, const SvgS
     const float scale = 1.0f / sqrtf((float)hd);
     double sse[2] = {0.0, 0.0};
     for (int r0 = 0; r0 < rows; r0 += c) {
-        const int n = imin(c, rows - r0);
+        const int n = svg_grid_min(c, rows - r0);
         int idx[SVG_TILE];
         for (int a = 0; a < n; a++) {
-            idx[a] = (int)(((2L * (r0 + a) + 1) * L) / (2L * rows));
+            idx[a] = svg_profile_row(r0 + a, rows, L);
             memcpy(Q + (size_t)a * hd, q + (size_t)idx[a] * ld + col, (size_t)hd * sizeof(float));
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, hd, scale, Q, hd, k + col, ld, 0.0f, E, L);
@@ -311,7 +260,7 @@ static void tile_attention(const SvgArgs *A, int h, AttnPattern p, int q0, int r
         for (int a = 0; a < rows; a++) {
             float *s = S + (size_t)a * n - tk.band_lo; /* s[j] for pattern position j */
             const int i = q0 + a;
-            const int left_end = imin(i - w, tk.band_hi), right_start = imax(i + w + 1, tk.band_lo);
+            const int left_end = svg_grid_min(i - w, tk.band_hi), right_start = svg_grid_max(i + w + 1, tk.band_lo);
             for (int j = tk.band_lo; j < left_end; j++)
                 if (temporal ? j % F != 0 : j >= P) s[j] = -INFINITY;
             for (int j = right_start; j < tk.band_hi; j++)
@@ -353,17 +302,17 @@ int svg_attention(float *out, const float *q, const float *k, const float *v, in
     const int hd = head_dim, ld = heads * hd, T = svg_tile(L), ntiles = (L + T - 1) / T;
     SvgArgs A = {.q = q, .k = k, .v = v, .k_perm = k_perm, .v_perm = v_perm, .out = out, .ld = ld, .hd = hd};
     A.g.frames = plan->frames, A.g.tokens_per_frame = plan->tokens_per_frame;
-    A.g.band = plan->band_tokens > 0 ? imin(plan->band_tokens, L) : svg_band_for_sparsity(L, plan->sparsity);
+    A.g.band = plan->band_tokens > 0 ? svg_grid_min(plan->band_tokens, L) : svg_band_for_sparsity(L, plan->sparsity);
     plan->band_tokens = A.g.band;
     plan->sink_tokens = plan->tokens_per_frame;
     double flops = 0.0;
 
     /* 1. Classify the heads that are to run sparse. */
     if (plan->profile_rows > 0) {
-        const int rows = imin(plan->profile_rows, L);
+        const int rows = svg_grid_min(plan->profile_rows, L);
         int nprof = 0;
         for (int h = 0; h < heads; h++) nprof += plan->pattern[h] != ATTN_DENSE;
-#pragma omp parallel for num_threads(imax(1, imin(nt, nprof))) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(svg_grid_max(1, svg_grid_min(nt, nprof))) schedule(dynamic, 1)
         for (int h = 0; h < heads; h++) {
             if (plan->pattern[h] == ATTN_DENSE) continue;
             double mse[2];
@@ -383,14 +332,14 @@ int svg_attention(float *out, const float *q, const float *k, const float *v, in
 
     /* 3. The tiles. */
     const int ntasks = heads * ntiles;
-#pragma omp parallel num_threads(imin(nt, ntasks))
+#pragma omp parallel num_threads(svg_grid_min(nt, ntasks))
     {
         float *S = scratch + (size_t)omp_get_thread_num() * per_thread;
         float *Qb = S + (size_t)(T + 1) * L, *Ob = Qb + (size_t)T * hd, *rowsum = Ob + (size_t)T * hd;
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < ntasks; t++) {
             const int h = t / ntiles, q0 = (t % ntiles) * T;
-            tile_attention(&A, h, plan->pattern[h], q0, imin(T, L - q0), S, Qb, Ob, rowsum);
+            tile_attention(&A, h, plan->pattern[h], q0, svg_grid_min(T, L - q0), S, Qb, Ob, rowsum);
         }
     }
 

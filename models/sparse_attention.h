@@ -42,18 +42,7 @@
 #include <stddef.h>
 
 #include "models/backend.h"
-
-/* Tiles: SVG_TILE query rows (each task's GEMMs re-pack the keys they read, so more rows amortise that better)
- * × SVG_TILE_KEYS keys. The needed key tiles of a query tile are contiguous and run as one GEMM, so a key grid
- * finer than the reference's 128 costs nothing and computes fewer masked pairs at the band's edges (our sequences
- * are short: 512 tokens for the tiny model, where a 64-key grid alone added 16% of dense attention). */
-enum { SVG_TILE = 64, SVG_TILE_KEYS = 16 };
-
-typedef struct {
-    int frames;             /* F */
-    int tokens_per_frame;   /* P; L = F·P, and keys [0, P) are the sink */
-    int band;               /* w >= 0, in tokens; w >= L - 1 leaves nothing masked */
-} SvgShape;
+#include "models/svg_grid.h" /* SvgShape, SvgTileKeys, svg_pos, svg_token, svg_mask, svg_tile_keys */
 
 /* w = ceil(L·(1 - sqrt(s))), s clamped to [0, 1]. */
 int svg_band_for_sparsity(int L, double sparsity);
@@ -61,25 +50,8 @@ int svg_band_for_sparsity(int L, double sparsity);
 /* Query rows per tile for a sequence of L tokens: SVG_TILE, or L when shorter. */
 int svg_tile(int L);
 
-/* Index of token i (frame-major) in the pattern's order, and back. Dense and spatial: the identity. */
-int svg_pos(const SvgShape *g, AttnPattern p, int i);
-int svg_token(const SvgShape *g, AttnPattern p, int pos);
-
-/* The mask itself, naively: 1 when query i attends key j (both frame-major). The definition every other function
- * here is tested against. */
-int svg_mask(const SvgShape *g, AttnPattern p, int i, int j);
-
 /* Fraction of the L² (query, key) pairs the mask keeps, counted exactly in O(L). */
 double svg_mask_density(const SvgShape *g, AttnPattern p);
-
-/* The keys computed for query tile [q0, q1) (pattern order). */
-typedef struct {
-    int band_lo, band_hi;   /* key tiles [band_lo, band_hi) in pattern order (multiples of SVG_TILE_KEYS, or L),
-                               masked exactly */
-    int nsink;              /* 0..2 ranges of first-frame keys outside the band tiles, all attended: */
-    int sink_lo[2], sink_hi[2]; /* original (frame-major) rows [sink_lo, sink_hi) */
-} SvgTileKeys;
-void svg_tile_keys(const SvgShape *g, AttnPattern p, int q0, int q1, SvgTileKeys *out);
 
 /* FLOPs one head spends on its tiles under pattern p (4·head_dim per computed pair; profiling not included). */
 double svg_pattern_flops(const SvgShape *g, AttnPattern p, int head_dim);

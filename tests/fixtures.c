@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <math.h>
+
 #include "harness/rng.h"
 #include "models/dit.h"
 #include "models/safetensors.h"
@@ -124,4 +126,20 @@ int fixture_run_cli(char *out, size_t cap, const char *const *args) {
 void fixture_random(float *x, size_t n, uint64_t seed) {
     philox_uniform(x, n, seed, 7);
     for (size_t i = 0; i < n; i++) x[i] = 2.0f * x[i] - 1.0f;
+}
+
+/* Scores -α·(x_i - x_j)² with x = the token's position in one pattern's order: attention decays with the distance
+ * in that order (σ = w/5), so that pattern's mask drops only keys of weight < e^-12.5 relative to the nearest,
+ * while the other pattern's mask drops keys of weight ~0.3-0.8. q = √hd·[-α x², 2α x, -α, 0..], k = [1, x, x², 0..]
+ * (√hd cancels the 1/√hd of the attention). */
+void fixture_decaying_head(float *q, float *k, const SvgShape *g, AttnPattern p, int heads, int hd, int h) {
+    const int L = g->frames * g->tokens_per_frame, ld = heads * hd;
+    const double sigma = g->band / 5.0, alpha = 1.0 / (2.0 * sigma * sigma), r = sqrt((double)hd);
+    for (int i = 0; i < L; i++) {
+        const double x = svg_pos(g, p, i);
+        float *qi = q + i * ld + h * hd, *ki = k + i * ld + h * hd;
+        memset(qi, 0, sizeof(float) * hd), memset(ki, 0, sizeof(float) * hd);
+        qi[0] = (float)(-alpha * x * x * r), qi[1] = (float)(2 * alpha * x * r), qi[2] = (float)(-alpha * r);
+        ki[0] = 1.0f, ki[1] = (float)x, ki[2] = (float)(x * x);
+    }
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "models/config.h"
+#include "models/svg_grid.h"
 
 /* A small config with the tiny model's structure but tiny sizes, for exhaustive reference checks:
  * dim 32, 2 heads (head_dim 16: RoPE parts 4/2/2), 2 layers, patch 1x2x2, 3 channels, text_len 5, vocab 18. */
@@ -30,5 +31,10 @@ int fixture_run_cli(char *out, size_t cap, const char *const *args);
 
 /* Seeded uniform values in [-1, 1), never all zero. */
 void fixture_random(float *x, size_t n, uint64_t seed);
+
+/* Head h of q, k ([L][heads*hd], hd >= 3) such that its attention decays with the distance in pattern p's order
+ * (σ = band/5): p's Sparse VideoGen mask drops only keys of negligible weight (< e^-12.5 of the nearest), the other
+ * pattern's mask drops keys of weight ~0.3-0.8. The profiler must classify it as p. */
+void fixture_decaying_head(float *q, float *k, const SvgShape *g, AttnPattern p, int heads, int hd, int h);
 
 #endif

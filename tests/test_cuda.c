@@ -17,6 +17,7 @@
 #include "models/dit.h"
 #include "models/engine.h"
 #include "models/kernels.h"
+#include "models/sparse_attention.h"
 #include "strategies/strategy.h"
 #include "tests/fixtures.h"
 #ifdef CACHEBENCH_CUDA
@@ -312,6 +313,118 @@ Test(cuda, attention_kernels_match_cpu, .timeout = 120) {
 #endif
 }
 
+/* ---------------------------------------------------------------- Sparse VideoGen on the GPU */
+
+/* The CUDA Sparse VideoGen kernel against the CPU's svg_attention (the specification) on the same plan: one spatial,
+ * one temporal and one dense head; partial query tiles; bands from the sparsity, given, and dense (sparsity 0). Both
+ * run the key sets of svg_tile_keys, so band, FLOPs and densities must be equal, not just close. fp32: 1e-4 (only the
+ * summation order and the CPU's vectorised exp differ); bf16: 2e-2 (q, k, v rounded to 8 significant bits). */
+Test(cuda, svg_attention_matches_cpu, .timeout = 120) {
+    require_device();
+#ifdef CACHEBENCH_CUDA
+    const struct { int F, P, hd, band; double sparsity; } shapes[] = {
+        {4, 16, 16, 0, 0.5}, {5, 30, 32, 0, 0.75}, {8, 64, 128, 0, 0.75}, {3, 21, 64, 7, 0.0}, {6, 13, 32, 0, 0.0},
+    };
+    const CudaOptions *opts[] = {&FP32, &BF16};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int F = shapes[i].F, P = shapes[i].P, hd = shapes[i].hd, heads = 3, L = F * P;
+        const size_t n = (size_t)L * heads * hd, scratch_floats = svg_thread_floats(L, hd) * 2;
+        float *q = malloc(n * sizeof(float)), *k = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float));
+        float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float)), *kp = malloc(n * sizeof(float));
+        float *vp = malloc(n * sizeof(float)), *scratch = malloc(scratch_floats * sizeof(float));
+        cr_assert(q && k && v && ref && got && kp && vp && scratch);
+        fixture_random(q, n, 40 + i), fixture_random(k, n, 50 + i), fixture_random(v, n, 60 + i);
+        for (size_t j = 0; j < n; j++) q[j] *= 3.0f; /* a peaked softmax: a wrongly masked key shows */
+        AttnPattern pc[3] = {ATTN_SPATIAL, ATTN_TEMPORAL, ATTN_DENSE};
+        float dc[3];
+        AttentionPlan cpu = {.num_heads = heads, .pattern = pc, .band_tokens = shapes[i].band,
+                             .sparsity = shapes[i].sparsity, .frames = F, .tokens_per_frame = P, .density = dc};
+        cr_assert_eq(svg_attention(ref, q, k, v, heads, hd, &cpu, kp, vp, scratch, scratch_floats), 0);
+        for (size_t j = 0; j < sizeof opts / sizeof opts[0]; j++) {
+            AttnPattern pg[3] = {ATTN_SPATIAL, ATTN_TEMPORAL, ATTN_DENSE};
+            float dg[3];
+            AttentionPlan gpu = {.num_heads = heads, .pattern = pg, .band_tokens = shapes[i].band,
+                                 .sparsity = shapes[i].sparsity, .frames = F, .tokens_per_frame = P, .density = dg};
+            Error err = {{0}};
+            cr_assert_eq(cuda_svg_attention_run(got, q, k, v, heads, hd, &gpu, opts[j], &err), 0, "%s", err.msg);
+            const double r = rel_error(got, ref, n), tol = tolerance(opts[j]);
+            cr_assert(r <= tol, "svg %s F %d P %d hd %d: relative error %.3g > %.1g", label(opts[j]), F, P, hd, r, tol);
+            cr_assert_eq(gpu.band_tokens, cpu.band_tokens);
+            cr_assert_eq(gpu.sink_tokens, P);
+            cr_assert_eq(gpu.flops_done, cpu.flops_done);
+            cr_assert_eq(gpu.flops_dense, cpu.flops_dense);
+            for (int h = 0; h < heads; h++) cr_assert_eq(dg[h], dc[h]);
+        }
+        free(q), free(k), free(v), free(ref), free(got), free(kp), free(vp), free(scratch);
+    }
+#endif
+}
+
+/* Profiling on the GPU: on heads built so that one pattern is exact (fixture_decaying_head) it picks that pattern in
+ * both precisions, and the sparse output then equals dense attention; on random inputs it picks what the CPU picks
+ * wherever the CPU's two MSEs differ by more than 1e-3 relative (closer calls may flip with the summation order). */
+Test(cuda, svg_profile_classifies_like_cpu, .timeout = 120) {
+    require_device();
+#ifdef CACHEBENCH_CUDA
+    {
+        const int F = 4, P = 16, L = F * P, heads = 2, hd = 8, rows = 16;
+        const size_t n = (size_t)L * heads * hd;
+        const SvgShape g = {.frames = F, .tokens_per_frame = P, .band = 16};
+        float *q = malloc(n * sizeof(float)), *k = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float));
+        float *got = malloc(n * sizeof(float)), *dense = malloc(n * sizeof(float));
+        float *scratch = malloc(attention_scratch_floats(L, L, heads) * sizeof(float));
+        cr_assert(q && k && v && got && dense && scratch);
+        fixture_random(v, n, 77);
+        fixture_decaying_head(q, k, &g, ATTN_SPATIAL, heads, hd, 0);
+        fixture_decaying_head(q, k, &g, ATTN_TEMPORAL, heads, hd, 1);
+        attention(dense, q, k, v, L, L, heads, hd, scratch);
+        const CudaOptions *opts[] = {&FP32, &BF16};
+        for (size_t j = 0; j < 2; j++) {
+            AttnPattern pg[2] = {ATTN_SPATIAL, ATTN_SPATIAL}; /* placeholders: profiling decides */
+            AttentionPlan plan = {.num_heads = heads, .pattern = pg, .band_tokens = 16, .frames = F,
+                                  .tokens_per_frame = P, .profile_rows = rows};
+            Error err = {{0}};
+            cr_assert_eq(cuda_svg_attention_run(got, q, k, v, heads, hd, &plan, opts[j], &err), 0, "%s", err.msg);
+            cr_assert_eq(pg[0], ATTN_SPATIAL, "%s: head 0 classified %d", label(opts[j]), pg[0]);
+            cr_assert_eq(pg[1], ATTN_TEMPORAL, "%s: head 1 classified %d", label(opts[j]), pg[1]);
+            const double r = rel_error(got, dense, n), tol = tolerance(opts[j]);
+            cr_assert(r <= tol, "%s: sparse vs dense relative error %.3g > %.1g", label(opts[j]), r, tol);
+        }
+        free(q), free(k), free(v), free(got), free(dense), free(scratch);
+    }
+    {
+        const int F = 6, P = 40, L = F * P, heads = 6, hd = 64, rows = 64;
+        const size_t n = (size_t)L * heads * hd, scratch_floats = svg_thread_floats(L, hd);
+        const SvgShape g = {.frames = F, .tokens_per_frame = P, .band = svg_band_for_sparsity(L, 0.75)};
+        float *q = malloc(n * sizeof(float)), *k = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float));
+        float *got = malloc(n * sizeof(float)), *scratch = malloc(scratch_floats * sizeof(float));
+        cr_assert(q && k && v && got && scratch);
+        fixture_random(q, n, 81), fixture_random(k, n, 82), fixture_random(v, n, 83);
+        for (size_t j = 0; j < n; j++) q[j] *= 3.0f;
+        AttnPattern pg[6] = {ATTN_SPATIAL, ATTN_SPATIAL, ATTN_SPATIAL, ATTN_SPATIAL, ATTN_SPATIAL, ATTN_DENSE};
+        AttentionPlan plan = {.num_heads = heads, .pattern = pg, .band_tokens = g.band, .frames = F,
+                              .tokens_per_frame = P, .profile_rows = rows};
+        Error err = {{0}};
+        cr_assert_eq(cuda_svg_attention_run(got, q, k, v, heads, hd, &plan, &FP32, &err), 0, "%s", err.msg);
+        cr_assert_eq(pg[5], ATTN_DENSE, "a dense head is not profiled");
+        int compared = 0;
+        double expect_flops = 5 * 8.0 * hd * rows * L + svg_pattern_flops(&g, ATTN_DENSE, hd);
+        for (int h = 0; h < 5; h++) {
+            double mse[2];
+            svg_profile_head(q, k, v, &g, heads, hd, h, rows, scratch, mse);
+            expect_flops += svg_pattern_flops(&g, pg[h], hd);
+            if (fabs(mse[0] - mse[1]) <= 1e-3 * fmax(mse[0], mse[1])) continue;
+            compared++;
+            cr_assert_eq(pg[h], mse[1] < mse[0] ? ATTN_TEMPORAL : ATTN_SPATIAL, "head %d: mse spatial %g temporal %g",
+                         h, mse[0], mse[1]);
+        }
+        cr_assert(compared >= 3, "only %d heads had a clear winner", compared);
+        cr_assert_eq(plan.flops_done, expect_flops);
+        free(q), free(k), free(v), free(got), free(scratch);
+    }
+#endif
+}
+
 /* ---------------------------------------------------------------- VecOps and the sampler update */
 
 Test(cuda, vec_ops_match_cpu) {
@@ -406,8 +519,8 @@ Test(cuda, euler_cfg_matches_cpu_and_refuses_non_finite) {
 /* ---------------------------------------------------------------- a strategy through the CUDA engine */
 
 #ifdef CACHEBENCH_CUDA
-/* One easycache trajectory of the tiny model (random weights) through engine e; fills rec. */
-static void easycache_run(Engine *e, const char *spec, int steps, RunRecord *rec) {
+/* One trajectory of the tiny model (random weights) under strategy spec through engine e; fills rec. */
+static void strategy_run(Engine *e, const char *spec, int steps, RunRecord *rec) {
     const DitConfig *cfg = &e->model->cfg;
     const int F = cfg->frames, H = cfg->height, W = cfg->width;
     const size_t tn = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * F * H * W;
@@ -444,8 +557,8 @@ Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
     Engine *cpu, *gpu = cuda_engine(&m, &FP32);
     cr_assert_eq(engine_create_cpu(&cpu, &m, &err), 0, "%s", err.msg);
     RunRecord a, b;
-    easycache_run(cpu, spec, steps, &a);
-    easycache_run(gpu, spec, steps, &b);
+    strategy_run(cpu, spec, steps, &a);
+    strategy_run(gpu, spec, steps, &b);
     cr_assert(!a.failed && !b.failed, "cpu failed: %d (%s), cuda failed: %d (%s)", a.failed, a.failure, b.failed,
               b.failure);
     cr_assert_str_eq(b.backend, "cuda");
@@ -466,6 +579,50 @@ Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
     }
     cr_assert(reused > 0 && reused < 2 * steps, "the run should mix computed and reused calls (reused %d of %d)",
               reused, 2 * steps);
+    record_free(&a);
+    record_free(&b);
+    cr_assert_null(engine_cuda_error(gpu), "%s", engine_cuda_error(gpu));
+    cpu->destroy(cpu);
+    gpu->destroy(gpu);
+    dit_free(&m);
+#endif
+}
+
+Test(cuda, svg_run_matches_cpu, .timeout = 300) {
+    require_device();
+#ifdef CACHEBENCH_CUDA
+    /* A whole svg trajectory (dense steps, then profiled sparse steps on every layer but the first) through both
+     * engines in fp32: the same heads classified the same way, the same attention FLOPs, the same video up to one
+     * 8-bit level (fp32 differences of ~1e-5 can move a pixel across a rounding boundary). */
+    const char *spec = "svg:sparsity=0.75,dense_steps=0.25,dense_layers=0.03,rows=32";
+    const int steps = 8;
+    DitModel m;
+    Error err = {{0}};
+    cr_assert_eq(dit_init_random(&m, dit_config_by_name("tiny"), 4, &err), 0, "%s", err.msg);
+    Engine *cpu, *gpu = cuda_engine(&m, &FP32);
+    cr_assert_eq(engine_create_cpu(&cpu, &m, &err), 0, "%s", err.msg);
+    RunRecord a, b;
+    strategy_run(cpu, spec, steps, &a);
+    strategy_run(gpu, spec, steps, &b);
+    cr_assert(!a.failed && !b.failed, "cpu failed: %d (%s), cuda failed: %d (%s)", a.failed, a.failure, b.failed,
+              b.failure);
+    cr_assert(a.svg_layers > 0 && b.svg_layers == a.svg_layers);
+    int sparse_layers = 0;
+    for (int i = 0; i < steps; i++) {
+        for (int x = 0; x < 2 * a.svg_layers; x++) {
+            const size_t at = (size_t)i * 2 * a.svg_layers + x;
+            cr_assert_eq(b.svg_spatial_heads[at], a.svg_spatial_heads[at], "step %d slot %d", i, x);
+            cr_assert_eq(b.svg_temporal_heads[at], a.svg_temporal_heads[at], "step %d slot %d", i, x);
+            sparse_layers += a.svg_spatial_heads[at] + a.svg_temporal_heads[at] > 0;
+        }
+        cr_assert_eq(b.attn_flops[i], a.attn_flops[i], "step %d", i);
+        cr_assert_eq(b.attn_flops_dense[i], a.attn_flops_dense[i], "step %d", i);
+    }
+    cr_assert(sparse_layers > 0, "the run should have sparse layers");
+    const size_t nv = (size_t)a.frames * a.height * a.width * 3;
+    int worst = 0;
+    for (size_t i = 0; i < nv; i++) worst = abs((int)a.video[i] - (int)b.video[i]) > worst ? abs((int)a.video[i] - (int)b.video[i]) : worst;
+    cr_assert(worst <= 1, "videos differ by %d levels", worst);
     record_free(&a);
     record_free(&b);
     cr_assert_null(engine_cuda_error(gpu), "%s", engine_cuda_error(gpu));

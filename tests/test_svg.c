@@ -321,28 +321,12 @@ Test(svg, scratch_too_small_falls_back) {
 /* ---------------------------------------------------------------------------------------------- */
 /* classification */
 
-/* Scores -α·(x_i - x_j)² with x = the token's position in one pattern's order: attention decays with the distance
- * in that order (σ = w/5), so that pattern's mask drops only keys of weight < e^-12.5 relative to the nearest,
- * while the other pattern's mask drops keys of weight ~0.3-0.8. q = √hd·[-α x², 2α x, -α, 0..], k = [1, x, x², 0..]
- * (√hd cancels the 1/√hd of the attention). */
-static void decaying_head(float *q, float *k, const SvgShape *g, AttnPattern p, int heads, int hd, int h) {
-    const int L = g->frames * g->tokens_per_frame, ld = heads * hd;
-    const double sigma = g->band / 5.0, alpha = 1.0 / (2.0 * sigma * sigma), r = sqrt((double)hd);
-    for (int i = 0; i < L; i++) {
-        const double x = svg_pos(g, p, i);
-        float *qi = q + i * ld + h * hd, *ki = k + i * ld + h * hd;
-        memset(qi, 0, sizeof(float) * hd), memset(ki, 0, sizeof(float) * hd);
-        qi[0] = (float)(-alpha * x * x * r), qi[1] = (float)(2 * alpha * x * r), qi[2] = (float)(-alpha * r);
-        ki[0] = 1.0f, ki[1] = (float)x, ki[2] = (float)(x * x);
-    }
-}
-
 Test(svg, classification_picks_the_exact_pattern) {
     const int F = 4, P = 16, L = 64, heads = 2, hd = 8, ld = heads * hd, rows = 16;
     const SvgShape g = {.frames = F, .tokens_per_frame = P, .band = 16};
     Bufs b = bufs_new(L, heads, hd, 5, 1.0f);
-    decaying_head(b.q, b.k, &g, ATTN_SPATIAL, heads, hd, 0);
-    decaying_head(b.q, b.k, &g, ATTN_TEMPORAL, heads, hd, 1);
+    fixture_decaying_head(b.q, b.k, &g, ATTN_SPATIAL, heads, hd, 0);
+    fixture_decaying_head(b.q, b.k, &g, ATTN_TEMPORAL, heads, hd, 1);
     double mse[2];
     svg_profile_head(b.q, b.k, b.v, &g, heads, hd, 0, rows, b.scratch, mse);
     cr_assert(mse[0] <= 1e-10 && mse[1] >= 1e-4, "spatial head: mse spatial %g temporal %g", mse[0], mse[1]);
