@@ -7,6 +7,12 @@
 extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
 #endif
 
+/* What the network's head predicts. The model always returns the flow-matching velocity v = noise - x0 (for
+ * x_t = (1 - sigma) x0 + sigma noise, sigma = timestep / 1000); with DIT_PREDICT_X0 the head's output is x0_hat and the
+ * head stage returns v = (x_t - x0_hat) / max(sigma, sigma_min). Wan2.1 predicts v; the tiny pixel-space model
+ * predicts x0 (models/tiny/TRAINING.md says why). */
+typedef enum { DIT_PREDICT_VELOCITY = 0, DIT_PREDICT_X0 = 1 } DitPrediction;
+
 typedef struct {
     const char *name;
     int in_dim, out_dim;            /* latent (or pixel) channels in and out */
@@ -17,6 +23,8 @@ typedef struct {
     int vocab_size;                 /* >0: the model embeds word tokens itself (token_embedding.weight) */
     float eps;                      /* LayerNorm / RMSNorm epsilon */
     float rope_theta;
+    DitPrediction prediction;
+    float sigma_min;                /* DIT_PREDICT_X0: the sigma clip of the conversion to v */
     /* Default run geometry (latent grid, channels-first [C][F][H][W]) and sampler. */
     int frames, height, width;
     int default_steps;

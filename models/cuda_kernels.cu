@@ -275,6 +275,16 @@ static __device__ __forceinline__ float guided(const float *vc, const float *vu,
     return vu ? __fadd_rn(vu[i], __fmul_rn(g, __fsub_rn(vc[i], vu[i]))) : vc[i];
 }
 
+static __global__ void x0_to_velocity_kernel(float *out, const float *x, float sigma, size_t n) {
+    GRID_STRIDE(i, n) out[i] = (x[i] - out[i]) / sigma;
+}
+
+cudaError_t cuda_x0_to_velocity(float *out, const float *x, float sigma, size_t n, cudaStream_t st) {
+    if (n == 0) return cudaSuccess;
+    x0_to_velocity_kernel<<<grid_for(n), THREADS, 0, st>>>(out, x, sigma, n);
+    return cudaGetLastError();
+}
+
 static __global__ void euler_count_kernel(unsigned long long *bad, const float *vc, const float *vu, float g,
                                           size_t n) {
     unsigned int count = 0;

@@ -60,6 +60,9 @@ cudaError_t cuda_patchify(T *patches, const float *x, int C, int F, int H, int W
 cudaError_t cuda_unpatchify(float *out, const float *patches, int C, int F, int H, int W, int pt, int ph, int pw,
                             cudaStream_t st);
 
+/* out[i] = (x[i] - out[i]) / sigma: x0 prediction to velocity (models/kernels.h x0_to_velocity). */
+cudaError_t cuda_x0_to_velocity(float *out, const float *x, float sigma, size_t n, cudaStream_t st);
+
 /* Sampler update in two launches, so that x stays unchanged when the guided velocity has a non-finite value:
  * cuda_euler_count adds to *bad (device) the number of non-finite v = vu + g (vc - vu) (v = vc when vu is NULL);
  * cuda_euler_apply does x += dt * v. Both round every operation separately (no FMA contraction), like the CPU. */

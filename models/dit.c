@@ -278,11 +278,19 @@ void dit_free(DitModel *m) {
  * Activations
  * ------------------------------------------------------------------------------------------------------------- */
 
+int dit_check_prediction(const DitConfig *c, Error *err) {
+    if (c->prediction == DIT_PREDICT_X0 && (c->in_dim != c->out_dim || !(c->sigma_min > 0.0f)))
+        return error_set(err, "model %s predicts x0: it needs in_dim == out_dim (%d, %d) and sigma_min > 0 (%g)",
+                         c->name, c->in_dim, c->out_dim, (double)c->sigma_min);
+    return 0;
+}
+
 int dit_state_init(DitState *s, const DitConfig *c, int F, int H, int W, Error *err) {
     memset(s, 0, sizeof *s);
     if (F <= 0 || H <= 0 || W <= 0 || F % c->patch_t || H % c->patch_h || W % c->patch_w)
         return error_set(err, "video grid %dx%dx%d is not a positive multiple of the patch %dx%dx%d", F, H, W,
                          c->patch_t, c->patch_h, c->patch_w);
+    if (dit_check_prediction(c, err)) return -1;
     s->F = F, s->H = H, s->W = W;
     s->tf = F / c->patch_t, s->th = H / c->patch_h, s->tw = W / c->patch_w;
     s->L = s->tf * s->th * s->tw;
@@ -363,6 +371,8 @@ void dit_embed(const DitModel *m, DitState *s, const float *x, float timestep, c
     const int d = c->dim, P = patch_volume(c);
     patchify(c, s, x, s->patches);
     linear(s->tokens, s->patches, w->patch_w, w->patch_b, s->L, c->in_dim * P, d);
+    s->x_in = x;
+    s->sigma = timestep / 1000.0f;
 
     /* Time: sinusoid -> Linear -> SiLU -> Linear = e; SiLU(e) -> Linear = e0 (six modulation vectors). */
     float *sinus = s->patches; /* scratch: L*in_dim*P >= freq_dim for every config (checked in state init) */
@@ -461,6 +471,9 @@ void dit_head(const DitModel *m, DitState *s, float *out) {
     modulate(s->norm, s->norm, shift, scale, s->L, d);
     linear(s->patches, s->norm, m->w.head_w, m->w.head_b, s->L, d, c->out_dim * P);
     unpatchify(c, s, s->patches, out);
+    if (c->prediction == DIT_PREDICT_X0)
+        x0_to_velocity(out, s->x_in, s->sigma > c->sigma_min ? s->sigma : c->sigma_min,
+                       (size_t)c->out_dim * s->F * s->H * s->W);
 }
 
 void dit_forward(const DitModel *m, DitState *s, const float *x, float timestep, const float *text, float *out) {

@@ -181,6 +181,8 @@ typedef struct {
     /* Activations of the prepared geometry (all NULL before prepare). float unless marked ctype. */
     int prepared, F, H, W, L;
     int token_frames, tokens_per_frame; /* the token grid: L = token_frames * tokens_per_frame */
+    const float *x_in;              /* device input of the last embed, borrowed (x0 prediction: head converts with it) */
+    float sigma;                    /* its timestep / 1000 */
     size_t activation_bytes;
     float *tokens, *e, *e0, *mod, *h1, *sinus, *text_f, *q, *k, *v, *ctx_k, *ctx_v, *proj, *hidden, *head_out;
     float *rope_cos, *rope_sin;
@@ -277,6 +279,8 @@ template <typename T> static void embed_t(CudaEngine *c, const float *x, float t
     const cudaStream_t st = c->stream;
     T *small = (T *)c->small_in, *text_in = (T *)c->text_in;
 
+    c->x_in = x;
+    c->sigma = timestep / 1000.0f;
     note(c, cuda_patchify<T>((T *)c->patches, x, cfg->in_dim, c->F, c->H, c->W, cfg->patch_t, cfg->patch_h,
                              cfg->patch_w, st),
          "patchify");
@@ -367,6 +371,10 @@ template <typename T> static void head_t(CudaEngine *c, float *out) {
     note(c, cuda_unpatchify(out, c->head_out, cfg->out_dim, c->F, c->H, c->W, cfg->patch_t, cfg->patch_h, cfg->patch_w,
                             st),
          "unpatchify");
+    if (cfg->prediction == DIT_PREDICT_X0)
+        note(c, cuda_x0_to_velocity(out, c->x_in, c->sigma > cfg->sigma_min ? c->sigma : cfg->sigma_min,
+                                    (size_t)cfg->out_dim * c->F * c->H * c->W, st),
+             "x0 to velocity");
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -776,6 +784,7 @@ extern "C" int engine_create_cuda(Engine **out, const DitModel *model, const Cud
         return error_set(err, "model %s: dim %d is not a multiple of num_heads %d", cfg->name, cfg->dim,
                          cfg->num_heads);
     CudaDeviceInfo info;
+    if (dit_check_prediction(cfg, err)) return -1;
     if (cuda_device_info(&info, err)) return -1;
     if (check_options(&info, &opt, cfg->dim / cfg->num_heads, cfg->name, err)) return -1;
 

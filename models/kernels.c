@@ -116,6 +116,11 @@ void modulate(float *out, const float *in, const float *shift, const float *scal
     }
 }
 
+void x0_to_velocity(float *out, const float *x, float sigma, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_FLOATS)
+    for (size_t i = 0; i < n; i++) out[i] = (x[i] - out[i]) / sigma;
+}
+
 void gated_residual(float *x, const float *y, const float *gate, int rows, int dim) {
     if (rows <= 0 || dim <= 0) return;
 #pragma omp parallel for schedule(static) if ((size_t)rows * dim >= PAR_MIN_FLOATS)

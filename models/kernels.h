@@ -21,6 +21,10 @@ void modulate(float *out, const float *in, const float *shift, const float *scal
 /* x[r][d] += y[r][d] * gate[d] (gate NULL means 1). */
 void gated_residual(float *x, const float *y, const float *gate, int rows, int dim);
 
+/* out[i] = (x[i] - out[i]) / sigma: a predicted x0 (in out) to the flow-matching velocity at x_t = x (config.h
+ * DitPrediction). A division, not a multiplication by 1/sigma, as PyTorch computes it. */
+void x0_to_velocity(float *out, const float *x, float sigma, size_t n);
+
 /* In place, elementwise. */
 void gelu_tanh(float *x, size_t n);
 void silu(float *x, size_t n);

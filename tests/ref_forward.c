@@ -211,6 +211,11 @@ void ref_forward(const DitModel *m, int F, int H, int W, const float *x, float t
                                     po[l * out_w + ((a * ph + b) * pw + e2) * c->out_dim + ch];
             }
 
+    if (c->prediction == DIT_PREDICT_X0) { /* the head predicted x0: the model returns v = (x_t - x0) / sigma */
+        const double sigma = fmax(timestep / 1000.0, c->sigma_min);
+        for (size_t i = 0; i < (size_t)c->out_dim * F * H * W; i++) out[i] = (x[i] - out[i]) / sigma;
+    }
+
     double *bufs[] = {xt, sinus, h1, e, se, e0, txt, tmid, ctx, nrm, q, k, v, att, y, hid, ck, cv, mod, po};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }

@@ -209,6 +209,19 @@ Test(kernels, gated_residual) {
     free(x), free(x2), free(y), free(gate), free(ref), free(ref2);
 }
 
+Test(kernels, x0_to_velocity) {
+    const size_t n = 1000;
+    float *out = rand_floats(n, -1.5, 1.5, 16), *x = rand_floats(n, -3, 3, 17);
+    double *ref = alloc_doubles(n);
+    const float sigma = 0.37f;
+    for (size_t i = 0; i < n; i++) ref[i] = ((double)x[i] - out[i]) / sigma;
+    x0_to_velocity(out, x, sigma, n);
+    /* One rounding of the difference and one of the quotient, relative to the largest output: 2u. */
+    const double err = max_rel_err(out, ref, n);
+    cr_assert(err < 1e-6, "x0_to_velocity: rel err %g", err);
+    free(out), free(x), free(ref);
+}
+
 /* gelu_tanh(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi)(x + 0.044715 x^3), evaluated in double as the
  * identical x / (1 + exp(-2u)) (the literal form rounds 1 + tanh(u) to 0 in double for x < -9). */
 static double ref_gelu(double x) {

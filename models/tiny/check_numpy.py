@@ -118,7 +118,9 @@ def forward(W, x, t, token_ids):
     hm = W["head.modulation"][0] + e
     out = lin(W, ln(tok) * (1 + hm[1]) + hm[0], "head.head")  # [S, 192] laid out (pt=1, ph, pw, c)
     out = out.reshape(f, h, w, 8, 8, C)  # f h w q r c
-    return out.transpose(5, 0, 1, 3, 2, 4).reshape(C, F, H, Wd)  # c f (h q) (w r)
+    x0_hat = out.transpose(5, 0, 1, 3, 2, 4).reshape(C, F, H, Wd)  # c f (h q) (w r)
+    # The head predicts x0; the model returns the velocity (x_t - x0_hat) / max(sigma, 0.05), sigma = t / 1000.
+    return (x - x0_hat) / max(t / 1000.0, 0.05)
 
 
 def main():

@@ -28,8 +28,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Must match the "tiny" row of models/config.c. dim must be >= the patch vector 3*8*8 = 192: the head maps dim -> 192
 # values per token, so with dim 128 its output has rank 128 < 192 and the part of the initial noise outside that
 # range is never removed by sampling (the first, dim-128 run showed exactly that: residual noise of std ~0.58).
+#
+# predict="x0": the network's head predicts the clean video x0 and the model returns the velocity
+# v = (x_t - x0_hat) / max(sigma, sigma_min), sigma = t / 1000 (models/dit.h "prediction"). With 8x8x3 = 192-value
+# patches and a 192-wide residual stream, a head that must output v = noise - x0 directly has to carry the full-rank
+# noise of every patch through the network; the dim-192 v-prediction run (3375 steps) produced only patch-sized noise
+# texture. Predicting x0 (which lies on a low-dimensional manifold) is the remedy of Li & He 2025, "Back to Basics:
+# Let Denoising Generative Models Denoise" (JiT), whose sigma clip of 0.05 we use; the loss stays the velocity MSE.
 CONFIG = dict(in_dim=3, out_dim=3, patch=(1, 8, 8), frames=8, height=64, width=64, dim=192, ffn_dim=768,
-              num_heads=6, num_layers=4, freq_dim=256, text_dim=64, text_len=16, eps=1e-6, rope_theta=10000.0)
+              num_heads=6, num_layers=4, freq_dim=256, text_dim=64, text_len=16, eps=1e-6, rope_theta=10000.0,
+              predict="x0", sigma_min=0.05)
 
 
 # ----------------------------------------------------------------------------------------------- vocabulary
@@ -250,7 +258,8 @@ class TinyWan(nn.Module):
         """x [B,3,F,H,W], t [B] (= sigma*1000), tokens [B,text_len] long (-1 padded). Returns v [B,3,F,H,W]."""
         B = x.shape[0]
         dt = self.patch_embedding.weight.dtype
-        x = self.patch_embedding(x.to(dt))
+        x_in = x.to(dt)
+        x = self.patch_embedding(x_in)
         _, C, f, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)  # [B, f*h*w, dim]
         e = self.time_embedding(sinusoidal_embedding_1d(self.cfg["freq_dim"], t).to(dt))
@@ -263,7 +272,11 @@ class TinyWan(nn.Module):
         for blk in self.blocks:
             x = blk(x, e0, context, cos, sin)
         x = self.head(x, e)
-        return self.unpatchify(x, f, h, w)
+        out = self.unpatchify(x, f, h, w)
+        if self.cfg.get("predict", "v") == "x0":  # the head's output is x0_hat: return the velocity
+            sigma = (t.to(x_in.dtype) / 1000.0).clamp(min=self.cfg["sigma_min"]).view(-1, 1, 1, 1, 1)
+            out = (x_in - out.to(x_in.dtype)) / sigma
+        return out
 
     def unpatchify(self, x, f, h, w):
         B = x.shape[0]

@@ -65,11 +65,14 @@ def heldout_batch(n, shift, device):
     return torch.from_numpy(vids).to(device), M.pad_tokens(ids).to(device), noise.to(device), sigma.to(device)
 
 
-def fm_loss(model, x0, tok, noise, sigma):
+def fm_loss(model, x0, tok, noise, sigma, bf16=False):
+    """bf16=True runs the forward under bf16 autocast (fp32 master weights, fp32 loss): on CPUs with AVX512-BF16 a
+    training step is ~4.6x faster than fp32 (0.39 s vs 1.81 s at batch 8 here). Evaluation always runs in fp32."""
     s = sigma.view(-1, 1, 1, 1, 1)
     xt = (1 - s) * x0 + s * noise
-    v = model(xt, sigma * 1000.0, tok)
-    return torch.mean((v - (noise - x0)) ** 2)
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=bf16):
+        v = model(xt, sigma * 1000.0, tok)
+    return torch.mean((v.float() - (noise - x0)) ** 2)
 
 
 @torch.no_grad()
@@ -110,6 +113,9 @@ def cmd_train(a):
     if a.init:
         if a.init.endswith(".safetensors"):
             M.import_weights(model, a.init)
+            if a.zero_head:  # a new output parameterisation: keep the trunk, restart the head as WanModel does
+                torch.nn.init.zeros_(model.head.head.weight)
+                torch.nn.init.zeros_(model.head.head.bias)
             ema.load_state_dict(model.state_dict())
         else:
             ck = torch.load(a.init, map_location=device)
@@ -126,8 +132,8 @@ def cmd_train(a):
     nparams = sum(p.numel() for p in model.parameters())
     log(fh, "start: %s" % " ".join(sys.argv))
     log(fh, "device=%s threads=%d params=%d steps=%d batch=%d lr=%g seed=%d shift=%g cfg_drop=%g ema=%g from_step=%d "
-        "progress=%.3f" % (device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed, a.shift, a.cfg_drop, a.ema,
-                           step0, prog0))
+        "progress=%.3f precision=%s" % (device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed, a.shift, a.cfg_drop,
+                                         a.ema, step0, prog0, a.precision))
     hb = heldout_batch(a.heldout, a.shift, device)
     warm = min(a.warmup, max(1, a.steps // 10))
 
@@ -137,6 +143,8 @@ def cmd_train(a):
     def lr_at(s):
         if s < warm:
             return a.lr * (s + 1) / warm
+        if s - step0 < a.rewarm:  # resuming into a new schedule: ramp up from the old optimizer state
+            return a.lr * (s - step0 + 1) / a.rewarm
         p = (s - warm) / max(1, a.steps - warm)
         if a.time_budget > 0:  # wall-clock safety net: anneal on time if that runs out first
             p = max(p, prog0 + (1.0 - prog0) * (time.time() - t_start) / a.time_budget)
@@ -164,7 +172,7 @@ def cmd_train(a):
         for g in opt.param_groups:
             g["lr"] = lr
         x0, tok, noise, sigma = make_batch(rng, a.batch, gen, a.shift, a.cfg_drop, device)
-        loss = fm_loss(model, x0, tok, noise, sigma)
+        loss = fm_loss(model, x0, tok, noise, sigma, bf16=(a.precision == "bf16"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
@@ -221,6 +229,7 @@ FIXTURE_CASES = [
     ("a red circle moving left on a black background", 0.95, 1),
     ("", 0.5, 2),
     ("a yellow triangle moving up on a blue background", 0.12, 3),
+    ("a green square moving down on a gray background", 0.03, 4),  # below sigma_min: the clip of x0 -> v
 ]
 
 
@@ -289,6 +298,12 @@ def main():
     t.add_argument("--wd", type=float, default=0.01)
     t.add_argument("--clip", type=float, default=1.0)
     t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--zero-head", action="store_true",
+                   help="with --init WEIGHTS.safetensors: zero head.head (weight, bias) before training")
+    t.add_argument("--rewarm", type=int, default=0,
+                   help="after --init from a checkpoint: linear lr ramp over this many steps of the new schedule")
+    t.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: forward/backward under bf16 autocast, fp32 master weights, EMA and evaluation")
     t.add_argument("--resume-progress", type=float, default=-1.0,
                    help="override the schedule progress restored from --init (for checkpoints without it)")
     t.add_argument("--time-budget", type=float, default=0.0,
