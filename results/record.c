@@ -940,6 +940,8 @@ static int read_record(const char *path, RunRecord *r, int flags, Error *err) {
 
 int record_read(const char *path, RunRecord *r, Error *err) { return read_record(path, r, READ_ALL, err); }
 
+int record_read_header(const char *path, RunRecord *r, Error *err) { return read_record(path, r, 0, err); }
+
 void run_metrics_free(RunMetrics *m) {
     free(m->psnr);
     free(m->ssim);

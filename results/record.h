@@ -101,6 +101,9 @@ int record_write(const char *path, const RunRecord *r, Error *err);
 /* Reads everything back (latents too when present). Validates the layout: a foreign or corrupt HDF5 file is an
  * error naming the file and what is missing, never a crash. */
 int record_read(const char *path, RunRecord *r, Error *err);
+/* The same without the video and the latents (video NULL, frames/height/width and the latent shape still set): what
+ * a sweep needs to recognise a finished run, at a cost independent of the video size. */
+int record_read_header(const char *path, RunRecord *r, Error *err);
 /* Frees the owned arrays and zeroes the struct. */
 void record_free(RunRecord *r);
 /* Allocates the SVG trace for steps x layers x heads: heads counts and FLOPs 0, density NAN. */
