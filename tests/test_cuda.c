@@ -541,6 +541,35 @@ static void strategy_run(Engine *e, const char *spec, int steps, RunRecord *rec)
     free(text);
     free(zeros);
 }
+
+/* One strategy trajectory of the tiny model (random weights of `seed`) on the CPU (a) and on the CUDA engine in fp32
+ * (b); both must complete. both_free releases everything and checks that the CUDA engine reported no error. */
+typedef struct {
+    DitModel m;
+    Engine *cpu, *gpu;
+    RunRecord a, b;
+} BothRuns;
+
+static void both_run(BothRuns *r, const char *spec, int steps, uint64_t seed) {
+    Error err = {{0}};
+    cr_assert_eq(dit_init_random(&r->m, dit_config_by_name("tiny"), seed, &err), 0, "%s", err.msg);
+    r->gpu = cuda_engine(&r->m, &FP32);
+    cr_assert_eq(engine_create_cpu(&r->cpu, &r->m, &err), 0, "%s", err.msg);
+    strategy_run(r->cpu, spec, steps, &r->a);
+    strategy_run(r->gpu, spec, steps, &r->b);
+    cr_assert(!r->a.failed && !r->b.failed, "%s: cpu failed: %d (%s), cuda failed: %d (%s)", spec, r->a.failed,
+              r->a.failure, r->b.failed, r->b.failure);
+    cr_assert_str_eq(r->b.backend, "cuda");
+}
+
+static void both_free(BothRuns *r) {
+    record_free(&r->a);
+    record_free(&r->b);
+    cr_assert_null(engine_cuda_error(r->gpu), "%s", engine_cuda_error(r->gpu));
+    r->cpu->destroy(r->cpu);
+    r->gpu->destroy(r->gpu);
+    dit_free(&r->m);
+}
 #endif
 
 Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
@@ -551,40 +580,27 @@ Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
      * margin to the threshold that the CPU trace shows (checked below, so that a tie cannot make this flaky). */
     const char *spec = "easycache:thresh=1,warmup=3"; /* random weights: signals ~0.2-0.6, a mix of decisions */
     const int steps = 16;
-    DitModel m;
-    Error err = {{0}};
-    cr_assert_eq(dit_init_random(&m, dit_config_by_name("tiny"), 3, &err), 0, "%s", err.msg);
-    Engine *cpu, *gpu = cuda_engine(&m, &FP32);
-    cr_assert_eq(engine_create_cpu(&cpu, &m, &err), 0, "%s", err.msg);
-    RunRecord a, b;
-    strategy_run(cpu, spec, steps, &a);
-    strategy_run(gpu, spec, steps, &b);
-    cr_assert(!a.failed && !b.failed, "cpu failed: %d (%s), cuda failed: %d (%s)", a.failed, a.failure, b.failed,
-              b.failure);
-    cr_assert_str_eq(b.backend, "cuda");
+    BothRuns r;
+    both_run(&r, spec, steps, 3);
+    const RunRecord *a = &r.a, *b = &r.b;
     int reused = 0;
     for (int i = 0; i < steps; i++) {
         for (int br = 0; br < 2; br++) {
-            cr_assert_eq(b.step[i].computed[br], a.step[i].computed[br], "step %d branch %d: cuda %s, cpu %s", i, br,
-                         b.step[i].computed[br] ? "computed" : "reused",
-                         a.step[i].computed[br] ? "computed" : "reused");
-            reused += !a.step[i].computed[br];
+            cr_assert_eq(b->step[i].computed[br], a->step[i].computed[br], "step %d branch %d: cuda %s, cpu %s", i,
+                         br, b->step[i].computed[br] ? "computed" : "reused",
+                         a->step[i].computed[br] ? "computed" : "reused");
+            reused += !a->step[i].computed[br];
         }
         /* The accumulator before a decision is E_prev + signal; keep it away from the threshold. */
-        const float sig = a.step[i].signal[0];
+        const float sig = a->step[i].signal[0];
         if (!isnan(sig)) {
-            float before = (i > 0 && !isnan(a.step[i - 1].accumulator[0]) ? a.step[i - 1].accumulator[0] : 0.0f) + sig;
+            float before = (i > 0 && !isnan(a->step[i - 1].accumulator[0]) ? a->step[i - 1].accumulator[0] : 0.0f) + sig;
             cr_assert(fabsf(before - 1.0f) > 1e-2f, "step %d: accumulator %g too close to the threshold", i, before);
         }
     }
     cr_assert(reused > 0 && reused < 2 * steps, "the run should mix computed and reused calls (reused %d of %d)",
               reused, 2 * steps);
-    record_free(&a);
-    record_free(&b);
-    cr_assert_null(engine_cuda_error(gpu), "%s", engine_cuda_error(gpu));
-    cpu->destroy(cpu);
-    gpu->destroy(gpu);
-    dit_free(&m);
+    both_free(&r);
 #endif
 }
 
@@ -596,16 +612,9 @@ Test(cuda, svg_run_matches_cpu, .timeout = 300) {
      * 8-bit level (fp32 differences of ~1e-5 can move a pixel across a rounding boundary). */
     const char *spec = "svg:sparsity=0.75,dense_steps=0.25,dense_layers=0.03,rows=32";
     const int steps = 8;
-    DitModel m;
-    Error err = {{0}};
-    cr_assert_eq(dit_init_random(&m, dit_config_by_name("tiny"), 4, &err), 0, "%s", err.msg);
-    Engine *cpu, *gpu = cuda_engine(&m, &FP32);
-    cr_assert_eq(engine_create_cpu(&cpu, &m, &err), 0, "%s", err.msg);
-    RunRecord a, b;
-    strategy_run(cpu, spec, steps, &a);
-    strategy_run(gpu, spec, steps, &b);
-    cr_assert(!a.failed && !b.failed, "cpu failed: %d (%s), cuda failed: %d (%s)", a.failed, a.failure, b.failed,
-              b.failure);
+    BothRuns r;
+    both_run(&r, spec, steps, 4);
+    const RunRecord a = r.a, b = r.b; /* shallow views for reading */
     cr_assert(a.svg_layers > 0 && b.svg_layers == a.svg_layers);
     int sparse_layers = 0;
     for (int i = 0; i < steps; i++) {
@@ -623,11 +632,6 @@ Test(cuda, svg_run_matches_cpu, .timeout = 300) {
     int worst = 0;
     for (size_t i = 0; i < nv; i++) worst = abs((int)a.video[i] - (int)b.video[i]) > worst ? abs((int)a.video[i] - (int)b.video[i]) : worst;
     cr_assert(worst <= 1, "videos differ by %d levels", worst);
-    record_free(&a);
-    record_free(&b);
-    cr_assert_null(engine_cuda_error(gpu), "%s", engine_cuda_error(gpu));
-    cpu->destroy(cpu);
-    gpu->destroy(gpu);
-    dit_free(&m);
+    both_free(&r);
 #endif
 }
