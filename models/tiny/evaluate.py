@@ -87,7 +87,7 @@ def main():
     ap.add_argument("--prompts", default=os.path.join(M.HERE, "..", "..", "datasets", "prompts_bench.txt"))
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--seed", type=int, default=100)
-    ap.add_argument("--settings", default="50,3,5")
+    ap.add_argument("--settings", default="50,3,3")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--real", action="store_true")
     ap.add_argument("--verbose", action="store_true")

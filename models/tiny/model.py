@@ -366,7 +366,7 @@ def sigma_schedule(steps, shift):
 
 
 @torch.no_grad()
-def sample(model, prompt, steps=50, shift=3.0, guidance=5.0, seed=0, noise=None, device="cpu"):
+def sample(model, prompt, steps=50, shift=3.0, guidance=3.0, seed=0, noise=None, device="cpu"):
     """Euler flow-matching sampler with CFG. Returns video [3,F,H,W] in [-1,1] (clamped)."""
     cfg = model.cfg
     shape = (1, cfg["in_dim"], cfg["frames"], cfg["height"], cfg["width"])

@@ -1,7 +1,7 @@
 """Reference sampler for the tiny model: Euler flow-matching with classifier-free guidance, saves a PNG strip.
 
     /usr/bin/python3 models/tiny/sample.py "a red circle moving left on a black background" \
-        [--weights models/tiny/tiny.safetensors] [--out strip.png] [--steps 50] [--shift 3] [--guidance 5]
+        [--weights models/tiny/tiny.safetensors] [--out strip.png] [--steps 50] [--shift 3] [--guidance 3]
         [--seed 0] [--seeds 1] [--scale 2] [--threads 2]
 
 sigmas = linspace(1, 0, steps+1)[:-1] -> shift*s/(1+(shift-1)*s) -> append 0;  t = 1000*sigma
@@ -29,7 +29,7 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--shift", type=float, default=3.0)
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--scale", type=int, default=2)
