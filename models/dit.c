@@ -285,6 +285,11 @@ int dit_check_prediction(const DitConfig *c, Error *err) {
     return 0;
 }
 
+float dit_x0_sigma(const DitConfig *c, float timestep) {
+    const float sigma = timestep / 1000.0f;
+    return sigma > c->sigma_min ? sigma : c->sigma_min;
+}
+
 int dit_state_init(DitState *s, const DitConfig *c, int F, int H, int W, Error *err) {
     memset(s, 0, sizeof *s);
     if (F <= 0 || H <= 0 || W <= 0 || F % c->patch_t || H % c->patch_h || W % c->patch_w)
@@ -372,7 +377,7 @@ void dit_embed(const DitModel *m, DitState *s, const float *x, float timestep, c
     patchify(c, s, x, s->patches);
     linear(s->tokens, s->patches, w->patch_w, w->patch_b, s->L, c->in_dim * P, d);
     s->x_in = x;
-    s->sigma = timestep / 1000.0f;
+    s->sigma = dit_x0_sigma(c, timestep);
 
     /* Time: sinusoid -> Linear -> SiLU -> Linear = e; SiLU(e) -> Linear = e0 (six modulation vectors). */
     float *sinus = s->patches; /* scratch: L*in_dim*P >= freq_dim for every config (checked in state init) */
@@ -472,8 +477,7 @@ void dit_head(const DitModel *m, DitState *s, float *out) {
     linear(s->patches, s->norm, m->w.head_w, m->w.head_b, s->L, d, c->out_dim * P);
     unpatchify(c, s, s->patches, out);
     if (c->prediction == DIT_PREDICT_X0)
-        x0_to_velocity(out, s->x_in, s->sigma > c->sigma_min ? s->sigma : c->sigma_min,
-                       (size_t)c->out_dim * s->F * s->H * s->W);
+        x0_to_velocity(out, s->x_in, s->sigma, (size_t)c->out_dim * s->F * s->H * s->W);
 }
 
 void dit_forward(const DitModel *m, DitState *s, const float *x, float timestep, const float *text, float *out) {

@@ -82,12 +82,14 @@ typedef struct {
     float *rope_cos, *rope_sin;  /* [L][head_dim/2] */
     float *att_scratch;
     const float *x_in;           /* the input of the last embed, borrowed (DIT_PREDICT_X0: head converts with it) */
-    float sigma;                 /* its timestep / 1000 */
+    float sigma;                 /* dit_x0_sigma of its timestep */
     size_t att_scratch_floats;
 } DitState;
 
 /* cfg.prediction is usable: x0 prediction needs in_dim == out_dim and sigma_min > 0. */
 int dit_check_prediction(const DitConfig *cfg, Error *err);
+/* The sigma an x0-predicting head divides by at this timestep: max(timestep / 1000, sigma_min). */
+float dit_x0_sigma(const DitConfig *cfg, float timestep);
 
 int dit_state_init(DitState *s, const DitConfig *cfg, int F, int H, int W, Error *err);
 void dit_state_free(DitState *s);

@@ -139,7 +139,7 @@ static cudaError_t svg_run(SvgScratch *scr, AttentionPlan *plan, T *out, const T
             for (int a = 0; a < rows; a++)
                 for (int m = 0; m < 2; m++) mse[m] += scr->host[((size_t)h * rows + a) * 2 + m];
             for (int m = 0; m < 2; m++) mse[m] /= (double)rows * hd;
-            plan->pattern[h] = mse[1] < mse[0] ? ATTN_TEMPORAL : ATTN_SPATIAL;
+            plan->pattern[h] = svg_pattern_for_mse(mse);
             heads_of.pattern[h] = (unsigned char)plan->pattern[h];
         }
         flops += nprof * 8.0 * hd * rows * (double)L;
@@ -182,7 +182,7 @@ typedef struct {
     int prepared, F, H, W, L;
     int token_frames, tokens_per_frame; /* the token grid: L = token_frames * tokens_per_frame */
     const float *x_in;              /* device input of the last embed, borrowed (x0 prediction: head converts with it) */
-    float sigma;                    /* its timestep / 1000 */
+    float sigma;                    /* dit_x0_sigma of its timestep */
     size_t activation_bytes;
     float *tokens, *e, *e0, *mod, *h1, *sinus, *text_f, *q, *k, *v, *ctx_k, *ctx_v, *proj, *hidden, *head_out;
     float *rope_cos, *rope_sin;
@@ -280,7 +280,7 @@ template <typename T> static void embed_t(CudaEngine *c, const float *x, float t
     T *small = (T *)c->small_in, *text_in = (T *)c->text_in;
 
     c->x_in = x;
-    c->sigma = timestep / 1000.0f;
+    c->sigma = dit_x0_sigma(cfg, timestep);
     note(c, cuda_patchify<T>((T *)c->patches, x, cfg->in_dim, c->F, c->H, c->W, cfg->patch_t, cfg->patch_h,
                              cfg->patch_w, st),
          "patchify");
@@ -372,8 +372,7 @@ template <typename T> static void head_t(CudaEngine *c, float *out) {
                             st),
          "unpatchify");
     if (cfg->prediction == DIT_PREDICT_X0)
-        note(c, cuda_x0_to_velocity(out, c->x_in, c->sigma > cfg->sigma_min ? c->sigma : cfg->sigma_min,
-                                    (size_t)cfg->out_dim * c->F * c->H * c->W, st),
+        note(c, cuda_x0_to_velocity(out, c->x_in, c->sigma, (size_t)cfg->out_dim * c->F * c->H * c->W, st),
              "x0 to velocity");
 }
 

@@ -81,6 +81,8 @@ void svg_permute_rows(float *dst, const float *src, const SvgShape *g, int ld, i
         }
 }
 
+AttnPattern svg_pattern_for_mse(const double mse[2]) { return mse[1] < mse[0] ? ATTN_TEMPORAL : ATTN_SPATIAL; }
+
 int svg_plan_is_sparse(const AttentionPlan *plan) {
     if (!plan || !plan->pattern) return 0;
     for (int h = 0; h < plan->num_heads; h++)
@@ -318,7 +320,7 @@ int svg_attention(float *out, const float *q, const float *k, const float *v, in
             double mse[2];
             svg_profile_head(q, k, v, &A.g, heads, hd, h, rows, scratch + (size_t)omp_get_thread_num() * per_thread,
                              mse);
-            plan->pattern[h] = mse[1] < mse[0] ? ATTN_TEMPORAL : ATTN_SPATIAL;
+            plan->pattern[h] = svg_pattern_for_mse(mse);
         }
         flops += nprof * 8.0 * hd * rows * (double)L;
     }

@@ -60,6 +60,9 @@ double svg_pattern_flops(const SvgShape *g, AttnPattern p, int head_dim);
  * inverse = 0: dst[pos(i)] = src[i] (frame-major -> token-major); inverse = 1: dst[i] = src[pos(i)]. */
 void svg_permute_rows(float *dst, const float *src, const SvgShape *g, int ld, int col, int width, int inverse);
 
+/* The classification rule, from a head's profiled {spatial, temporal} MSEs: the lower one, spatial on a tie. */
+AttnPattern svg_pattern_for_mse(const double mse[2]);
+
 /* 1 when the plan asks for anything but dense attention (some head not ATTN_DENSE). */
 int svg_plan_is_sparse(const AttentionPlan *plan);
 
