@@ -7,7 +7,7 @@ shape = best mean IoU of the mask against each shape rendered with the same area
 Frames are box-blurred (5x5) first to suppress the fine residual noise.
 
     /usr/bin/python3 models/tiny/evaluate.py [--weights W] [--prompts datasets/prompts_bench.txt] [--n 12]
-        [--settings "50,3,5;50,3,3;50,1,5"]   (steps,shift,guidance triples)
+        [--settings "50,3,5;50,3,3;50,1,5"] [--seeds K]  (steps,shift,guidance triples; K videos per prompt)
 Also judges real dataset videos with --real to show the judge's own accuracy.
 """
 import argparse
@@ -87,6 +87,9 @@ def main():
     ap.add_argument("--prompts", default=os.path.join(M.HERE, "..", "..", "datasets", "prompts_bench.txt"))
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="videos per prompt; prompt i, repeat k uses seed SEED + i + 1000 k")
+    ap.add_argument("--batch", type=int, default=20, help="videos sampled together (memory vs speed)")
     ap.add_argument("--settings", default="50,3,3")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--real", action="store_true")
@@ -110,15 +113,19 @@ def main():
         steps, shift, g = st.split(",")
         steps, shift, g = int(steps), float(shift), float(g)
         t0 = time.time()
+        jobs = [(p, a.seed + i + 1000 * k) for k in range(a.seeds) for i, p in enumerate(prompts)]
         res = []
-        for i, p in enumerate(prompts):
-            v = M.sample(model, p, steps=steps, shift=shift, guidance=g, seed=a.seed + i).numpy()
-            res.append((judge(v), parse_prompt(p)))
-            if a.verbose:
-                print("  ", p, "->", res[-1][0])
+        for b in range(0, len(jobs), a.batch):
+            chunk = jobs[b:b + a.batch]
+            vids = M.sample_batch(model, [p for p, _ in chunk], [s for _, s in chunk], steps=steps, shift=shift,
+                                  guidance=g).numpy()
+            for (p, s), v in zip(chunk, vids):
+                res.append((judge(v), parse_prompt(p)))
+                if a.verbose:
+                    print("  ", p, "seed", s, "->", res[-1][0])
         acc = score(res)
         print("steps=%d shift=%g guidance=%g  n=%d  %s  (%.0fs)" % (
-            steps, shift, g, len(prompts), " ".join("%s=%.2f" % (k, x) for k, x in acc.items()), time.time() - t0),
+            steps, shift, g, len(res), " ".join("%s=%.2f" % (k, x) for k, x in acc.items()), time.time() - t0),
             flush=True)
 
 

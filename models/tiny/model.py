@@ -368,20 +368,29 @@ def sigma_schedule(steps, shift):
 @torch.no_grad()
 def sample(model, prompt, steps=50, shift=3.0, guidance=3.0, seed=0, noise=None, device="cpu"):
     """Euler flow-matching sampler with CFG. Returns video [3,F,H,W] in [-1,1] (clamped)."""
+    return sample_batch(model, [prompt], [seed], steps, shift, guidance,
+                        None if noise is None else [noise], device)[0]
+
+
+@torch.no_grad()
+def sample_batch(model, prompts, seeds, steps=50, shift=3.0, guidance=3.0, noises=None, device="cpu"):
+    """sample() for several (prompt, seed) pairs in one batch (one forward per step for all of them, which is what
+    makes evaluation affordable on a CPU). Video i uses the same noise as sample(prompts[i], seed=seeds[i]).
+    Returns [B,3,F,H,W] in [-1,1] (clamped)."""
     cfg = model.cfg
-    shape = (1, cfg["in_dim"], cfg["frames"], cfg["height"], cfg["width"])
-    if noise is None:
-        g = torch.Generator().manual_seed(seed)
-        noise = torch.randn(shape, generator=g)
-    x = noise.reshape(shape).to(device=device, dtype=torch.float32)
-    tok = pad_tokens([tokenize(prompt), []]).to(device)
+    shape = (cfg["in_dim"], cfg["frames"], cfg["height"], cfg["width"])
+    if noises is None:
+        noises = [torch.randn((1,) + shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    n = len(prompts)
+    x = torch.stack([z.reshape(shape) for z in noises]).to(device=device, dtype=torch.float32)
+    tok = pad_tokens([tokenize(p) for p in prompts] + [[]] * n).to(device)
     sig = sigma_schedule(steps, shift)
     for i in range(steps):
-        t = torch.full((2,), sig[i] * 1000.0, device=device)
+        t = torch.full((2 * n,), sig[i] * 1000.0, device=device)
         if guidance == 1.0:
-            v = model(x, t[:1], tok[:1])
+            v = model(x, t[:n], tok[:n])
         else:
-            vv = model(x.expand(2, -1, -1, -1, -1), t, tok)
-            v = vv[1:2] + guidance * (vv[0:1] - vv[1:2])
+            vv = model(torch.cat([x, x]), t, tok)
+            v = vv[n:] + guidance * (vv[:n] - vv[n:])
         x = x + float(sig[i + 1] - sig[i]) * v
-    return x[0].clamp(-1, 1).cpu()
+    return x.clamp(-1, 1).cpu()

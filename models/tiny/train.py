@@ -153,7 +153,10 @@ def cmd_train(a):
             return a.lr * (s + 1) / warm
         if s - step0 < a.rewarm:  # resuming into a new schedule: ramp up from the old optimizer state
             return a.lr * (s - step0 + 1) / a.rewarm
-        p = (s - warm) / max(1, a.steps - warm)
+        if a.resume_progress >= 0:  # a new schedule from prog0: step progress counts from the resumed step
+            p = prog0 + (1.0 - prog0) * (s - step0) / max(1, a.steps - step0)
+        else:
+            p = (s - warm) / max(1, a.steps - warm)
         if a.time_budget > 0:  # wall-clock safety net: anneal on time if that runs out first
             p = max(p, prog0 + (1.0 - prog0) * (time.time() - t_start) / a.time_budget)
         prog["p"] = p = max(prog["p"], p)
@@ -315,7 +318,8 @@ def main():
     t.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: forward/backward under bf16 autocast, fp32 master weights, EMA and evaluation")
     t.add_argument("--resume-progress", type=float, default=-1.0,
-                   help="override the schedule progress restored from --init (for checkpoints without it)")
+                   help="start a new schedule at this progress (0: a fresh cosine) instead of the one restored from "
+                        "--init; step progress then counts from the resumed step to --steps")
     t.add_argument("--time-budget", type=float, default=0.0,
                    help="seconds; if >0 the cosine schedule advances by max(step, wall-clock) progress and training "
                         "stops when the budget is spent (the step reached is logged). On resume the remaining "
