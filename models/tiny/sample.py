@@ -41,16 +41,17 @@ def main():
     M.import_weights(model, a.weights)
     model.eval()
     out = a.out or ("strip_" + "_".join(a.prompt.split()[1:3] + a.prompt.split()[4:5]) + ".png")
-    rows, vids = [], []
+    rows = []
     t0 = time.time()
-    for s in range(a.seed, a.seed + a.seeds):
-        v = M.sample(model, a.prompt, steps=a.steps, shift=a.shift, guidance=a.guidance, seed=s)
-        vids.append(v.numpy())
-        rows.append(ds.to_uint8_strip(v.numpy()))
+    seeds = list(range(a.seed, a.seed + a.seeds))
+    vids = M.sample_batch(model, [a.prompt] * len(seeds), seeds, steps=a.steps, shift=a.shift,
+                          guidance=a.guidance).numpy()
+    for v in vids:
+        rows.append(ds.to_uint8_strip(v))
         rows.append(np.full((2, rows[-1].shape[1], 3), 90, np.uint8))
     ds.write_png(out, np.concatenate(rows[:-1]), scale=a.scale)
     if a.save_npy:
-        np.save(a.save_npy, np.stack(vids))
+        np.save(a.save_npy, vids)
     print("wrote %s (%d seed(s), %.1fs)" % (out, a.seeds, time.time() - t0))
 
 
