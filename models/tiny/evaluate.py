@@ -2,12 +2,14 @@
 
 For each generated video: background = per-channel median of frame pixels -> nearest background colour;
 object mask = pixels far from the background; object colour = mean colour of the mask -> nearest object colour;
-direction = displacement of the mask centroid from the first to the last frame (dominant axis);
+direction = displacement of the mask centroid from the first to the last frame (dominant axis); "axis" scores the
+axis alone (left/right vs up/down), and --confusion prints which direction each prompted direction became;
 shape = best mean IoU of the mask against each shape rendered with the same area and centroid.
 Frames are box-blurred (5x5) first to suppress the fine residual noise.
 
     /usr/bin/python3 models/tiny/evaluate.py [--weights W] [--prompts datasets/prompts_bench.txt] [--n 12]
         [--settings "50,3,5;50,3,3;50,1,5"] [--seeds K]  (steps,shift,guidance triples; K videos per prompt)
+        [--device cuda --batch 216] [--prompts all --n 216]  (all: every valid prompt of the dataset)
 Also judges real dataset videos with --real to show the judge's own accuracy.
 """
 import argparse
@@ -78,22 +80,38 @@ def score(results):
     keys = ["colour", "shape", "direction", "background"]
     acc = {k: np.mean([r[0][k] == r[1][k] for r in results]) for k in keys}
     acc["all"] = np.mean([all(r[0][k] == r[1][k] for k in keys) for r in results])
+    # the motion's axis alone (left/right vs up/down): separates "moves along the wrong axis" from "moves backwards"
+    axis = {"left": "h", "right": "h", "up": "v", "down": "v", None: None}
+    acc["axis"] = np.mean([axis[r[0]["direction"]] == axis[r[1]["direction"]] for r in results])
     return acc
+
+
+def direction_confusion(results):
+    """Rows: the prompt's direction; columns: the judged one (None: no clear motion)."""
+    dirs = list(ds.DIRECTIONS) + [None]
+    lines = ["prompt \\ judged " + " ".join("%6s" % d for d in dirs)]
+    for want in ds.DIRECTIONS:
+        row = [sum(1 for j, t in results if t["direction"] == want and j["direction"] == got) for got in dirs]
+        lines.append("%15s  " % want + " ".join("%6d" % c for c in row))
+    return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=os.path.join(M.HERE, "tiny.safetensors"))
-    ap.add_argument("--prompts", default=os.path.join(M.HERE, "..", "..", "datasets", "prompts_bench.txt"))
-    ap.add_argument("--n", type=int, default=12)
+    ap.add_argument("--prompts", default=os.path.join(M.HERE, "..", "..", "datasets", "prompts_bench.txt"),
+                    help='a prompt file (id TAB prompt per line), or "all": the %d combinations' % len(ds.COMBOS))
+    ap.add_argument("--n", type=int, default=12, help="use the first N prompts")
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=1,
                     help="videos per prompt; prompt i, repeat k uses seed SEED + i + 1000 k")
     ap.add_argument("--batch", type=int, default=20, help="videos sampled together (memory vs speed)")
     ap.add_argument("--settings", default="50,3,3")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the same noise: it is drawn on the CPU)")
     ap.add_argument("--real", action="store_true")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--confusion", action="store_true", help="also print the direction confusion matrix")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.real:
@@ -104,11 +122,14 @@ def main():
             res.append((judge(v), parse_prompt(p)))
         print("judge on real data:", {k: round(float(x), 3) for k, x in score(res).items()})
         return
-    with open(a.prompts) as f:
-        prompts = [line.rstrip("\n").split("\t")[1] for line in f if line.strip()][:a.n]
+    if a.prompts == "all":  # every valid (colour, shape, direction, background) combination, in dataset order
+        prompts = [ds.prompt_of(*c) for c in ds.COMBOS][:a.n]
+    else:
+        with open(a.prompts) as f:
+            prompts = [line.rstrip("\n").split("\t")[1] for line in f if line.strip()][:a.n]
     model = M.TinyWan()
     M.import_weights(model, a.weights)
-    model.eval()
+    model.to(a.device).eval()
     for st in a.settings.split(";"):
         steps, shift, g = st.split(",")
         steps, shift, g = int(steps), float(shift), float(g)
@@ -118,7 +139,7 @@ def main():
         for b in range(0, len(jobs), a.batch):
             chunk = jobs[b:b + a.batch]
             vids = M.sample_batch(model, [p for p, _ in chunk], [s for _, s in chunk], steps=steps, shift=shift,
-                                  guidance=g).numpy()
+                                  guidance=g, device=a.device).numpy()
             for (p, s), v in zip(chunk, vids):
                 res.append((judge(v), parse_prompt(p)))
                 if a.verbose:
@@ -127,6 +148,8 @@ def main():
         print("steps=%d shift=%g guidance=%g  n=%d  %s  (%.0fs)" % (
             steps, shift, g, len(res), " ".join("%s=%.2f" % (k, x) for k, x in acc.items()), time.time() - t0),
             flush=True)
+        if a.confusion:
+            print(direction_confusion(res), flush=True)
 
 
 if __name__ == "__main__":

@@ -125,12 +125,22 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
 
 
+# torch.nn.functional.scaled_dot_product_attention (torch >= 2.0) on CUDA tensors; TINY_ATTENTION=matmul in the
+# environment forces the explicit softmax(q k^T) v below everywhere (the CPU always uses it: the parity fixture and the
+# C forward follow it operation by operation).
+FUSED_ATTENTION = hasattr(F, "scaled_dot_product_attention") and os.environ.get("TINY_ATTENTION", "") != "matmul"
+
+
 def attention(q, k, v):
     """q [B,S,N,D], k/v [B,L,N,D] -> [B,S,N*D]."""
     B, S, N, D = q.shape
     q = q.transpose(1, 2)
     k = k.transpose(1, 2)
     v = v.transpose(1, 2)
+    if q.is_cuda and FUSED_ATTENTION:  # torch 2.x on a GPU: the fused kernel, the same maths
+        # Under autocast q and k leave RoPE / RMSNorm in fp32 and v leaves its Linear in bf16; the kernel wants one.
+        out = F.scaled_dot_product_attention(q.to(v.dtype), k.to(v.dtype), v)
+        return out.transpose(1, 2).reshape(B, S, N * D)
     att = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(D))
     att = att.softmax(dim=-1)
     out = torch.matmul(att, v)
