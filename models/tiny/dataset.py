@@ -41,27 +41,32 @@ def prompt_of(colour, shape, direction, background):
 _YY, _XX = np.meshgrid(np.arange(H) + 0.5, np.arange(W) + 0.5, indexing="ij")
 
 
-def _coverage(shape, cx, cy, size):
-    """Anti-aliased coverage [F,H,W] for centres cx, cy [F] (pixels) and half-size `size`."""
-    dx = _XX[None] - cx[:, None, None]
-    dy = _YY[None] - cy[:, None, None]
+def _signed_distance(shape, dx, dy, size, xp=np):
+    """Signed distance (pixels, > 0 inside) of offsets dx, dy from the centre to the shape's edge. xp: numpy or torch
+    (both have sqrt, abs, maximum and minimum), so the training renderer on a GPU draws exactly these shapes."""
     if shape == "circle":
-        d = size - np.sqrt(dx * dx + dy * dy)
-    elif shape == "square":
+        return size - xp.sqrt(dx * dx + dy * dy)
+    if shape == "square":
         s = size * 0.88  # similar area to the circle
-        d = s - np.maximum(np.abs(dx), np.abs(dy))
-    elif shape == "triangle":
+        return s - xp.maximum(xp.abs(dx), xp.abs(dy))
+    if shape == "triangle":
         # upward-pointing equilateral triangle, circumradius R, centroid at (cx, cy)
         R = size * 1.3
         d = None
         for k in range(3):
             a = -np.pi / 2 + np.pi + 2 * np.pi * k / 3  # outward normal of the edge opposite vertex k
-            nx, ny = np.cos(a), np.sin(a)
+            nx, ny = float(np.cos(a)), float(np.sin(a))
             dist = R / 2 - (dx * nx + dy * ny)  # inradius = R/2
-            d = dist if d is None else np.minimum(d, dist)
-    else:
-        raise ValueError(shape)
-    return np.clip(d + 0.5, 0.0, 1.0)
+            d = dist if d is None else xp.minimum(d, dist)
+        return d
+    raise ValueError(shape)
+
+
+def _coverage(shape, cx, cy, size):
+    """Anti-aliased coverage [F,H,W] for centres cx, cy [F] (pixels) and half-size `size`."""
+    dx = _XX[None] - cx[:, None, None]
+    dy = _YY[None] - cy[:, None, None]
+    return np.clip(_signed_distance(shape, dx, dy, size) + 0.5, 0.0, 1.0)
 
 
 def render(colour, shape, direction, background, cx0, cy0, size, speed):
@@ -125,16 +130,11 @@ def render_batch_torch(params, device):
     dx = xx.view(1, 1, 1, W) - cx[:, :, None, None]  # [B,F,1,W]
     dy = yy.view(1, 1, H, 1) - cy[:, :, None, None]  # [B,F,H,1]
     size = col("size").view(-1, 1, 1, 1)
-    d_circle = size - torch.sqrt(dx * dx + dy * dy)
-    d_square = size * 0.88 - torch.maximum(dx.abs(), dy.abs())
-    R = size * 1.3
-    d_tri = None
-    for k in range(3):  # the same edge normals as _coverage
-        a = -np.pi / 2 + np.pi + 2 * np.pi * k / 3
-        dist = R / 2 - (dx * float(np.cos(a)) + dy * float(np.sin(a)))
-        d_tri = dist if d_tri is None else torch.minimum(d_tri, dist)
     shape_id = torch.tensor([SHAPES.index(p["shape"]) for p in params], device=device).view(-1, 1, 1, 1)
-    d = torch.where(shape_id == 0, d_circle, torch.where(shape_id == 1, d_square, d_tri))
+    d = None
+    for i, shape in enumerate(SHAPES):  # every shape over the whole batch, then each video keeps its own
+        sd = _signed_distance(shape, dx, dy, size, torch)
+        d = sd if d is None else torch.where(shape_id == i, sd, d)
     cov = torch.clamp(d + 0.5, 0.0, 1.0)[:, None]  # [B,1,F,H,W]
     fg = torch.tensor([COLOURS[p["colour"]] for p in params], **f64).view(-1, 3, 1, 1, 1)
     bg = torch.tensor([BACKGROUNDS[p["background"]] for p in params], **f64).view(-1, 3, 1, 1, 1)
