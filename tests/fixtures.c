@@ -91,6 +91,11 @@ const char *fixture_cli_path(void) {
     return bin && *bin ? bin : "build/cachebench";
 }
 
+const char *fixture_python(void) {
+    const char *py = getenv("CACHEBENCH_PYTHON");
+    return py && *py ? py : "/usr/bin/python3";
+}
+
 int fixture_run_cli(char *out, size_t cap, const char *const *args) {
     int pipefd[2];
     if (pipe(pipefd)) return -1;

@@ -24,6 +24,9 @@ int fixture_write_random_weights(const char *path, const DitConfig *cfg, uint64_
 /* The CLI the tests run: $CACHEBENCH_BIN when set (the sanitizer build sets it), else build/cachebench. */
 const char *fixture_cli_path(void);
 
+/* The python3 that runs the Python oracles: $CACHEBENCH_PYTHON when set (make test sets it), else /usr/bin/python3. */
+const char *fixture_python(void);
+
 /* Runs the CLI (fixture_cli_path) with the given arguments (NULL-terminated), capturing stdout+stderr into out
  * (NUL-terminated, truncated to cap). Returns the exit status (128 + signal when killed), or -1 if it could
  * not run. */

@@ -77,11 +77,6 @@ static void append_arg(char *cmd, size_t cap, const char *word) {
     snprintf(cmd + len, cap - len, "'");
 }
 
-static const char *python(void) {
-    const char *p = getenv("CACHEBENCH_PYTHON");
-    return p && *p ? p : "/usr/bin/python3";
-}
-
 /* Runs cmd through the shell, stdout into out (stderr too, for the messages); returns the exit status. */
 static int run_capture(const char *cmd, char *out, size_t cap) {
     char full[16384];
@@ -169,7 +164,7 @@ Test(metrics, psnr_ssim_match_skimage) {
     RefPairs p;
     ref_pairs_setup(&p, 40, 53, 11, 40);
     char cmd[16384], out[4096];
-    snprintf(cmd, sizeof cmd, "'%s' tests/ssim_reference.py", python());
+    snprintf(cmd, sizeof cmd, "'%s' tests/ssim_reference.py", fixture_python());
     ref_pairs_append(&p, cmd, sizeof cmd);
     run_reference(cmd, out, sizeof out);
 
@@ -247,7 +242,7 @@ Test(metrics, lpips_matches_torch_with_synthetic_backbone) {
     ref_pairs_setup(&p, 48, 72, 23, 60);
     char lin_dir[4096], cmd[16384], out[4096];
     shared_path(lin_dir, sizeof lin_dir, "lpips");
-    snprintf(cmd, sizeof cmd, "'%s' tests/lpips_reference.py --synthetic 20240601 --lin-from", python());
+    snprintf(cmd, sizeof cmd, "'%s' tests/lpips_reference.py --synthetic 20240601 --lin-from", fixture_python());
     append_arg(cmd, sizeof cmd, lin_dir);
     append_arg(cmd, sizeof cmd, "--weights");
     append_arg(cmd, sizeof cmd, p.dir);
@@ -292,7 +287,7 @@ Test(metrics, lpips_embedded_matches_torch) {
     load_oracles(img, paths);
     shared_path(weights, sizeof weights, "lpips");
     char cmd[16384], out[4096];
-    snprintf(cmd, sizeof cmd, "'%s' tests/lpips_reference.py --weights", python());
+    snprintf(cmd, sizeof cmd, "'%s' tests/lpips_reference.py --weights", fixture_python());
     append_arg(cmd, sizeof cmd, weights);
     for (int i = 1; i < 3; i++) append_arg(cmd, sizeof cmd, paths[0]), append_arg(cmd, sizeof cmd, paths[i]);
     run_reference(cmd, out, sizeof out);

@@ -20,6 +20,7 @@
 
 #include "harness/cli.h"
 #include "results/record.h"
+#include "tests/fixtures.h"
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Fixtures */
@@ -431,10 +432,8 @@ static void write_sidecar(const char *json_path, const RunRecord *r) {
 }
 
 static int run_check_script(const char *h5, const char *json) {
-    const char *py = getenv("CACHEBENCH_PYTHON");
-    if (!py || !*py) py = "/usr/bin/python3";
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' tests/check_record.py '%s' '%s'", py, h5, json);
+    snprintf(cmd, sizeof cmd, "'%s' tests/check_record.py '%s' '%s'", fixture_python(), h5, json);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -5,9 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "tests/fixtures.h"
+
 Test(tiny_python, torch_renderer_matches_numpy_renderer, .timeout = 120) {
-    const char *py = getenv("CACHEBENCH_PYTHON");
-    if (!py || !*py) py = "/usr/bin/python3";
+    const char *py = fixture_python();
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy, torch' >/dev/null 2>&1", py);
     if (system(cmd) != 0) cr_skip_test("%s cannot import numpy and torch (Debian: python3-numpy, python3-torch)", py);
