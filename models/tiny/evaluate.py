@@ -10,6 +10,7 @@ Frames are box-blurred (5x5) first to suppress the fine residual noise.
     /usr/bin/python3 models/tiny/evaluate.py [--weights W] [--prompts datasets/prompts_bench.txt] [--n 12]
         [--settings "50,3,5;50,3,3;50,1,5"] [--seeds K]  (steps,shift,guidance triples; K videos per prompt)
         [--device cuda --batch 216] [--prompts all --n 216]  (all: every valid prompt of the dataset)
+        [--sign-probe]  (only: does the x0 prediction near sigma = 1 depend on the direction word's sign?)
 Also judges real dataset videos with --real to show the judge's own accuracy.
 """
 import argparse
@@ -96,6 +97,70 @@ def direction_confusion(results):
     return "\n".join(lines)
 
 
+def colour_centroids(video, colour):
+    """Per-frame (x, y) centroid [F,2] of the pixels' closeness to an RGB colour in [0,1] (weight (1 - distance)^4)."""
+    v = (torch.as_tensor(video, dtype=torch.float64).clamp(-1, 1) + 1) / 2  # [3,F,H,W]
+    w = torch.clamp(1 - ((v - torch.tensor(colour, dtype=v.dtype).view(3, 1, 1, 1)) ** 2).sum(0).sqrt(), min=0) ** 4
+    w = w + 1e-12
+    r = torch.arange(v.shape[2], dtype=v.dtype) + 0.5
+    tot = w.sum((1, 2))
+    return torch.stack([(w.sum(1) * r).sum(-1) / tot, (w.sum(2) * r).sum(-1) / tot], dim=1).numpy()
+
+
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
+@torch.no_grad()
+def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu"):
+    """Does the model use the *sign* of the direction word where the sample's motion is decided? For each prompt,
+    real videos of it are noised to each sigma (sigma 1: pure noise) and the x0 prediction's motion is measured (slope
+    of the object-colour centroid along the prompt's axis over the frames, px/frame, positive = the way the video
+    really moves) under the prompt and under the same prompt with the opposite direction. Returns
+    {sigma: (slope under the prompt, slope under the opposite prompt)} and the real videos' own slope. A model that
+    ignores the sign gives equal slopes: at sigma 1 both ~0 (every frame the same blob), below it both follow the
+    motion it can see in the noise -- and sampling then settles the sign by chance."""
+    rng = np.random.default_rng(7)
+    frames = np.arange(model.cfg["frames"])
+    res = {s: ([], []) for s in sigmas}
+    real_slopes = []
+    for i, p in enumerate(prompts):
+        want = parse_prompt(p)
+        dx, dy = ds.DIRECTIONS[want["direction"]]
+        axis, sign = (0, dx) if dx else (1, dy)
+        colour = ds.COLOURS[want["colour"]]
+        combo = (want["colour"], want["shape"], want["direction"], want["background"])
+        x0 = torch.from_numpy(np.stack([ds.random_sample(rng, combo)[0] for _ in range(videos)]))
+        real_slopes += [sign * np.polyfit(frames, colour_centroids(v, colour)[:, axis], 1)[0] for v in x0.numpy()]
+        n = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + i))
+        flipped = p.replace(" moving %s " % want["direction"], " moving %s " % OPPOSITE[want["direction"]])
+        for s in sigmas:
+            xt = ((1 - s) * x0 + s * n).to(device)
+            t = torch.full((videos,), s * 1000.0, device=device)
+            for j, q in enumerate((p, flipped)):
+                tok = M.pad_tokens([M.tokenize(q)] * videos).to(device)
+                xh = (xt - s * model(xt, t, tok)).cpu().numpy()
+                res[s][j].extend(sign * np.polyfit(frames, colour_centroids(v, colour)[:, axis], 1)[0] for v in xh)
+    return {s: (float(np.mean(a)), float(np.mean(b))) for s, (a, b) in res.items()}, float(np.mean(real_slopes))
+
+
+@torch.no_grad()
+def reversal_asymmetry(model, prompt, sigma=0.99, device="cpu"):
+    """|f(x) - R f(R x)| / |f(x)| for R = reversing the frames, and the same for mirroring x and y, on a real video of
+    the prompt noised to sigma. 0 means the network cannot tell the clip from its reversal (RoPE is relative, so only
+    the sign of the frame offsets can break that symmetry); the spatial mirrors show the scale of a symmetry that the
+    data breaks (objects are rendered at fixed orientations)."""
+    want = parse_prompt(prompt)
+    combo = (want["colour"], want["shape"], want["direction"], want["background"])
+    x0 = torch.from_numpy(ds.random_sample(np.random.default_rng(3), combo)[0])[None]
+    n = torch.randn(x0.shape, generator=torch.Generator().manual_seed(5))
+    x = ((1 - sigma) * x0 + sigma * n).to(device)
+    t = torch.full((1,), sigma * 1000.0, device=device)
+    tok = M.pad_tokens([M.tokenize(prompt)]).to(device)
+    out = model(x, t, tok)
+    return {name: float((out - model(x.flip(d), t, tok).flip(d)).norm() / out.norm())
+            for name, d in (("frames reversed", 2), ("x mirrored", 4), ("y mirrored", 3))}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=os.path.join(M.HERE, "tiny.safetensors"))
@@ -112,6 +177,8 @@ def main():
     ap.add_argument("--real", action="store_true")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--confusion", action="store_true", help="also print the direction confusion matrix")
+    ap.add_argument("--sign-probe", action="store_true",
+                    help="only measure whether the x0 prediction near sigma = 1 moves the prompted way (see sign_probe)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.real:
@@ -130,6 +197,18 @@ def main():
     model = M.TinyWan()
     M.import_weights(model, a.weights)
     model.to(a.device).eval()
+    if a.sign_probe:
+        t0 = time.time()
+        rows, real = sign_probe(model, prompts, device=a.device)
+        print("x0 prediction's motion along each real video's own direction, px/frame (the videos: %+.2f); %d prompts "
+              "x 4 videos (%.0fs)" % (real, len(prompts), time.time() - t0))
+        for s, (own, opp) in rows.items():
+            print("  sigma %.2f: under its prompt %+.2f, under the opposite direction %+.2f, difference %+.2f" % (
+                s, own, opp, own - opp))
+        asym = reversal_asymmetry(model, prompts[0], device=a.device)
+        print("  |f(x) - R f(R x)| / |f(x)| at sigma 0.99 (%s), R = %s" % (
+            prompts[0], ", ".join("%s %.4f" % kv for kv in asym.items())))
+        return
     for st in a.settings.split(";"):
         steps, shift, g = st.split(",")
         steps, shift, g = int(steps), float(shift), float(g)
