@@ -144,6 +144,16 @@ def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu")
 
 
 @torch.no_grad()
+def direction_word_distances(model):
+    """Euclidean distances between the direction words' rows of the context (token_embedding, then text_embedding):
+    {"left-right", "up-down", "left-up", ...}. Opposite directions close together = the sign is lost in the text."""
+    words = list(ds.DIRECTIONS)
+    emb = model.text_embedding(model.token_embedding.weight[[M.WORD2ID[w] for w in words]])
+    return {"%s-%s" % (words[i], words[j]): float((emb[i] - emb[j]).norm())
+            for i in range(len(words)) for j in range(i + 1, len(words))}
+
+
+@torch.no_grad()
 def reversal_asymmetry(model, prompt, sigma=0.99, device="cpu"):
     """|f(x) - R f(R x)| / |f(x)| for R = reversing the frames, and the same for mirroring x and y, on a real video of
     the prompt noised to sigma. 0 means the network cannot tell the clip from its reversal (RoPE is relative, so only
@@ -208,6 +218,8 @@ def main():
         asym = reversal_asymmetry(model, prompts[0], device=a.device)
         print("  |f(x) - R f(R x)| / |f(x)| at sigma 0.99 (%s), R = %s" % (
             prompts[0], ", ".join("%s %.4f" % kv for kv in asym.items())))
+        print("  distances between the direction words' context rows: %s" % ", ".join(
+            "%s %.2f" % kv for kv in direction_word_distances(model).items()))
         return
     for st in a.settings.split(";"):
         steps, shift, g = st.split(",")
