@@ -107,7 +107,7 @@ def colour_centroids(video, colour):
     return torch.stack([(w.sum(1) * r).sum(-1) / tot, (w.sum(2) * r).sum(-1) / tot], dim=1).numpy()
 
 
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+OPPOSITE = {d: e for d, (dx, dy) in ds.DIRECTIONS.items() for e, v in ds.DIRECTIONS.items() if v == (-dx, -dy)}
 
 
 @torch.no_grad()
