@@ -34,6 +34,11 @@ FRAMES, H, W = 8, 64, 64
 COMBOS = [(c, s, d, b) for c in COLOURS for s in SHAPES for d in DIRECTIONS for b in BACKGROUNDS if c != b]
 
 
+def prompt_of_params(p):
+    """The prompt of a random_params() dict."""
+    return prompt_of(p["colour"], p["shape"], p["direction"], p["background"])
+
+
 def prompt_of(colour, shape, direction, background):
     return "a %s %s moving %s on a %s background" % (colour, shape, direction, background)
 
@@ -111,7 +116,7 @@ def random_sample(rng, combo=None):
     """-> (video [3,F,H,W] float32, prompt str, params dict)."""
     p = random_params(rng, combo)
     vid = render(p["colour"], p["shape"], p["direction"], p["background"], p["cx0"], p["cy0"], p["size"], p["speed"])
-    return vid, prompt_of(p["colour"], p["shape"], p["direction"], p["background"]), p
+    return vid, prompt_of_params(p), p
 
 
 def render_batch_torch(params, device):

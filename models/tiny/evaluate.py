@@ -77,6 +77,11 @@ def parse_prompt(p):
     return {"colour": w[1], "shape": w[2], "direction": w[4], "background": w[7]}
 
 
+def combo_of(want):
+    """parse_prompt's dict -> the (colour, shape, direction, background) tuple dataset.random_sample takes."""
+    return (want["colour"], want["shape"], want["direction"], want["background"])
+
+
 def score(results):
     keys = ["colour", "shape", "direction", "background"]
     acc = {k: np.mean([r[0][k] == r[1][k] for r in results]) for k in keys}
@@ -128,9 +133,12 @@ def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu")
         dx, dy = ds.DIRECTIONS[want["direction"]]
         axis, sign = (0, dx) if dx else (1, dy)
         colour = ds.COLOURS[want["colour"]]
-        combo = (want["colour"], want["shape"], want["direction"], want["background"])
-        x0 = torch.from_numpy(np.stack([ds.random_sample(rng, combo)[0] for _ in range(videos)]))
-        real_slopes += [sign * np.polyfit(frames, colour_centroids(v, colour)[:, axis], 1)[0] for v in x0.numpy()]
+
+        def motion(v):  # px/frame along the prompt's axis, positive = the prompted way
+            return sign * np.polyfit(frames, colour_centroids(v, colour)[:, axis], 1)[0]
+
+        x0 = torch.from_numpy(np.stack([ds.random_sample(rng, combo_of(want))[0] for _ in range(videos)]))
+        real_slopes += [motion(v) for v in x0.numpy()]
         n = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + i))
         flipped = p.replace(" moving %s " % want["direction"], " moving %s " % OPPOSITE[want["direction"]])
         for s in sigmas:
@@ -139,7 +147,7 @@ def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu")
             for j, q in enumerate((p, flipped)):
                 tok = M.pad_tokens([M.tokenize(q)] * videos).to(device)
                 xh = (xt - s * model(xt, t, tok)).cpu().numpy()
-                res[s][j].extend(sign * np.polyfit(frames, colour_centroids(v, colour)[:, axis], 1)[0] for v in xh)
+                res[s][j].extend(motion(v) for v in xh)
     return {s: (float(np.mean(a)), float(np.mean(b))) for s, (a, b) in res.items()}, float(np.mean(real_slopes))
 
 
@@ -159,8 +167,7 @@ def reversal_asymmetry(model, prompt, sigma=0.99, device="cpu"):
     the prompt noised to sigma. 0 means the network cannot tell the clip from its reversal (RoPE is relative, so only
     the sign of the frame offsets can break that symmetry); the spatial mirrors show the scale of a symmetry that the
     data breaks (objects are rendered at fixed orientations)."""
-    want = parse_prompt(prompt)
-    combo = (want["colour"], want["shape"], want["direction"], want["background"])
+    combo = combo_of(parse_prompt(prompt))
     x0 = torch.from_numpy(ds.random_sample(np.random.default_rng(3), combo)[0])[None]
     n = torch.randn(x0.shape, generator=torch.Generator().manual_seed(5))
     x = ((1 - sigma) * x0 + sigma * n).to(device)

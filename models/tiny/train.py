@@ -43,7 +43,7 @@ def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy"):
     if render == "torch":
         params = [ds.random_params(rng) for _ in range(n)]
         x0 = ds.render_batch_torch(params, device)
-        prompts = [ds.prompt_of(p["colour"], p["shape"], p["direction"], p["background"]) for p in params]
+        prompts = [ds.prompt_of_params(p) for p in params]
     else:
         vids, prompts = ds.random_batch(rng, n)
         x0 = torch.from_numpy(vids).to(device)
