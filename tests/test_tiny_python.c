@@ -1,6 +1,7 @@
 /* The tiny model's Python side that the C tests do not reach: models/tiny/test_dataset.py checks the batched torch
- * renderer (used when training on a GPU) against the numpy renderer, and that both training-batch paths draw the same
- * data. Needs python3 with numpy and torch (Debian: python3-numpy, python3-torch; CACHEBENCH_PYTHON chooses it). */
+ * renderer (used when training on a GPU) against the numpy renderer, that both training-batch paths draw the same
+ * data, and train.py's sign-of-motion options (--near-noise, --split-directions, --reverse-pairs). Needs python3
+ * with numpy and torch (Debian: python3-numpy, python3-torch; CACHEBENCH_PYTHON chooses it). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>

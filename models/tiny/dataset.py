@@ -27,6 +27,7 @@ BACKGROUNDS = {
     "blue": COLOURS["blue"],
 }
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (dx, dy) per unit speed
+OPPOSITE = {d: e for d, (dx, dy) in DIRECTIONS.items() for e, v in DIRECTIONS.items() if v == (-dx, -dy)}
 
 FRAMES, H, W = 8, 64, 64
 

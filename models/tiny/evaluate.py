@@ -112,7 +112,6 @@ def colour_centroids(video, colour):
     return torch.stack([(w.sum(1) * r).sum(-1) / tot, (w.sum(2) * r).sum(-1) / tot], dim=1).numpy()
 
 
-OPPOSITE = {d: e for d, (dx, dy) in ds.DIRECTIONS.items() for e, v in ds.DIRECTIONS.items() if v == (-dx, -dy)}
 
 
 @torch.no_grad()
@@ -140,7 +139,7 @@ def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu")
         x0 = torch.from_numpy(np.stack([ds.random_sample(rng, combo_of(want))[0] for _ in range(videos)]))
         real_slopes += [motion(v) for v in x0.numpy()]
         n = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + i))
-        flipped = p.replace(" moving %s " % want["direction"], " moving %s " % OPPOSITE[want["direction"]])
+        flipped = p.replace(" moving %s " % want["direction"], " moving %s " % ds.OPPOSITE[want["direction"]])
         for s in sigmas:
             xt = ((1 - s) * x0 + s * n).to(device)
             t = torch.full((videos,), s * 1000.0, device=device)

@@ -6,6 +6,15 @@
    [-1, 1]; observed: exactly equal).
 2. train.make_batch with render="torch" against render="numpy" from the same seeds: the same videos, prompts, tokens,
    noise and sigmas (the GPU path draws the same training data as the CPU path; only the renderer differs).
+3. train.make_batch with near_noise 0.25 (--near-noise): the first 4 of 16 sigmas lie in [0.95, 1], the other 12 and
+   everything else are what near_noise 0 draws from the same seeds.
+4. train.split_direction_words (--split-directions 5): each direction pair keeps its mean and its difference grows
+   5-fold; every other word's row is untouched.
+5. train.make_pair_batch (--reverse-pairs): the second half is the first half with the frames reversed, the same noise
+   and sigma and the opposite direction word; and a video played backwards is exactly dataset.render of the opposite
+   direction started at the old end point (within 1e-6: the two compute the centre as cx0 + 7 v - v t against
+   cx0 + v (7 - t) in float64, then round to float32), a start that random_params can draw (checked against its
+   range), so the pairs do not change the data distribution.
 """
 import os
 import sys
@@ -44,6 +53,60 @@ def main():
         assert d <= TOL, "make_batch %s: numpy and torch rendering differ by %.3g" % (name, d)
     assert (batches[0][1] < 0).all(dim=1).any(), "cfg-drop 0.25 over 16 prompts should empty at least one"
     print("make_batch numpy vs torch: identical x0, tokens, noise, sigma")
+
+    near = train.make_batch(np.random.default_rng(7), 16, torch.Generator().manual_seed(8), 3.0, 0.25, "cpu", "numpy",
+                            near_noise=0.25)
+    s_near, s_plain = near[3].double(), batches[0][3].double()
+    assert ((s_near[:4] >= train.NEAR_NOISE_SIGMA) & (s_near[:4] <= 1.0)).all(), "near-noise sigmas %s" % s_near[:4]
+    assert (s_plain[:4] < train.NEAR_NOISE_SIGMA).any(), "the plain draw was already near 1: the check shows nothing"
+    assert torch.equal(s_near[4:], s_plain[4:]), "near_noise changed the other sigmas"
+    for name, a, b in zip(("x0", "tokens", "noise"), near[:3], batches[0][:3]):
+        assert torch.equal(a, b), "near_noise changed %s" % name
+    print("make_batch near_noise 0.25: sigmas %s in [%.2f, 1], the rest unchanged" % (
+        " ".join("%.3f" % v for v in s_near[:4].tolist()), train.NEAR_NOISE_SIGMA))
+
+    torch.manual_seed(3)
+    model = train.M.TinyWan()
+    before = model.token_embedding.weight.detach().clone()
+    train.split_direction_words(model, 5.0)
+    after = model.token_embedding.weight.detach()
+    ids = train.M.WORD2ID
+    for a, b in (("left", "right"), ("up", "down")):
+        ia, ib = ids[a], ids[b]
+        # float32 rounding of values of size ~1 (std-1 init) scaled by 5: 1e-5 is ~20 ulps
+        assert torch.allclose(after[ia] + after[ib], before[ia] + before[ib], atol=1e-5), "%s/%s mean moved" % (a, b)
+        assert torch.allclose(after[ia] - after[ib], 5.0 * (before[ia] - before[ib]), atol=1e-5), "%s/%s" % (a, b)
+    rest = [i for w, i in ids.items() if w not in ("left", "right", "up", "down")]
+    assert torch.equal(after[rest], before[rest]), "split_direction_words changed another word"
+    print("split_direction_words 5: direction pairs 5x apart about their means, %d other rows unchanged" % len(rest))
+
+    x0, tok, noise, sigma = train.make_pair_batch(np.random.default_rng(5), 16, torch.Generator().manual_seed(6), 3.0,
+                                                  0.0, "cpu", "numpy", near_noise=0.5)
+    assert torch.equal(x0[8:], x0[:8].flip(2)) and torch.equal(noise[8:], noise[:8]) and torch.equal(sigma[8:],
+                                                                                                      sigma[:8])
+    assert (sigma[:4] >= train.NEAR_NOISE_SIGMA).all() and (sigma[4:8] < 1.0).all()
+    words = [[train.M.VOCAB[i] for i in row.tolist() if i >= 0] for row in tok]
+    for a, b in zip(words[:8], words[8:]):
+        assert a[4] in ds.DIRECTIONS and b[4] == ds.OPPOSITE[a[4]] and a[:4] + a[5:] == b[:4] + b[5:], (a, b)
+    rng = np.random.default_rng(9)
+    worst = 0.0
+    for _ in range(40):
+        p = ds.random_params(rng)
+        fwd = ds.render(p["colour"], p["shape"], p["direction"], p["background"], p["cx0"], p["cy0"], p["size"],
+                        p["speed"])
+        dx, dy = ds.DIRECTIONS[p["direction"]]
+        travel = p["speed"] * (ds.FRAMES - 1)
+        ex, ey = p["cx0"] + dx * travel, p["cy0"] + dy * travel  # where the object ends = where the twin starts
+        back = ds.render(p["colour"], p["shape"], ds.OPPOSITE[p["direction"]], p["background"], ex, ey, p["size"],
+                         p["speed"])
+        worst = max(worst, float(np.abs(back - fwd[:, ::-1]).max()))
+        ext = p["size"] * (1.3 if p["shape"] == "triangle" else 1.0)
+        lo, hi = ext + 1.0, ds.W - ext - 1.0  # random_params: the whole path inside [lo, hi] on the motion axis
+        start, end = (ex, p["cx0"]) if dx else (ey, p["cy0"])
+        assert lo - 1e-9 <= min(start, end) and max(start, end) <= hi + 1e-9, (p, start, end)
+    assert worst <= 1e-6, "a reversed video differs from the opposite render by %.3g" % worst
+    print("make_pair_batch: second half = first half reversed, opposite word, same noise/sigma; reversed video = "
+          "opposite render within %.2g over 40 videos" % worst)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,15 @@ def shifted(u, shift):
     return shift * u / (1.0 + (shift - 1.0) * u)
 
 
-def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy"):
+# --near-noise draws part of each batch from sigma in [NEAR_NOISE_SIGMA, 1]: the steps where the motion's sign is
+# decided (TRAINING.md run 9).
+NEAR_NOISE_SIGMA = 0.95
+
+
+def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0):
     """render "torch": draw the parameters with `rng` as the numpy path does (so the same videos) but render them on
-    `device` (dataset.render_batch_torch); noise and sigmas come from `gen`, which lives on `device`."""
+    `device` (dataset.render_batch_torch); noise and sigmas come from `gen`, which lives on `device`.
+    near_noise: the first round(near_noise * n) samples get sigma uniform in [NEAR_NOISE_SIGMA, 1] instead."""
     if render == "torch":
         params = [ds.random_params(rng) for _ in range(n)]
         x0 = ds.render_batch_torch(params, device)
@@ -54,8 +60,39 @@ def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy"):
     tok = M.pad_tokens(ids)
     noise = torch.randn(x0.shape, generator=gen, device=gen.device)
     u = torch.rand(n, generator=gen, dtype=torch.float64, device=gen.device)
-    sigma = shifted(u, shift).float()
-    return x0, tok.to(device), noise.to(device), sigma.to(device)
+    sigma = shifted(u, shift)
+    k = int(round(near_noise * n))
+    if k:
+        sigma[:k] = 1.0 - (1.0 - NEAR_NOISE_SIGMA) * u[:k]
+    return x0, tok.to(device), noise.to(device), sigma.float().to(device)
+
+
+def reversed_twin(prompt):
+    """The prompt of a video played backwards: the same words with the opposite direction ('' stays '')."""
+    return " ".join(ds.OPPOSITE.get(w, w) for w in prompt.split(" "))
+
+
+def make_pair_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0):
+    """make_batch for n // 2 videos, then each video played backwards as the second half: the same noise, the same
+    sigma, the prompt with the opposite direction word (--reverse-pairs). A "right" video played backwards is an
+    exact draw of "left" (dataset.random_params starts the object uniformly where its whole path fits, the same
+    range both ways), so the data distribution is unchanged; only the pairing is new. With one noise per pair, the
+    two halves' inputs differ only by the reversed clean video (and not at all at sigma 1), so the sign of the
+    direction word is the only thing that tells their targets apart: antithetic sampling of the term the plain
+    batches leave to chance (TRAINING.md run 9). cfg-drop is drawn per video, as in make_batch."""
+    h = n // 2
+    if n != 2 * h:
+        raise ValueError("--reverse-pairs needs an even batch, got %d" % n)
+    x0, tok, noise, sigma = make_batch(rng, h, gen, shift, 0.0, device, render, near_noise)
+    words = [[M.VOCAB[i] for i in row.tolist() if i >= 0] for row in tok]
+    prompts = [" ".join(w) for w in words]
+    prompts += [reversed_twin(p) for p in prompts]
+    ids = [M.tokenize(p) for p in prompts]
+    if cfg_drop > 0:
+        drop = rng.random(n) < cfg_drop
+        ids = [[] if d else i for d, i in zip(drop, ids)]
+    return (torch.cat([x0, x0.flip(2)]), M.pad_tokens(ids).to(device), torch.cat([noise, noise]),
+            torch.cat([sigma, sigma]))
 
 
 def heldout_batch(n, shift, device):
@@ -108,7 +145,27 @@ def log(fh, msg):
         fh.flush()
 
 
+def split_direction_words(model, factor):
+    """Scale the difference between the "left" and "right" (and "up" and "down") token embeddings by `factor` about
+    their mean. The run-7 text MLP mapped each pair to almost the same context row (1.8 apart, against ~15 between
+    axes): while nothing downstream uses the sign, a sign difference only adds noise and is trained away, and then
+    nothing downstream can learn to use it. This restarts the pairs apart (TRAINING.md run 9)."""
+    E = model.token_embedding.weight
+    with torch.no_grad():
+        for a, b in (("left", "right"), ("up", "down")):
+            ia, ib = M.WORD2ID[a], M.WORD2ID[b]
+            mean, half = (E[ia] + E[ib]) / 2, (E[ia] - E[ib]) / 2
+            E[ia] = mean + factor * half
+            E[ib] = mean - factor * half
+
+
 def cmd_train(a):
+    if a.split_directions != 1.0 and not (a.init or "").endswith(".safetensors"):
+        raise SystemExit("train.py: --split-directions changes the weights loaded by --init WEIGHTS.safetensors; "
+                         "without them (or with a checkpoint to resume) it would do nothing")
+    if a.reverse_pairs and a.batch % 2:
+        raise SystemExit("train.py: --reverse-pairs pairs each video with itself played backwards: --batch must be "
+                         "even, not %d" % a.batch)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -130,6 +187,8 @@ def cmd_train(a):
     if a.init:
         if a.init.endswith(".safetensors"):
             M.import_weights(model, a.init)
+            if a.split_directions != 1.0:
+                split_direction_words(model, a.split_directions)
             if a.zero_head:  # a new output parameterisation: keep the trunk, restart the head as WanModel does
                 torch.nn.init.zeros_(model.head.head.weight)
                 torch.nn.init.zeros_(model.head.head.bias)
@@ -149,9 +208,9 @@ def cmd_train(a):
     nparams = sum(p.numel() for p in model.parameters())
     log(fh, "start: %s" % " ".join(sys.argv))
     log(fh, "device=%s threads=%d params=%d steps=%d batch=%d lr=%g seed=%d shift=%g cfg_drop=%g ema=%g from_step=%d "
-        "progress=%.3f precision=%s cap_sigma=%g render=%s" % (device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed,
-                                                                 a.shift, a.cfg_drop, a.ema, step0, prog0, a.precision,
-                                                                 a.cap_sigma, render))
+        "progress=%.3f precision=%s cap_sigma=%g render=%s near_noise=%g split_directions=%g reverse_pairs=%d" % (
+            device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed, a.shift, a.cfg_drop, a.ema, step0, prog0,
+            a.precision, a.cap_sigma, render, a.near_noise, a.split_directions, a.reverse_pairs))
     hb = heldout_batch(a.heldout, a.shift, device)
     warm = min(a.warmup, max(1, a.steps // 10))
 
@@ -194,7 +253,8 @@ def cmd_train(a):
             break
         for g in opt.param_groups:
             g["lr"] = lr
-        x0, tok, noise, sigma = make_batch(rng, a.batch, gen, a.shift, a.cfg_drop, device, render)
+        draw = make_pair_batch if a.reverse_pairs else make_batch
+        x0, tok, noise, sigma = draw(rng, a.batch, gen, a.shift, a.cfg_drop, device, render, a.near_noise)
         loss = fm_loss(model, x0, tok, noise, sigma, bf16=(a.precision == "bf16"), cap_sigma=a.cap_sigma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -316,6 +376,14 @@ def main():
     t.add_argument("--ckpt", default=os.path.join(HERE, "ckpt.pt"), help="full training state, saved periodically")
     t.add_argument("--log", default=os.path.join(HERE, "train.log"))
     t.add_argument("--shift", type=float, default=3.0)
+    t.add_argument("--near-noise", type=float, default=0.0,
+                   help="fraction of each batch with sigma uniform in [%g, 1], where the motion's sign is decided"
+                        % NEAR_NOISE_SIGMA)
+    t.add_argument("--reverse-pairs", action="store_true",
+                   help="the second half of each batch is the first half played backwards with the opposite "
+                        "direction word and the same noise and sigma (make_pair_batch)")
+    t.add_argument("--split-directions", type=float, default=1.0,
+                   help="with --init WEIGHTS.safetensors: scale the left-right and up-down token differences by S")
     t.add_argument("--cfg-drop", type=float, default=0.1)
     t.add_argument("--ema", type=float, default=0.998)
     t.add_argument("--wd", type=float, default=0.01)
