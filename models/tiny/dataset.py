@@ -40,6 +40,11 @@ def prompt_of_params(p):
     return prompt_of(p["colour"], p["shape"], p["direction"], p["background"])
 
 
+def reversed_prompt(prompt):
+    """The prompt of a video played backwards: the same words with the opposite direction ('' stays '')."""
+    return " ".join(OPPOSITE.get(w, w) for w in prompt.split(" "))
+
+
 def prompt_of(colour, shape, direction, background):
     return "a %s %s moving %s on a %s background" % (colour, shape, direction, background)
 

@@ -113,7 +113,6 @@ def colour_centroids(video, colour):
 
 
 
-
 @torch.no_grad()
 def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu"):
     """Does the model use the *sign* of the direction word where the sample's motion is decided? For each prompt,
@@ -139,7 +138,7 @@ def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu")
         x0 = torch.from_numpy(np.stack([ds.random_sample(rng, combo_of(want))[0] for _ in range(videos)]))
         real_slopes += [motion(v) for v in x0.numpy()]
         n = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1000 + i))
-        flipped = p.replace(" moving %s " % want["direction"], " moving %s " % ds.OPPOSITE[want["direction"]])
+        flipped = ds.reversed_prompt(p)
         for s in sigmas:
             xt = ((1 - s) * x0 + s * n).to(device)
             t = torch.full((videos,), s * 1000.0, device=device)

@@ -68,7 +68,7 @@ def main():
                                   p["size"], p["speed"]) for p in ps])
         x0 = torch.from_numpy(np.concatenate([fwd, fwd[:, :, ::-1].copy()]))
         prompts = [ds.prompt_of_params(p) for p in ps]
-        tok = M.pad_tokens([M.tokenize(p) for p in prompts + [T.reversed_twin(p) for p in prompts]])
+        tok = M.pad_tokens([M.tokenize(p) for p in prompts + [ds.reversed_prompt(p) for p in prompts]])
         half = torch.randn(4, 3, 8, 64, 64)
         noise = torch.cat([half, half])
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -67,11 +67,6 @@ def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=
     return x0, tok.to(device), noise.to(device), sigma.float().to(device)
 
 
-def reversed_twin(prompt):
-    """The prompt of a video played backwards: the same words with the opposite direction ('' stays '')."""
-    return " ".join(ds.OPPOSITE.get(w, w) for w in prompt.split(" "))
-
-
 def make_pair_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0):
     """make_batch for n // 2 videos, then each video played backwards as the second half: the same noise, the same
     sigma, the prompt with the opposite direction word (--reverse-pairs). A "right" video played backwards is an
@@ -86,7 +81,7 @@ def make_pair_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_n
     x0, tok, noise, sigma = make_batch(rng, h, gen, shift, 0.0, device, render, near_noise)
     words = [[M.VOCAB[i] for i in row.tolist() if i >= 0] for row in tok]
     prompts = [" ".join(w) for w in words]
-    prompts += [reversed_twin(p) for p in prompts]
+    prompts += [ds.reversed_prompt(p) for p in prompts]
     ids = [M.tokenize(p) for p in prompts]
     if cfg_drop > 0:
         drop = rng.random(n) < cfg_drop
