@@ -112,6 +112,11 @@ def colour_centroids(video, colour):
     return torch.stack([(w.sum(1) * r).sum(-1) / tot, (w.sum(2) * r).sum(-1) / tot], dim=1).numpy()
 
 
+def axis_and_sign(direction):
+    """(0 for x or 1 for y, +1 or -1): the image axis a direction word moves along, and which way."""
+    dx, dy = ds.DIRECTIONS[direction]
+    return (0, dx) if dx else (1, dy)
+
 
 @torch.no_grad()
 def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu"):
@@ -128,8 +133,7 @@ def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu")
     real_slopes = []
     for i, p in enumerate(prompts):
         want = parse_prompt(p)
-        dx, dy = ds.DIRECTIONS[want["direction"]]
-        axis, sign = (0, dx) if dx else (1, dy)
+        axis, sign = axis_and_sign(want["direction"])
         colour = ds.COLOURS[want["colour"]]
 
         def motion(v):  # px/frame along the prompt's axis, positive = the prompted way

@@ -33,8 +33,7 @@ def travel(model, combos, noise):
             for d in (c[2], ds.OPPOSITE[c[2]]):
                 tok = M.pad_tokens([M.tokenize(ds.prompt_of(c[0], c[1], d, c[3]))] * noise.shape[0])
                 x0 = noise - model(noise, torch.full((noise.shape[0],), 1000.0), tok)
-                dx, dy = ds.DIRECTIONS[d]
-                axis, sign = (0, dx) if dx else (1, dy)
+                axis, sign = E.axis_and_sign(d)
                 cc = np.stack([E.colour_centroids(v, ds.COLOURS[c[0]]) for v in x0.numpy()]).mean(0)[:, axis]
                 out.append(sign * (cc[-1] - cc[0]))
     return float(np.mean(out))
