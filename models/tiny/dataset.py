@@ -73,6 +73,13 @@ def _signed_distance(shape, dx, dy, size, xp=np):
     raise ValueError(shape)
 
 
+def _path(direction, cx0, cy0, speed):
+    """The object's centre in every frame: cx, cy [F] (pixels)."""
+    ddx, ddy = DIRECTIONS[direction]
+    t = np.arange(FRAMES, dtype=np.float64)
+    return cx0 + ddx * speed * t, cy0 + ddy * speed * t
+
+
 def _coverage(shape, cx, cy, size):
     """Anti-aliased coverage [F,H,W] for centres cx, cy [F] (pixels) and half-size `size`."""
     dx = _XX[None] - cx[:, None, None]
@@ -82,11 +89,7 @@ def _coverage(shape, cx, cy, size):
 
 def render(colour, shape, direction, background, cx0, cy0, size, speed):
     """-> float32 video [3, F, H, W] in [-1, 1]."""
-    ddx, ddy = DIRECTIONS[direction]
-    t = np.arange(FRAMES, dtype=np.float64)
-    cx = cx0 + ddx * speed * t
-    cy = cy0 + ddy * speed * t
-    cov = _coverage(shape, cx, cy, size)[None]  # [1,F,H,W]
+    cov = _coverage(shape, *_path(direction, cx0, cy0, speed), size)[None]  # [1,F,H,W]
     fg = np.asarray(COLOURS[colour], dtype=np.float64)[:, None, None, None]
     bg = np.asarray(BACKGROUNDS[background], dtype=np.float64)[:, None, None, None]
     img = bg * (1.0 - cov) + fg * cov
@@ -151,6 +154,44 @@ def render_batch_torch(params, device):
     bg = torch.tensor([BACKGROUNDS[p["background"]] for p in params], **f64).view(-1, 3, 1, 1, 1)
     img = bg * (1.0 - cov) + fg * cov
     return (img * 2.0 - 1.0).float()
+
+
+def coverage_means(rng, n):
+    """E[coverage] [F,H,W] (float64) for each (shape, direction), over n random_params() draws each. A video is
+    bg * (1 - cov) + fg * cov, so these 12 maps give E[x0 | prompt] for every prompt (mean_video). The data is exactly
+    symmetric under playing a video backwards with the opposite word (random_params starts the object uniformly where
+    its path fits), so each pair of opposite directions shares one estimate from 2n draws: the mean of "left" is the
+    mean of "right" played backwards, exactly, not only within the Monte Carlo error."""
+    raw = {}
+    for s in SHAPES:
+        for d in DIRECTIONS:
+            acc = np.zeros((FRAMES, H, W))
+            for _ in range(n):
+                p = random_params(rng, ("white", s, d, "black"))
+                acc += _coverage(s, *_path(d, p["cx0"], p["cy0"], p["speed"]), p["size"])
+            raw[(s, d)] = acc / n
+    out = {}
+    for (s, d), m in raw.items():
+        out[(s, d)] = (m + raw[(s, OPPOSITE[d])][::-1]) / 2
+    return out
+
+
+def mean_video(combo, cov_means):
+    """E[x0 | prompt] for a (colour, shape, direction, background) combination: float32 [3, F, H, W] in [-1, 1]. At
+    sigma = 1 (pure noise in) this is the flow-matching loss's ideal x0 prediction."""
+    colour, shape, direction, background = combo
+    cov = cov_means[(shape, direction)][None]
+    fg = np.asarray(COLOURS[colour], dtype=np.float64)[:, None, None, None]
+    bg = np.asarray(BACKGROUNDS[background], dtype=np.float64)[:, None, None, None]
+    return ((bg * (1.0 - cov) + fg * cov) * 2.0 - 1.0).astype(np.float32)
+
+
+def mean_videos(cov_means):
+    """{prompt: E[x0 | prompt]} for every valid prompt (mean_video), and "" (the empty prompt): E[x0], the mean over
+    all combinations, which random_params draws uniformly."""
+    out = {prompt_of(*c): mean_video(c, cov_means) for c in COMBOS}
+    out[""] = np.mean(list(out.values()), axis=0).astype(np.float32)
+    return out
 
 
 def random_batch(rng, n):

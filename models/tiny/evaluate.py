@@ -11,6 +11,7 @@ Frames are box-blurred (5x5) first to suppress the fine residual noise.
         [--settings "50,3,5;50,3,3;50,1,5"] [--seeds K]  (steps,shift,guidance triples; K videos per prompt)
         [--device cuda --batch 216] [--prompts all --n 216]  (all: every valid prompt of the dataset)
         [--sign-probe]  (only: does the x0 prediction near sigma = 1 depend on the direction word's sign?)
+        [--oracle-above 0.95]  (sample with the ideal prediction E[x0 | prompt] at sigma >= 0.95: IdealNearNoise)
 Also judges real dataset videos with --real to show the judge's own accuracy.
 """
 import argparse
@@ -154,6 +155,50 @@ def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu")
 
 
 @torch.no_grad()
+def ideal_gap(model, prompts, cov_means, noises=4, device="cpu"):
+    """How far the sigma-1 x0 prediction (pure noise in) is from the ideal one, E[x0 | prompt] (dataset.mean_video):
+    MSE in [-1, 1] units over the prompts x `noises` noise draws. Returned with two floors for the same prompts: the
+    MSE of the ideal's per-pixel time average (the best motionless prediction) and of the mean of the ideal and its
+    opposite direction's (the best prediction blind to the direction word's sign)."""
+    gap, still, blind = [], [], []
+    gen = torch.Generator().manual_seed(4321)
+    for p in prompts:
+        c = combo_of(parse_prompt(p))
+        ideal = ds.mean_video(c, cov_means)
+        n = torch.randn((noises,) + ideal.shape, generator=gen).to(device)
+        tok = M.pad_tokens([M.tokenize(p)] * noises).to(device)
+        x0 = (n - model(n, torch.full((noises,), 1000.0, device=device), tok)).cpu().numpy()
+        gap.append(((x0 - ideal) ** 2).mean())
+        still.append(((ideal.mean(axis=1, keepdims=True) - ideal) ** 2).mean())
+        other = ds.mean_video((c[0], c[1], ds.OPPOSITE[c[2]], c[3]), cov_means)
+        blind.append((((ideal + other) / 2 - ideal) ** 2).mean())
+    return float(np.mean(gap)), float(np.mean(still)), float(np.mean(blind))
+
+
+class IdealNearNoise(torch.nn.Module):
+    """The model, except at sigma >= `above`: there its output is the velocity of the ideal x0 prediction for pure
+    noise, E[x0 | prompt] (dataset.mean_video; E[x0] over all combinations for the empty prompt), whatever the input.
+    Sampling through it asks: if the network got the first, near-noise steps right, would the sample follow the
+    prompt? (--oracle-above; TRAINING.md run 10.) This is the dataset's knowledge, not a model."""
+
+    def __init__(self, model, above, draws=300):
+        super().__init__()
+        self.model, self.above, self.cfg = model, above, model.cfg
+        means = ds.mean_videos(ds.coverage_means(np.random.default_rng(42), draws))
+        self.means = {k: torch.from_numpy(v) for k, v in means.items()}
+
+    def forward(self, x, t, tok):
+        v = self.model(x, t, tok)
+        sigma = t / 1000.0
+        ideal = sigma >= self.above
+        if bool(ideal.any()):
+            x0 = torch.stack([self.means[M.prompt_of_tokens(row)] for row in tok.cpu()]).to(x.device)
+            s = torch.clamp(sigma, min=self.cfg["sigma_min"]).view(-1, 1, 1, 1, 1)
+            v = torch.where(ideal.view(-1, 1, 1, 1, 1), (x - x0) / s, v)
+        return v
+
+
+@torch.no_grad()
 def direction_word_distances(model):
     """Euclidean distances between the direction words' rows of the context (token_embedding, then text_embedding):
     {"left-right", "up-down", "left-up", ...}. Opposite directions close together = the sign is lost in the text."""
@@ -198,6 +243,9 @@ def main():
     ap.add_argument("--confusion", action="store_true", help="also print the direction confusion matrix")
     ap.add_argument("--sign-probe", action="store_true",
                     help="only measure whether the x0 prediction near sigma = 1 moves the prompted way (see sign_probe)")
+    ap.add_argument("--oracle-above", type=float, default=0.0, metavar="SIGMA",
+                    help="sample with the model's output replaced by the ideal pure-noise prediction E[x0 | prompt] "
+                         "at sigma >= SIGMA (a diagnostic: see IdealNearNoise)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.real:
@@ -227,9 +275,14 @@ def main():
         asym = reversal_asymmetry(model, prompts[0], device=a.device)
         print("  |f(x) - R f(R x)| / |f(x)| at sigma 0.99 (%s), R = %s" % (
             prompts[0], ", ".join("%s %.4f" % kv for kv in asym.items())))
+        gap, still, blind = ideal_gap(model, prompts, ds.coverage_means(np.random.default_rng(42), 300),
+                                      device=a.device)
+        print("  sigma-1 x0 prediction's MSE from the ideal E[x0 | prompt]: %.4f (the best motionless prediction: "
+              "%.4f; the best blind to the sign: %.4f)" % (gap, still, blind))
         print("  distances between the direction words' context rows: %s" % ", ".join(
             "%s %.2f" % kv for kv in direction_word_distances(model).items()))
         return
+    sampler = IdealNearNoise(model, a.oracle_above) if a.oracle_above > 0 else model
     for st in a.settings.split(";"):
         steps, shift, g = st.split(",")
         steps, shift, g = int(steps), float(shift), float(g)
@@ -238,7 +291,7 @@ def main():
         res = []
         for b in range(0, len(jobs), a.batch):
             chunk = jobs[b:b + a.batch]
-            vids = M.sample_batch(model, [p for p, _ in chunk], [s for _, s in chunk], steps=steps, shift=shift,
+            vids = M.sample_batch(sampler, [p for p, _ in chunk], [s for _, s in chunk], steps=steps, shift=shift,
                                   guidance=g, device=a.device).numpy()
             for (p, s), v in zip(chunk, vids):
                 res.append((judge(v), parse_prompt(p)))

@@ -64,6 +64,11 @@ def tokenize(prompt):
     return ids
 
 
+def prompt_of_tokens(row):
+    """A padded token row (pad_tokens) -> its prompt, lower-case words joined by single spaces ('' when empty)."""
+    return " ".join(VOCAB[i] for i in row.tolist() if i >= 0)
+
+
 def pad_tokens(ids_list, text_len=CONFIG["text_len"]):
     """List of id lists -> LongTensor [B, text_len] padded with -1 (= zero row)."""
     out = torch.full((len(ids_list), text_len), -1, dtype=torch.long)

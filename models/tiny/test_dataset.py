@@ -15,6 +15,10 @@
    direction started at the old end point (within 1e-6: the two compute the centre as cx0 + 7 v - v t against
    cx0 + v (7 - t) in float64, then round to float32), a start that random_params can draw (checked against its
    range), so the pairs do not change the data distribution.
+6. dataset.mean_video (E[x0 | prompt], the ideal prediction at sigma 1) against a brute-force mean of rendered videos
+   of the same prompt, and exactly reversed for the opposite direction word.
+7. train.make_batch / make_pair_batch with mean_target (--mean-target): the last samples get sigma 1 and the ideal
+   target of their (possibly dropped) prompt; everything else is drawn as without it.
 """
 import os
 import sys
@@ -24,6 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset as ds  # noqa: E402
+import evaluate  # noqa: E402
 import train  # noqa: E402
 
 TOL = 1e-6
@@ -107,6 +112,54 @@ def main():
     assert worst <= 1e-6, "a reversed video differs from the opposite render by %.3g" % worst
     print("make_pair_batch: second half = first half reversed, opposite word, same noise/sigma; reversed video = "
           "opposite render within %.2g over 40 videos" % worst)
+
+    # E[x0 | prompt] from the 12 coverage maps against a brute-force mean of rendered videos of the same prompt (other
+    # draws). Both are Monte Carlo means (300 videos; 2 x 150 draws), so they differ by sampling error: a pixel's
+    # coverage has variance <= 1/4, and where the objects pass ~0.1-0.2, giving an RMS difference of ~0.017-0.020
+    # in [-1, 1] units here (tolerance 0.03); the other direction's mean is ~0.11-0.16 away, so a mean built from the
+    # wrong maps, colours or frame order fails. The centroid travels ~23-26 px; the two agree within 1 px here (1.5).
+    cov = ds.coverage_means(np.random.default_rng(11), 150)
+    rng = np.random.default_rng(12)
+    for c in (("red", "circle", "right", "black"), ("yellow", "triangle", "up", "blue"),
+              ("white", "square", "down", "gray")):
+        m = ds.mean_video(c, cov)
+        opposite = ds.mean_video((c[0], c[1], ds.OPPOSITE[c[2]], c[3]), cov)
+        assert np.array_equal(opposite, m[:, ::-1]), "%s: the opposite word's mean is not this one reversed" % (c,)
+        brute = np.mean([ds.random_sample(rng, c)[0] for _ in range(300)], axis=0)
+        rms, rms_wrong = (float(np.sqrt(((v - brute) ** 2).mean())) for v in (m, opposite))
+        assert rms <= 0.03 and rms_wrong >= 0.08, "%s: mean_video %.4f from the brute-force mean (the opposite " \
+            "direction's: %.4f)" % (c, rms, rms_wrong)
+        axis, sign = evaluate.axis_and_sign(c[2])
+        tm, tb = (sign * np.diff(evaluate.colour_centroids(v, ds.COLOURS[c[0]])[[0, -1], axis])[0] for v in (m, brute))
+        assert tm > 15 and abs(tm - tb) <= 1.5, "%s: travel %.2f px, brute force %.2f" % (c, tm, tb)
+        print("mean_video %s: RMS %.4f from 300 rendered videos (opposite direction: %.4f), travel %.1f vs %.1f px" % (
+            " ".join(c), rms, rms_wrong, tm, tb))
+
+    # --mean-target: the last quarter at sigma 1 with the ideal as target (E[x0] for a dropped prompt), all else as
+    # drawn without it; in pairs, the reversed ideal is the opposite word's ideal.
+    ideal = {k: torch.from_numpy(v) for k, v in ds.mean_videos(cov).items()}
+    for seed in range(40):  # a seed whose quarter holds a dropped prompt and a kept one
+        plain = train.make_batch(np.random.default_rng(seed), 16, torch.Generator().manual_seed(8), 3.0, 0.3, "cpu")
+        empty = (plain[1][12:] < 0).all(dim=1)
+        if empty.any() and not empty.all():
+            break
+    else:
+        raise AssertionError("no seed gives a mix of dropped and kept prompts among the last 4 of 16")
+    mt = train.make_batch(np.random.default_rng(seed), 16, torch.Generator().manual_seed(8), 3.0, 0.3, "cpu",
+                          near_noise=0.25, mean_target=0.25, ideal=ideal)
+    assert (mt[3][12:] == 1.0).all() and (mt[3][:4] >= train.NEAR_NOISE_SIGMA).all()
+    assert torch.equal(mt[3][4:12], plain[3][4:12]) and torch.equal(mt[0][:12], plain[0][:12])
+    assert torch.equal(mt[1], plain[1]) and torch.equal(mt[2], plain[2]), "mean_target changed tokens or noise"
+    for i in range(12, 16):
+        want = ideal[train.M.prompt_of_tokens(mt[1][i])]
+        assert torch.equal(mt[0][i], want) and not torch.equal(mt[0][i], plain[0][i]), i
+    pair = train.make_pair_batch(np.random.default_rng(5), 16, torch.Generator().manual_seed(6), 3.0, 0.0, "cpu",
+                                 mean_target=0.25, ideal=ideal)
+    assert torch.equal(pair[0][8:], pair[0][:8].flip(2)) and (pair[3][[6, 7, 14, 15]] == 1.0).all()
+    for i in (6, 7, 14, 15):
+        assert torch.equal(pair[0][i], ideal[train.M.prompt_of_tokens(pair[1][i])]), i
+    print("make_batch mean_target 0.25: last 4 of 16 at sigma 1 with E[x0 | prompt] (%d dropped: E[x0]), the rest "
+          "unchanged; pairs keep reversal" % int(empty.sum()))
 
 
 if __name__ == "__main__":

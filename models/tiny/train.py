@@ -40,12 +40,19 @@ def shifted(u, shift):
 # --near-noise draws part of each batch from sigma in [NEAR_NOISE_SIGMA, 1]: the steps where the motion's sign is
 # decided (TRAINING.md run 9).
 NEAR_NOISE_SIGMA = 0.95
+# --mean-target's E[x0 | prompt]: Monte Carlo over this many draws per shape and direction (2x that per estimate,
+# dataset.coverage_means); its RMS error, ~0.013 in [-1, 1] units, is small against the ~0.2 RMS the loss fits.
+MEAN_TARGET_DRAWS = 300
 
 
-def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0):
+def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0, mean_target=0.0, ideal=None):
     """render "torch": draw the parameters with `rng` as the numpy path does (so the same videos) but render them on
     `device` (dataset.render_batch_torch); noise and sigmas come from `gen`, which lives on `device`.
-    near_noise: the first round(near_noise * n) samples get sigma uniform in [NEAR_NOISE_SIGMA, 1] instead."""
+    near_noise: the first round(near_noise * n) samples get sigma uniform in [NEAR_NOISE_SIGMA, 1] instead.
+    mean_target: the last round(mean_target * n) samples get sigma 1 and, in place of their video, the ideal x0 there,
+    ideal[prompt] = E[x0 | prompt] (dataset.mean_videos; "" for a dropped prompt). The expected gradient is the same
+    as the videos'; what goes is their scatter about the mean, which at sigma 1 is nearly all of the loss and buries
+    the direction word's share of it (TRAINING.md run 10). Videos, noise and the other sigmas are drawn as without."""
     if render == "torch":
         params = [ds.random_params(rng) for _ in range(n)]
         x0 = ds.render_batch_torch(params, device)
@@ -64,30 +71,40 @@ def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=
     k = int(round(near_noise * n))
     if k:
         sigma[:k] = 1.0 - (1.0 - NEAR_NOISE_SIGMA) * u[:k]
+    m = int(round(mean_target * n))
+    if m:
+        if k + m > n:
+            raise ValueError("near_noise %g + mean_target %g cover more than the batch" % (near_noise, mean_target))
+        sigma[n - m:] = 1.0
+        x0[n - m:] = torch.stack([ideal[" ".join(M.VOCAB[j] for j in i)] for i in ids[n - m:]]).to(x0.device)
     return x0, tok.to(device), noise.to(device), sigma.float().to(device)
 
 
-def make_pair_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0):
+def make_pair_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0, mean_target=0.0,
+                    ideal=None):
     """make_batch for n // 2 videos, then each video played backwards as the second half: the same noise, the same
     sigma, the prompt with the opposite direction word (--reverse-pairs). A "right" video played backwards is an
     exact draw of "left" (dataset.random_params starts the object uniformly where its whole path fits, the same
     range both ways), so the data distribution is unchanged; only the pairing is new. With one noise per pair, the
     two halves' inputs differ only by the reversed clean video (and not at all at sigma 1), so the sign of the
     direction word is the only thing that tells their targets apart: antithetic sampling of the term the plain
-    batches leave to chance (TRAINING.md run 9). cfg-drop is drawn per video, as in make_batch."""
+    batches leave to chance (TRAINING.md run 9). cfg-drop is drawn per video, as in make_batch. With mean_target, a
+    reversed ideal is the opposite word's ideal exactly (dataset.coverage_means), so the pairing holds there too."""
     h = n // 2
     if n != 2 * h:
         raise ValueError("--reverse-pairs needs an even batch, got %d" % n)
-    x0, tok, noise, sigma = make_batch(rng, h, gen, shift, 0.0, device, render, near_noise)
-    words = [[M.VOCAB[i] for i in row.tolist() if i >= 0] for row in tok]
-    prompts = [" ".join(w) for w in words]
+    x0, tok, noise, sigma = make_batch(rng, h, gen, shift, 0.0, device, render, near_noise, mean_target, ideal)
+    prompts = [M.prompt_of_tokens(row) for row in tok]
     prompts += [ds.reversed_prompt(p) for p in prompts]
     ids = [M.tokenize(p) for p in prompts]
     if cfg_drop > 0:
         drop = rng.random(n) < cfg_drop
         ids = [[] if d else i for d, i in zip(drop, ids)]
-    return (torch.cat([x0, x0.flip(2)]), M.pad_tokens(ids).to(device), torch.cat([noise, noise]),
-            torch.cat([sigma, sigma]))
+    x0 = torch.cat([x0, x0.flip(2)])
+    m = int(round(mean_target * h))
+    for i in list(range(h - m, h)) + list(range(n - m, n)):  # a dropped prompt's ideal is E[x0]
+        x0[i] = ideal[" ".join(M.VOCAB[j] for j in ids[i])].to(x0.device)
+    return x0, M.pad_tokens(ids).to(device), torch.cat([noise, noise]), torch.cat([sigma, sigma])
 
 
 def heldout_batch(n, shift, device):
@@ -161,6 +178,9 @@ def cmd_train(a):
     if a.reverse_pairs and a.batch % 2:
         raise SystemExit("train.py: --reverse-pairs pairs each video with itself played backwards: --batch must be "
                          "even, not %d" % a.batch)
+    if not (0.0 <= a.near_noise and 0.0 <= a.mean_target and a.near_noise + a.mean_target <= 1.0):
+        raise SystemExit("train.py: --near-noise %g and --mean-target %g are fractions of one batch: each >= 0, "
+                         "together <= 1" % (a.near_noise, a.mean_target))
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -203,10 +223,15 @@ def cmd_train(a):
     nparams = sum(p.numel() for p in model.parameters())
     log(fh, "start: %s" % " ".join(sys.argv))
     log(fh, "device=%s threads=%d params=%d steps=%d batch=%d lr=%g seed=%d shift=%g cfg_drop=%g ema=%g from_step=%d "
-        "progress=%.3f precision=%s cap_sigma=%g render=%s near_noise=%g split_directions=%g reverse_pairs=%d" % (
+        "progress=%.3f precision=%s cap_sigma=%g render=%s near_noise=%g split_directions=%g reverse_pairs=%d "
+        "mean_target=%g" % (
             device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed, a.shift, a.cfg_drop, a.ema, step0, prog0,
-            a.precision, a.cap_sigma, render, a.near_noise, a.split_directions, a.reverse_pairs))
+            a.precision, a.cap_sigma, render, a.near_noise, a.split_directions, a.reverse_pairs, a.mean_target))
     hb = heldout_batch(a.heldout, a.shift, device)
+    ideal = None
+    if a.mean_target > 0:
+        ideal = {k: torch.from_numpy(v).to(device) for k, v in ds.mean_videos(
+            ds.coverage_means(np.random.default_rng(42), MEAN_TARGET_DRAWS)).items()}
     warm = min(a.warmup, max(1, a.steps // 10))
 
     t_start = time.time()
@@ -249,7 +274,8 @@ def cmd_train(a):
         for g in opt.param_groups:
             g["lr"] = lr
         draw = make_pair_batch if a.reverse_pairs else make_batch
-        x0, tok, noise, sigma = draw(rng, a.batch, gen, a.shift, a.cfg_drop, device, render, a.near_noise)
+        x0, tok, noise, sigma = draw(rng, a.batch, gen, a.shift, a.cfg_drop, device, render, a.near_noise,
+                                     a.mean_target, ideal)
         loss = fm_loss(model, x0, tok, noise, sigma, bf16=(a.precision == "bf16"), cap_sigma=a.cap_sigma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -374,6 +400,9 @@ def main():
     t.add_argument("--near-noise", type=float, default=0.0,
                    help="fraction of each batch with sigma uniform in [%g, 1], where the motion's sign is decided"
                         % NEAR_NOISE_SIGMA)
+    t.add_argument("--mean-target", type=float, default=0.0,
+                   help="fraction of each batch at sigma 1 with the ideal target E[x0 | prompt] in place of the video "
+                        "(make_batch)")
     t.add_argument("--reverse-pairs", action="store_true",
                    help="the second half of each batch is the first half played backwards with the opposite "
                         "direction word and the same noise and sigma (make_pair_batch)")
