@@ -69,7 +69,7 @@ def main():
     rng = np.random.default_rng(0)
     first = [int(i) for i in np.random.default_rng(1).choice(len(ds.COMBOS), a.combos, replace=False)]
     order = first + [int(i) for i in np.random.default_rng(2).permutation(len(ds.COMBOS)) if i not in first]
-    others = [ds.COMBOS[i] for i in order[-8:]]  # trained only once a stage widens to every combination
+    others = [ds.COMBOS[i] for i in order[-8:]]  # the curriculum's last 8: trained only by a stage of K > 208
     stages = [(a.combos, a.steps, a.lr)] + [(int(k), int(n), float(lr)) for k, n, lr in
                                             (w.split(":") for w in a.widen)]
     probe_noise = torch.randn(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(99))

@@ -76,7 +76,7 @@ def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=
         if k + m > n:
             raise ValueError("near_noise %g + mean_target %g cover more than the batch" % (near_noise, mean_target))
         sigma[n - m:] = 1.0
-        x0[n - m:] = torch.stack([ideal[" ".join(M.VOCAB[j] for j in i)] for i in ids[n - m:]]).to(x0.device)
+        x0[n - m:] = torch.stack([ideal[M.prompt_of_tokens(row)] for row in tok[n - m:]]).to(x0.device)
     return x0, tok.to(device), noise.to(device), sigma.float().to(device)
 
 
@@ -100,11 +100,11 @@ def make_pair_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_n
     if cfg_drop > 0:
         drop = rng.random(n) < cfg_drop
         ids = [[] if d else i for d, i in zip(drop, ids)]
-    x0 = torch.cat([x0, x0.flip(2)])
+    x0, tok = torch.cat([x0, x0.flip(2)]), M.pad_tokens(ids)
     m = int(round(mean_target * h))
     for i in list(range(h - m, h)) + list(range(n - m, n)):  # a dropped prompt's ideal is E[x0]
-        x0[i] = ideal[" ".join(M.VOCAB[j] for j in ids[i])].to(x0.device)
-    return x0, M.pad_tokens(ids).to(device), torch.cat([noise, noise]), torch.cat([sigma, sigma])
+        x0[i] = ideal[M.prompt_of_tokens(tok[i])].to(x0.device)
+    return x0, tok.to(device), torch.cat([noise, noise]), torch.cat([sigma, sigma])
 
 
 def heldout_batch(n, shift, device):
