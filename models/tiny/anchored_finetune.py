@@ -11,8 +11,8 @@ Every 100 steps it prints the sigma-1 travel (sign_overfit.travel: first -> last
 over 8 combinations and both words; the ideal's is ~+24), the held-out loss (train.heldout_batch, the figure
 TRAINING.md quotes for every run), the three losses, and writes --out (safetensors, no EMA).
 
-    /usr/bin/python3 models/tiny/anchored_finetune.py --init /tmp/escaped.safetensors --steps 1500 \
-        --out /tmp/anchored.safetensors        # ~22 min on two cores
+    /usr/bin/python3 models/tiny/anchored_finetune.py --init /tmp/escaped.safetensors --steps 1200 \
+        --out /tmp/anchored.safetensors        # ~17 min on two cores
 """
 import argparse
 import os
@@ -34,7 +34,7 @@ def main():
     ap.add_argument("--init", required=True, help="weights to start from (safetensors), e.g. sign_overfit.py --out")
     ap.add_argument("--teacher", default=os.path.join(M.HERE, "tiny.safetensors"))
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--nmean", type=int, default=8)
     ap.add_argument("--nband", type=int, default=4)
