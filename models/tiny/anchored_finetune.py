@@ -51,8 +51,7 @@ def main():
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    ideal = {k: torch.from_numpy(v) for k, v in ds.mean_videos(
-        ds.coverage_means(np.random.default_rng(42), T.MEAN_TARGET_DRAWS)).items()}
+    ideal = T.ideal_targets("cpu")
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     rng = np.random.default_rng(a.seed)
     gen = torch.Generator().manual_seed(a.seed + 1)

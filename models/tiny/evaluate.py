@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset as ds  # noqa: E402
 import model as M  # noqa: E402
+import train as T  # noqa: E402
 
 
 def judge(video, blur=5):
@@ -181,11 +182,10 @@ class IdealNearNoise(torch.nn.Module):
     Sampling through it asks: if the network got the first, near-noise steps right, would the sample follow the
     prompt? (--oracle-above; TRAINING.md run 10.) This is the dataset's knowledge, not a model."""
 
-    def __init__(self, model, above, draws=300):
+    def __init__(self, model, above):
         super().__init__()
         self.model, self.above, self.cfg = model, above, model.cfg
-        means = ds.mean_videos(ds.coverage_means(np.random.default_rng(42), draws))
-        self.means = {k: torch.from_numpy(v) for k, v in means.items()}
+        self.means = T.ideal_targets("cpu")
 
     def forward(self, x, t, tok):
         v = self.model(x, t, tok)
@@ -275,8 +275,7 @@ def main():
         asym = reversal_asymmetry(model, prompts[0], device=a.device)
         print("  |f(x) - R f(R x)| / |f(x)| at sigma 0.99 (%s), R = %s" % (
             prompts[0], ", ".join("%s %.4f" % kv for kv in asym.items())))
-        gap, still, blind = ideal_gap(model, prompts, ds.coverage_means(np.random.default_rng(42), 300),
-                                      device=a.device)
+        gap, still, blind = ideal_gap(model, prompts, T.ideal_coverage(), device=a.device)
         print("  sigma-1 x0 prediction's MSE from the ideal E[x0 | prompt]: %.4f (the best motionless prediction: "
               "%.4f; the best blind to the sign: %.4f)" % (gap, still, blind))
         print("  distances between the direction words' context rows: %s" % ", ".join(

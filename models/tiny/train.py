@@ -45,6 +45,16 @@ NEAR_NOISE_SIGMA = 0.95
 MEAN_TARGET_DRAWS = 300
 
 
+def ideal_coverage():
+    """dataset.coverage_means as every user of the ideal target draws them: MEAN_TARGET_DRAWS draws, seed 42."""
+    return ds.coverage_means(np.random.default_rng(42), MEAN_TARGET_DRAWS)
+
+
+def ideal_targets(device):
+    """{prompt: E[x0 | prompt]} as tensors on `device` ("" too: E[x0]), the `ideal` table make_batch takes."""
+    return {k: torch.from_numpy(v).to(device) for k, v in ds.mean_videos(ideal_coverage()).items()}
+
+
 def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0, mean_target=0.0, ideal=None):
     """render "torch": draw the parameters with `rng` as the numpy path does (so the same videos) but render them on
     `device` (dataset.render_batch_torch); noise and sigmas come from `gen`, which lives on `device`.
@@ -228,10 +238,7 @@ def cmd_train(a):
             device, a.threads, nparams, a.steps, a.batch, a.lr, a.seed, a.shift, a.cfg_drop, a.ema, step0, prog0,
             a.precision, a.cap_sigma, render, a.near_noise, a.split_directions, a.reverse_pairs, a.mean_target))
     hb = heldout_batch(a.heldout, a.shift, device)
-    ideal = None
-    if a.mean_target > 0:
-        ideal = {k: torch.from_numpy(v).to(device) for k, v in ds.mean_videos(
-            ds.coverage_means(np.random.default_rng(42), MEAN_TARGET_DRAWS)).items()}
+    ideal = ideal_targets(device) if a.mean_target > 0 else None
     warm = min(a.warmup, max(1, a.steps // 10))
 
     t_start = time.time()
