@@ -194,6 +194,23 @@ def mean_videos(cov_means):
     return out
 
 
+def same_words_means(means):
+    """{prompt: the mean of means[q] over every prompt q with the same words}: E[x0 | the prompt's words]. The model
+    reads its prompt as a bag of words, so "a white X moving D on a blue background" and "a blue X moving D on a white
+    background" are one input to it, and its ideal prediction at sigma 1 is their average. Every other prompt keeps
+    its own mean. (Training towards each order's own mean instead puts a whole-background flip into 24 of the 216
+    combinations' targets: ~50x the loss of the rest, none of it learnable; TRAINING.md run 11.)"""
+    groups = {}
+    for q in means:
+        groups.setdefault(tuple(sorted(q.split())), []).append(q)
+    out = {}
+    for qs in groups.values():
+        avg = np.mean([means[q] for q in qs], axis=0).astype(np.float32)
+        for q in qs:
+            out[q] = avg
+    return out
+
+
 def random_batch(rng, n):
     vids, prompts = [], []
     for _ in range(n):

@@ -1,20 +1,24 @@
-"""Can the network learn the sign of the motion at all? A diagnostic (TRAINING.md runs 9 and 10), not a recipe.
+"""Can the network learn the sign of the motion at all? A diagnostic (TRAINING.md runs 9-11), and the first stage of
+the shipped weights (run 11).
 
-From the given weights, with the direction words split (train.split_direction_words), train every parameter only at
-sigma = 1 (pure noise in), on K prompt combinations and both directions of each one's axis (train.make_pair_batch's
-pairing: a video, and the same video played backwards under the opposite direction word, sharing one noise), Adam
-at --lr, batch 8. At sigma 1 the ideal x0 prediction is E[x0 | prompt], whose object centroid travels about 24 px
-the prompted way over the 8 frames; run 7 predicts a static blob. Every 100 steps this prints that travel (first ->
-last frame along the prompt's axis, positive = the prompted way), averaged over both words and the first 8 of the K
-combinations, and over 8 others (0.0 exactly: the prediction does not depend on the direction word).
+From the given weights (run 7's for runs 9-11), with the direction words split (train.split_direction_words), train
+every parameter only at sigma = 1 (pure noise in), on K prompt combinations and both directions of each one's axis
+(train.make_pair_batch's pairing: a video, and the same video played backwards under the opposite direction word,
+sharing one noise), Adam at --lr, batch 8. At sigma 1 the ideal x0 prediction is E[x0 | prompt], whose object
+centroid travels about 24 px the prompted way over the 8 frames; run 7 predicts a static blob. Every 100 steps this
+prints that travel (first -> last frame along the prompt's axis, positive = the prompted way), averaged over both
+words and the first 8 of the K combinations, and over 8 others (0.0 exactly: the prediction does not depend on the
+direction word).
 
---mean-target N trains towards E[x0 | prompt] itself (dataset.mean_video) instead of each video; --widen continues
-on more combinations (a curriculum); --out keeps the result. Training at sigma 1 alone wrecks the low-noise steps
-(held-out loss ~1-10): the weights are for train.py --init to repair, not for sampling.
+--mean-target N trains towards that ideal itself (dataset.mean_video, averaged over prompts with the same words:
+dataset.same_words_means) instead of each video; --widen continues on more combinations (a curriculum); --out keeps
+the result. Training at sigma 1 alone wrecks the low-noise steps (held-out loss ~1-10): the weights are for
+anchored_finetune.py (or train.py --init) to repair, not for sampling.
 
-    /usr/bin/python3 models/tiny/sign_overfit.py --combos 1 --steps 700                  # ~4 min on two cores
-    /usr/bin/python3 models/tiny/sign_overfit.py --combos 8 --steps 400 --mean-target 300 \
-        --widen 216:300:1e-4 --out /tmp/escaped.safetensors                             # ~5 min
+    git show 3118632:models/tiny/tiny.safetensors > /tmp/run7.safetensors      # run 7's weights
+    /usr/bin/python3 models/tiny/sign_overfit.py --weights /tmp/run7.safetensors --combos 1 --steps 700   # ~4 min
+    /usr/bin/python3 models/tiny/sign_overfit.py --weights /tmp/run7.safetensors --combos 8 --steps 400 \
+        --mean-target 300 --widen 216:300:1e-4 --out /tmp/escaped.safetensors                          # ~5 min
 """
 import argparse
 import os
@@ -47,7 +51,7 @@ def travel(model, combos, noise):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--weights", default=os.path.join(M.HERE, "tiny.safetensors"))
+    ap.add_argument("--weights", required=True, help="weights to start from: run 7's for TRAINING.md runs 9-11")
     ap.add_argument("--combos", type=int, default=1, help="K: prompt combinations (drawn with seed 1)")
     ap.add_argument("--steps", type=int, default=700)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -73,7 +77,8 @@ def main():
     stages = [(a.combos, a.steps, a.lr)] + [(int(k), int(n), float(lr)) for k, n, lr in
                                             (w.split(":") for w in a.widen)]
     probe_noise = torch.randn(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(99))
-    cov_means = ds.coverage_means(np.random.default_rng(42), a.mean_target) if a.mean_target else None
+    means = ds.same_words_means(ds.mean_videos(ds.coverage_means(np.random.default_rng(42), a.mean_target))) \
+        if a.mean_target else None
     t0 = time.time()
     for k, steps, lr in stages:
         combos = [ds.COMBOS[i] for i in order[:k]]
@@ -89,8 +94,7 @@ def main():
                 break
             ps = [ds.random_params(rng, combos[i]) for i in rng.integers(len(combos), size=4)]
             if a.mean_target:
-                fwd = np.stack([ds.mean_video((p["colour"], p["shape"], p["direction"], p["background"]), cov_means)
-                                for p in ps])
+                fwd = np.stack([means[ds.prompt_of_params(p)] for p in ps])
             else:
                 fwd = np.stack([ds.render(p["colour"], p["shape"], p["direction"], p["background"], p["cx0"],
                                           p["cy0"], p["size"], p["speed"]) for p in ps])

@@ -135,6 +135,19 @@ def main():
         print("mean_video %s: RMS %.4f from 300 rendered videos (opposite direction: %.4f), travel %.1f vs %.1f px" % (
             " ".join(c), rms, rms_wrong, tm, tb))
 
+    # The ideal for a bag-of-words model: prompts with the same words share the average of their means; every other
+    # prompt keeps its own, and reversing a shared mean still gives the opposite word's (the pairs rely on it).
+    means = ds.mean_videos(cov)
+    shared = ds.same_words_means(means)
+    a, b = "a white circle moving up on a blue background", "a blue circle moving up on a white background"
+    assert np.array_equal(shared[a], shared[b]) and not np.array_equal(means[a], means[b])
+    assert np.allclose(shared[a], (means[a] + means[b]) / 2, atol=1e-6)
+    changed = [q for q in means if not np.array_equal(shared[q], means[q])]
+    assert len(changed) == 24 and all(set(q.split()) >= {"white", "blue"} for q in changed), changed
+    assert np.allclose(shared[ds.reversed_prompt(a)], shared[a][:, ::-1], atol=1e-6)
+    print("same_words_means: the 24 white/blue prompts share their pair's mean, the other %d (and the empty prompt) "
+          "keep their own" % (len(means) - 25))
+
     # --mean-target: the last quarter at sigma 1 with the ideal as target (E[x0] for a dropped prompt), all else as
     # drawn without it; in pairs, the reversed ideal is the opposite word's ideal.
     ideal = {k: torch.from_numpy(v) for k, v in ds.mean_videos(cov).items()}

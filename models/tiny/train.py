@@ -51,8 +51,10 @@ def ideal_coverage():
 
 
 def ideal_targets(device):
-    """{prompt: E[x0 | prompt]} as tensors on `device` ("" too: E[x0]), the `ideal` table make_batch takes."""
-    return {k: torch.from_numpy(v).to(device) for k, v in ds.mean_videos(ideal_coverage()).items()}
+    """{prompt: E[x0 | the prompt's words]} as tensors on `device` ("" too: E[x0]), the `ideal` table make_batch
+    takes: dataset.mean_videos, averaged over prompts that are the same bag of words (dataset.same_words_means)."""
+    return {k: torch.from_numpy(v).to(device)
+            for k, v in ds.same_words_means(ds.mean_videos(ideal_coverage())).items()}
 
 
 def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0, mean_target=0.0, ideal=None):
