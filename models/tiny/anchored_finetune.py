@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset as ds  # noqa: E402
 import model as M  # noqa: E402
 import train as T  # noqa: E402
-from sign_overfit import travel  # noqa: E402
+from sign_overfit import curriculum_order, travel  # noqa: E402
 
 
 def main():
@@ -75,7 +75,7 @@ def main():
     ideal = T.ideal_targets("cpu")
     stages = [(int(k), int(n), float(lr)) for k, n, lr in (st.split(":") for st in a.stage)]
     stages = stages or [(len(ds.COMBOS), a.steps, a.lr)]
-    order = curriculum_order()
+    order = curriculum_order(8)  # sign_overfit.py --combos 8's order
     rng = np.random.default_rng(a.seed)
     gen = torch.Generator().manual_seed(a.seed + 1)
     probe_combos = [ds.COMBOS[i] for i in np.random.default_rng(3).choice(len(ds.COMBOS), 8, replace=False)]
@@ -121,12 +121,6 @@ def main():
             sums += [float(loss_ideal), float(loss_band), float(loss_anchor)]
             step += 1
     report(step, model, ema, probe_combos, probe_noise, hb, sums, t0, a)
-
-
-def curriculum_order():
-    """sign_overfit.py's combination order for its default K = 8 start (seed 1), then the rest (seed 2)."""
-    first = [int(i) for i in np.random.default_rng(1).choice(len(ds.COMBOS), 8, replace=False)]
-    return first + [int(i) for i in np.random.default_rng(2).permutation(len(ds.COMBOS)) if i not in first]
 
 
 def mean_pair_batch(rng, n, combos, ideal, cfg_drop, pairs):

@@ -11,7 +11,7 @@ Frames are box-blurred (5x5) first to suppress the fine residual noise.
         [--settings "50,3,5;50,3,3;50,1,5"] [--seeds K]  (steps,shift,guidance triples; K videos per prompt)
         [--device cuda --batch 216] [--prompts all --n 216]  (all: every valid prompt of the dataset)
         [--sign-probe]  (only: does the x0 prediction near sigma = 1 depend on the direction word's sign?)
-        [--oracle-above 0.95]  (sample with the ideal prediction E[x0 | prompt] at sigma >= 0.95: IdealNearNoise)
+        [--oracle-above 0.95]  (sample with the ideal prediction, E[x0 | the prompt's words], at sigma >= 0.95)
 Also judges real dataset videos with --real to show the judge's own accuracy.
 """
 import argparse
@@ -156,29 +156,27 @@ def sign_probe(model, prompts, videos=4, sigmas=(1.0, 0.99, 0.97), device="cpu")
 
 
 @torch.no_grad()
-def ideal_gap(model, prompts, cov_means, noises=4, device="cpu"):
-    """How far the sigma-1 x0 prediction (pure noise in) is from the ideal one, E[x0 | prompt] (dataset.mean_video):
-    MSE in [-1, 1] units over the prompts x `noises` noise draws. Returned with two floors for the same prompts: the
-    MSE of the ideal's per-pixel time average (the best motionless prediction) and of the mean of the ideal and its
-    opposite direction's (the best prediction blind to the direction word's sign)."""
+def ideal_gap(model, prompts, means, noises=4, device="cpu"):
+    """How far the sigma-1 x0 prediction (pure noise in) is from the ideal one, means[prompt] (train.ideal_means:
+    E[x0 | the prompt's words]): MSE in [-1, 1] units over the prompts x `noises` noise draws. Returned with two floors
+    for the same prompts: the MSE of the ideal's per-pixel time average (the best motionless prediction) and of the
+    mean of the ideal and its opposite direction's (the best prediction blind to the direction word's sign)."""
     gap, still, blind = [], [], []
     gen = torch.Generator().manual_seed(4321)
     for p in prompts:
-        c = combo_of(parse_prompt(p))
-        ideal = ds.mean_video(c, cov_means)
+        ideal = means[p]
         n = torch.randn((noises,) + ideal.shape, generator=gen).to(device)
         tok = M.pad_tokens([M.tokenize(p)] * noises).to(device)
         x0 = (n - model(n, torch.full((noises,), 1000.0, device=device), tok)).cpu().numpy()
         gap.append(((x0 - ideal) ** 2).mean())
         still.append(((ideal.mean(axis=1, keepdims=True) - ideal) ** 2).mean())
-        other = ds.mean_video((c[0], c[1], ds.OPPOSITE[c[2]], c[3]), cov_means)
-        blind.append((((ideal + other) / 2 - ideal) ** 2).mean())
+        blind.append((((ideal + means[ds.reversed_prompt(p)]) / 2 - ideal) ** 2).mean())
     return float(np.mean(gap)), float(np.mean(still)), float(np.mean(blind))
 
 
 class IdealNearNoise(torch.nn.Module):
     """The model, except at sigma >= `above`: there its output is the velocity of the ideal x0 prediction for pure
-    noise, E[x0 | prompt] (dataset.mean_video; E[x0] over all combinations for the empty prompt), whatever the input.
+    noise, E[x0 | the prompt's words] (train.ideal_means; E[x0] for the empty prompt), whatever the input.
     Sampling through it asks: if the network got the first, near-noise steps right, would the sample follow the
     prompt? (--oracle-above; TRAINING.md run 10.) This is the dataset's knowledge, not a model."""
 
@@ -244,7 +242,7 @@ def main():
     ap.add_argument("--sign-probe", action="store_true",
                     help="only measure whether the x0 prediction near sigma = 1 moves the prompted way (see sign_probe)")
     ap.add_argument("--oracle-above", type=float, default=0.0, metavar="SIGMA",
-                    help="sample with the model's output replaced by the ideal pure-noise prediction E[x0 | prompt] "
+                    help="sample with the model's output replaced by the ideal pure-noise prediction E[x0 | the words] "
                          "at sigma >= SIGMA (a diagnostic: see IdealNearNoise)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -275,9 +273,9 @@ def main():
         asym = reversal_asymmetry(model, prompts[0], device=a.device)
         print("  |f(x) - R f(R x)| / |f(x)| at sigma 0.99 (%s), R = %s" % (
             prompts[0], ", ".join("%s %.4f" % kv for kv in asym.items())))
-        gap, still, blind = ideal_gap(model, prompts, T.ideal_coverage(), device=a.device)
-        print("  sigma-1 x0 prediction's MSE from the ideal E[x0 | prompt]: %.4f (the best motionless prediction: "
-              "%.4f; the best blind to the sign: %.4f)" % (gap, still, blind))
+        gap, still, blind = ideal_gap(model, prompts, T.ideal_means(), device=a.device)
+        print("  sigma-1 x0 prediction's MSE from the ideal E[x0 | the prompt's words]: %.4f (the best motionless "
+              "prediction: %.4f; the best blind to the sign: %.4f)" % (gap, still, blind))
         print("  distances between the direction words' context rows: %s" % ", ".join(
             "%s %.2f" % kv for kv in direction_word_distances(model).items()))
         return

@@ -49,6 +49,13 @@ def travel(model, combos, noise):
     return float(np.mean(out))
 
 
+def curriculum_order(first_k):
+    """Indices into dataset.COMBOS in curriculum order: first_k drawn with seed 1 (the first stage's), then the rest
+    in a seed-2 permutation (what each --widen stage adds)."""
+    first = [int(i) for i in np.random.default_rng(1).choice(len(ds.COMBOS), first_k, replace=False)]
+    return first + [int(i) for i in np.random.default_rng(2).permutation(len(ds.COMBOS)) if i not in first]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", required=True, help="weights to start from: run 7's for TRAINING.md runs 9-11")
@@ -71,8 +78,7 @@ def main():
     M.import_weights(model, a.weights)
     T.split_direction_words(model, a.split)
     rng = np.random.default_rng(0)
-    first = [int(i) for i in np.random.default_rng(1).choice(len(ds.COMBOS), a.combos, replace=False)]
-    order = first + [int(i) for i in np.random.default_rng(2).permutation(len(ds.COMBOS)) if i not in first]
+    order = curriculum_order(a.combos)
     others = [ds.COMBOS[i] for i in order[-8:]]  # the curriculum's last 8: trained only by a stage of K > 208
     stages = [(a.combos, a.steps, a.lr)] + [(int(k), int(n), float(lr)) for k, n, lr in
                                             (w.split(":") for w in a.widen)]

@@ -45,16 +45,17 @@ NEAR_NOISE_SIGMA = 0.95
 MEAN_TARGET_DRAWS = 300
 
 
-def ideal_coverage():
-    """dataset.coverage_means as every user of the ideal target draws them: MEAN_TARGET_DRAWS draws, seed 42."""
-    return ds.coverage_means(np.random.default_rng(42), MEAN_TARGET_DRAWS)
+def ideal_means():
+    """{prompt: E[x0 | the prompt's words]} (numpy; "" too: E[x0]) as every user of the ideal draws it: the coverage
+    maps from MEAN_TARGET_DRAWS draws with seed 42 (dataset.coverage_means), dataset.mean_videos, averaged over
+    prompts that are the same bag of words (dataset.same_words_means)."""
+    cov = ds.coverage_means(np.random.default_rng(42), MEAN_TARGET_DRAWS)
+    return ds.same_words_means(ds.mean_videos(cov))
 
 
 def ideal_targets(device):
-    """{prompt: E[x0 | the prompt's words]} as tensors on `device` ("" too: E[x0]), the `ideal` table make_batch
-    takes: dataset.mean_videos, averaged over prompts that are the same bag of words (dataset.same_words_means)."""
-    return {k: torch.from_numpy(v).to(device)
-            for k, v in ds.same_words_means(ds.mean_videos(ideal_coverage())).items()}
+    """ideal_means as tensors on `device`: the `ideal` table make_batch takes."""
+    return {k: torch.from_numpy(v).to(device) for k, v in ideal_means().items()}
 
 
 def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=0.0, mean_target=0.0, ideal=None):
@@ -62,9 +63,10 @@ def make_batch(rng, n, gen, shift, cfg_drop, device, render="numpy", near_noise=
     `device` (dataset.render_batch_torch); noise and sigmas come from `gen`, which lives on `device`.
     near_noise: the first round(near_noise * n) samples get sigma uniform in [NEAR_NOISE_SIGMA, 1] instead.
     mean_target: the last round(mean_target * n) samples get sigma 1 and, in place of their video, the ideal x0 there,
-    ideal[prompt] = E[x0 | prompt] (dataset.mean_videos; "" for a dropped prompt). The expected gradient is the same
-    as the videos'; what goes is their scatter about the mean, which at sigma 1 is nearly all of the loss and buries
-    the direction word's share of it (TRAINING.md run 10). Videos, noise and the other sigmas are drawn as without."""
+    ideal[prompt] (ideal_targets: E[x0 | the prompt's words]; "" for a dropped prompt). The expected gradient is the
+    same as the videos'; what goes is their scatter about the mean, which at sigma 1 is nearly all of the loss and
+    buries the direction word's share of it (TRAINING.md runs 10, 11). Videos, noise and the other sigmas are drawn
+    as without."""
     if render == "torch":
         params = [ds.random_params(rng) for _ in range(n)]
         x0 = ds.render_batch_torch(params, device)
