@@ -14,8 +14,10 @@ CFLAGS  := $(OPT) -g -std=gnu11 -Wall -Wextra -fopenmp -I. -I$(BUILD) -I$(BLAS_I
 LDFLAGS := -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(EXTRA_LDFLAGS)
 LDLIBS  := -lopenblas -lcjson -lpng -lhdf5_serial_hl -lhdf5_serial -linih -lm
 
-MODULE_DIRS := harness models strategies metrics results datasets
-LIB_SRC  := $(filter-out harness/main.c,$(wildcard $(addsuffix /*.c,$(MODULE_DIRS))))
+# The layers, lowest first (README "Layout"; scripts/check-layers.sh keeps includes pointing down). A folder's
+# subfolders (models/dit/, harness/solvers/, ...) are part of it.
+MODULE_DIRS := core models datasets metrics strategies results harness
+LIB_SRC  := $(filter-out harness/main.c,$(wildcard $(addsuffix /*.c,$(MODULE_DIRS)) $(addsuffix /*/*.c,$(MODULE_DIRS))))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)

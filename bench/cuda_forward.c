@@ -20,11 +20,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "harness/rng.h"
-#include "models/dit.h"
-#include "models/engine.h"
+#include "core/rng.h"
+#include "models/dit/dit.h"
+#include "models/dit/engine.h"
 #ifdef CACHEBENCH_CUDA
-#include "models/engine_cuda.h"
+#include "models/dit/engine_cuda.h"
 #endif
 
 #ifndef CACHEBENCH_CUDA

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "harness/rng.h"
-#include "models/dit.h"
+#include "core/rng.h"
+#include "models/dit/dit.h"
 
 static double now(void) {
     struct timespec ts;

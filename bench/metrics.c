@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "harness/rng.h"
+#include "core/rng.h"
 #include "metrics/metrics.h"
 
 #define MIN_SECONDS 0.5

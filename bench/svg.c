@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "harness/rng.h"
+#include "core/rng.h"
 #include "models/kernels.h"
 #include "models/sparse_attention.h"
 

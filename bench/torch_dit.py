@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for bench/cuda_forward.c: the same Wan2.1-style DiT (models/dit.c), random weights, bf16,
+"""PyTorch reference for bench/cuda_forward.c: the same Wan2.1-style DiT (models/dit/dit.c), random weights, bf16,
 torch.nn.functional.scaled_dot_product_attention, one forward pass at the 480p x 81-frame latent (21x60x104 ->
 32,760 tokens), timed with CUDA events. Prints a "RESULT backend=torch ..." line; bench/run_gpu.sh runs both programs
 side by side and prints the ratio.
@@ -8,7 +8,7 @@ side by side and prints the ratio.
     python3 bench/torch_dit.py --layers 2 --reps 5      # quicker
     python3 bench/torch_dit.py --device cpu --tiny      # logic check on a CPU: the tiny config in fp32
 
-Architecture as models/dit.c and Wan's wan/modules/model.py: Conv3d patch embedding; sinusoidal timestep embedding
+Architecture as models/dit/dit.c and Wan's wan/modules/model.py: Conv3d patch embedding; sinusoidal timestep embedding
 (float64) -> Linear, SiLU, Linear = e; SiLU, Linear -> e0 [6][dim]; text MLP (Linear, GELU-tanh, Linear); per block
 adaLN-modulated self-attention with RMSNorm on q and k over the whole dim and 3D RoPE, cross-attention on an affine
 LayerNorm, modulated GELU-tanh FFN, gated residuals; head with its own 2-vector modulation; unpatchify. Norms are
@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# models/config.c
+# models/dit/config.c
 WAN_1_3B = dict(name="wan2.1-t2v-1.3b", in_dim=16, out_dim=16, patch=(1, 2, 2), dim=1536, ffn_dim=8960,
                 num_heads=12, num_layers=30, freq_dim=256, text_dim=4096, text_len=512, eps=1e-6, theta=10000.0,
                 grid=(21, 60, 104))
@@ -37,7 +37,7 @@ TINY = dict(name="tiny", in_dim=3, out_dim=3, patch=(1, 8, 8), dim=128, ffn_dim=
 
 
 def flops_forward(c, L):
-    """dit_flops_forward of models/dit.c: the matrix work only, 2 FLOPs per multiply-add."""
+    """dit_flops_forward of models/dit/dit.c: the matrix work only, 2 FLOPs per multiply-add."""
     d, T, P = c["dim"], c["text_len"], math.prod(c["patch"])
     embed = 2 * L * d * c["in_dim"] * P + 2 * (c["freq_dim"] * d + d * d + d * 6 * d) + 2 * T * (c["text_dim"] * d + d * d)
     block = (4 * 2 * L * d * d + 4 * L * L * d + 2 * 2 * L * d * d + 2 * 2 * T * d * d + 4 * L * T * d

@@ -3,7 +3,7 @@
 #ifndef CACHEBENCH_PROMPTS_H
 #define CACHEBENCH_PROMPTS_H
 
-#include "harness/error.h"
+#include "core/error.h"
 
 typedef struct {
     char id[64];

@@ -1,4 +1,4 @@
-/* libFuzzer target: the model loader (dit_load, models/dit.c) on arbitrary safetensors bytes, with the micro config
+/* libFuzzer target: the model loader (dit_load, models/dit/dit.c) on arbitrary safetensors bytes, with the micro config
  * of fuzz/micro_config.h. On success every weight slot is read, so a slot pointing outside the mapping or the arena
  * shows up under ASan. */
 #include "fuzz/fuzz_common.h"
@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "fuzz/micro_config.h"
-#include "models/dit.h"
+#include "models/dit/dit.h"
 
 static int touch(void *user, const char *name, int ndim, const int64_t *shape, const float **slot) {
     (void)name;

@@ -11,7 +11,7 @@
 
 #include "fuzz/micro_config.h"
 #include "metrics/image.h"
-#include "models/dit.h"
+#include "models/dit/dit.h"
 #include "models/safetensors.h"
 
 static const char *root;

@@ -4,7 +4,7 @@
 #ifndef CACHEBENCH_FUZZ_MICRO_CONFIG_H
 #define CACHEBENCH_FUZZ_MICRO_CONFIG_H
 
-#include "models/config.h"
+#include "models/dit/config.h"
 
 static const DitConfig FUZZ_MICRO_CONFIG = {
     .name = "micro", .in_dim = 3, .out_dim = 3, .patch_t = 1, .patch_h = 2, .patch_w = 2,

@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "strategies/strategy.h"
 
 typedef struct {

@@ -151,6 +151,11 @@ int cmd_metrics(int argc, char **argv) {
     } else {
         why = lpips_unavailable_reason();
     }
+    if (net && !lpips_fits(a.height, a.width)) {
+        lpips_destroy(net);
+        net = NULL;
+        why = "frames smaller than the 31x31 that AlexNet needs";
+    }
 
     if (metrics_compare_videos(a.video, b.video, a.frames, a.height, a.width, net, &m, &err) != 0) {
         fprintf(stderr, "cachebench metrics: %s vs %s: %s\n", path_a, path_b, err.msg);

@@ -12,7 +12,7 @@
 
 #include "harness/cli.h"
 #include "harness/sweep.h"
-#include "models/config.h"
+#include "models/dit/config.h"
 #include "results/summary.h"
 #include "strategies/strategy.h"
 

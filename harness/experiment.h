@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "harness/error.h"
-#include "models/dit.h"
-#include "models/engine.h"
+#include "core/error.h"
+#include "models/dit/dit.h"
+#include "models/dit/engine.h"
 #include "results/record.h"
 #include "strategies/strategy.h"
 

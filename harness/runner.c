@@ -5,8 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "harness/rng.h"
-#include "harness/sampler.h"
+#include "core/rng.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -107,16 +106,20 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     const int branches = rs->guidance != 1.0f ? 2 : 1;
     const VecOps *ops = e->ops;
 
+    const SolverKind *kind = rs->solver ? rs->solver : solver_by_name("euler");
+    Solver *solver = NULL;
     float *host = malloc(n * sizeof(float));
     float *sigmas = malloc((size_t)(rs->steps + 1) * sizeof(float));
+    float *timesteps = malloc((size_t)rs->steps * sizeof(float));
     float *x = ops->alloc(ops->ctx, n);
+    float *guided = ops->alloc(ops->ctx, n);
     float *v[2] = {ops->alloc(ops->ctx, n), branches == 2 ? ops->alloc(ops->ctx, n) : NULL};
     float *text[2] = {ops->alloc(ops->ctx, text_n), branches == 2 ? ops->alloc(ops->ctx, text_n) : NULL};
     AttentionPlan plan = {.num_heads = cfg->num_heads, .pattern = calloc((size_t)cfg->num_heads, sizeof(AttnPattern))};
     rec->step = calloc((size_t)rs->steps, sizeof *rec->step);
     rec->video = malloc((size_t)rs->F * rs->H * rs->W * 3);
     if (rs->record_latents) rec->latents = calloc((size_t)rs->steps * n, sizeof(float));
-    int ok = host && sigmas && x && v[0] && text[0] && plan.pattern && rec->step && rec->video &&
+    int ok = host && sigmas && timesteps && x && guided && v[0] && text[0] && plan.pattern && rec->step && rec->video &&
              (branches == 1 || (v[1] && text[1])) && (!rs->record_latents || rec->latents);
     if (!ok) {
         error_set(err, "out of memory for a %dx%dx%d run", rs->F, rs->H, rs->W);
@@ -142,7 +145,11 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     for (int b = 0; b < branches; b++) e->upload(e, text[b], rs->text[b], text_n);
     runner_initial_noise(host, n, rs->seed);
     e->upload(e, x, host, n);
-    flow_sigmas(sigmas, rs->steps, rs->shift);
+    kind->schedule(rs->steps, rs->shift, sigmas, timesteps);
+    if (!(solver = kind->create(ops, n, sigmas, rs->steps, err))) {
+        ok = 0;
+        goto done;
+    }
 
     const double full_call = dit_flops_forward(cfg, e->L);
     const double run_start = now_seconds();
@@ -150,7 +157,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         StepRecord *r = &rec->step[i];
         const double step_start = now_seconds();
         r->sigma = sigmas[i];
-        r->timestep = sigmas[i] * 1000.0f;
+        r->timestep = timesteps[i];
         for (int b = 0; b < 2; b++) {
             r->computed[b] = 0;
             r->signal[b] = r->accumulator[b] = r->threshold[b] = r->k[b] = NAN;
@@ -173,7 +180,9 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         }
         rec->flops_spent += r->flops;
         rec->flops_full += full_call * branches;
-        size_t bad = e->euler_cfg(e, x, v[0], branches == 2 ? v[1] : NULL, rs->guidance, sigmas[i + 1] - sigmas[i], n);
+        /* x stays as it was when the guided velocity is not finite: the record keeps the last good latent. */
+        size_t bad = ops->guide(ops->ctx, guided, v[0], branches == 2 ? v[1] : NULL, rs->guidance, n);
+        if (!bad) kind->step(solver, i, x, guided);
         sync_engine(e);
         r->wall_seconds = now_seconds() - step_start;
         if (bad) {
@@ -192,11 +201,14 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     else runner_decode_video(host, cfg->in_dim, rs->F, rs->H, rs->W, rec->video);
     ok = 1;
 done:
+    if (solver) kind->destroy(solver);
     free(host);
     free(sigmas);
+    free(timesteps);
     free(plan.pattern);
     free(plan.density);
     ops->release(ops->ctx, x);
+    ops->release(ops->ctx, guided);
     for (int b = 0; b < 2; b++) {
         if (v[b]) ops->release(ops->ctx, v[b]);
         if (text[b]) ops->release(ops->ctx, text[b]);

@@ -1,4 +1,4 @@
-/* The sampling loop (DESIGN §1, §3): Euler steps over the shifted flow-matching schedule with classifier-free
+/* The sampling loop (DESIGN §1, §3): the solver's steps (harness/solvers/) over its schedule, with classifier-free
  * guidance (cond call first, then uncond), asking the strategy around every model call, timing every step and call,
  * counting FLOPs spent, and filling the per-step trace, totals and final video of a RunRecord.
  * The caller fills the record's descriptive attributes (prompt, strategy spec, model, ...). */
@@ -7,12 +7,14 @@
 
 #include <stdint.h>
 
-#include "harness/error.h"
-#include "models/engine.h"
+#include "core/error.h"
+#include "harness/solvers/solver.h"
+#include "models/dit/engine.h"
 #include "results/record.h"
 #include "strategies/strategy.h"
 
 typedef struct {
+    const SolverKind *solver;   /* NULL: euler */
     int steps;
     float shift;
     float guidance;             /* 1 disables CFG: only the cond branch runs */

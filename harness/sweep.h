@@ -43,7 +43,7 @@
 #include <stdint.h>
 
 #include "datasets/prompts.h"
-#include "harness/error.h"
+#include "core/error.h"
 #include "results/record.h"
 
 #define SWEEP_SPEC_MAX 256      /* = sizeof Strategy.spec */

@@ -4,13 +4,15 @@
 
 #include "metrics/metrics.h"
 
-/* Frees what metrics_compare_videos allocated; run_metrics_free (results/) does the same for callers, but the
- * metrics module keeps its own cleanup so it does not depend on the record code. */
+void run_metrics_free(RunMetrics *m) {
+    free(m->psnr);
+    free(m->ssim);
+    free(m->lpips);
+    memset(m, 0, sizeof *m);
+}
+
 static int compare_fail(RunMetrics *out) {
-    free(out->psnr);
-    free(out->ssim);
-    free(out->lpips);
-    memset(out, 0, sizeof *out);
+    run_metrics_free(out);
     return -1;
 }
 
@@ -20,6 +22,7 @@ int metrics_compare_videos(const uint8_t *a, const uint8_t *b, int frames, int h
     if (frames <= 0 || height <= 0 || width <= 0)
         return error_set(err, "cannot compare videos of %d frames of %dx%d", frames, width, height);
     size_t frame_values = (size_t)height * width * 3;
+    if (!lpips_fits(height, width)) net = NULL;
     out->psnr = malloc(sizeof(double) * frames);
     out->ssim = malloc(sizeof(double) * frames);
     out->lpips = net ? malloc(sizeof(double) * frames) : NULL;

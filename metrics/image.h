@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 typedef struct {
     int height, width;

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "harness/rng.h"
+#include "core/rng.h"
 #include "metrics/metrics.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the weight files are little-endian float32");
@@ -356,6 +356,11 @@ static double lpips_tap_distance(const float *a, const float *b, const float *li
         total += sum;
     }
     return total / pixels;
+}
+
+int lpips_fits(int height, int width) {
+    LpipsGeometry g;
+    return height > 0 && width > 0 && lpips_geometry(height, width, &g) == 0;
 }
 
 int lpips_frame_u8(LpipsNet *net, const uint8_t *a, const uint8_t *b, int height, int width, double *out, Error *err) {

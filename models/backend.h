@@ -7,10 +7,10 @@
 
 #include <stddef.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 #ifdef __cplusplus
-extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+extern "C" { /* usable from the CUDA engine (models/dit/engine_cuda.cu) */
 #endif
 
 /* Vector operations on backend memory. Reductions return host doubles (accumulated in double). */
@@ -23,6 +23,12 @@ typedef struct {
     void (*sub)(void *ctx, float *out, const float *a, const float *b, size_t n); /* out = a - b */
     void (*add)(void *ctx, float *out, const float *a, const float *b, size_t n); /* out = a + b */
     void (*copy)(void *ctx, float *dst, const float *src, size_t n);
+    /* Classifier-free guidance: out = vu + g * (vc - vu) (out = vc when vu is NULL), rounded as written; returns how
+     * many values of out are not finite. out may alias vc or vu. */
+    size_t (*guide)(void *ctx, float *out, const float *vc, const float *vu, float g, size_t n);
+    /* out = a * x + b * y, each product and the sum rounded separately (no fused multiply-add); out may alias x or y.
+     * The solvers' update (harness/solvers/). */
+    void (*axpby)(void *ctx, float *out, float a, const float *x, float b, const float *y, size_t n);
 } VecOps;
 
 /* The CPU implementation (plain host arrays, OpenMP). ctx is unused. */

@@ -74,6 +74,27 @@ static void cpu_copy(void *ctx, float *dst, const float *src, size_t n) {
     if (dst != src && n) memcpy(dst, src, n * sizeof(float));
 }
 
+static size_t cpu_guide(void *ctx, float *out, const float *vc, const float *vu, float g, size_t n) {
+    (void)ctx;
+    size_t bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
+        const float v = vu ? vu[i] + g * (vc[i] - vu[i]) : vc[i];
+        bad += !isfinite(v);
+        out[i] = v;
+    }
+    return bad;
+}
+
+static void cpu_axpby(void *ctx, float *out, float a, const float *x, float b, const float *y, size_t n) {
+    (void)ctx;
+#pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
+        const float ax = a * x[i], by = b * y[i]; /* two roundings, then the sum: never contracted into an FMA */
+        out[i] = ax + by;
+    }
+}
+
 static const VecOps cpu_ops = {
     .ctx = NULL,
     .alloc = cpu_alloc,
@@ -83,6 +104,8 @@ static const VecOps cpu_ops = {
     .sub = cpu_sub,
     .add = cpu_add,
     .copy = cpu_copy,
+    .guide = cpu_guide,
+    .axpby = cpu_axpby,
 };
 
 const VecOps *cpu_vec_ops(void) { return &cpu_ops; }

@@ -1,7 +1,7 @@
 # The CUDA backend (DESIGN §2): built only where nvcc is found. `make CUDA=0` builds without it even then; `make CUDA=1`
-# insists (and fails when nvcc is missing). When on: models/*.cu are compiled by nvcc into $(BUILD)/models/*.o and go
-# into libcachebench.a, every C file is compiled with -DCACHEBENCH_CUDA (models/engine_cpu.c then leaves engine_create
-# to models/engine_cuda.cu; tests/test_cuda.c and bench/cuda_forward.c use the CUDA engine), and the CUDA runtime is
+# insists (and fails when nvcc is missing). When on: models/*.cu and models/*/*.cu are compiled by nvcc into $(BUILD)/models/ and go
+# into libcachebench.a, every C file is compiled with -DCACHEBENCH_CUDA (models/dit/engine_cpu.c then leaves engine_create
+# to models/dit/engine_cuda.cu; tests/test_cuda.c and bench/cuda_forward.c use the CUDA engine), and the CUDA runtime is
 # linked. A build with CUDA runs on machines without a GPU: the CUDA engine then reports "no CUDA device available: ..."
 # and the CUDA tests skip.
 
@@ -20,7 +20,7 @@ CUDA_ARCH   ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code
                -gencode arch=compute_90,code=compute_90
 NVCCFLAGS   ?= -O2 -std=c++17
 
-CUDA_SRC := $(wildcard models/*.cu)
+CUDA_SRC := $(wildcard models/*.cu models/*/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
 
 # The CUDA configuration, rewritten only when it changes. Every object depends on it, so that switching CUDA=0 <-> 1
@@ -39,7 +39,7 @@ $(error CUDA=1 but nvcc was not found at '$(NVCC)': set NVCC=/path/to/nvcc, or b
 endif
 CFLAGS        += -DCACHEBENCH_CUDA
 EXTRA_LIB_OBJ += $(CUDA_OBJ)
-# The CUDA runtime statically (the binary starts without CUDA libraries); cuBLAS is dlopen'ed by models/engine_cuda.cu
+# The CUDA runtime statically (the binary starts without CUDA libraries); cuBLAS is dlopen'ed by models/dit/engine_cuda.cu
 # when a CUDA engine is created, found through this rpath.
 EXTRA_LDLIBS  += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lpthread -lstdc++
 

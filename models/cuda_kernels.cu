@@ -1,4 +1,4 @@
-/* CUDA kernels of the DiT: the same math as models/kernels.c and the loops of models/dit.c (see cuda_kernels.cuh).
+/* CUDA kernels of the DiT: the same math as models/kernels.c and the loops of models/dit/dit.c (see cuda_kernels.cuh).
  *
  * Written for clarity first; the GEMMs (cuBLAS) and attention carry the FLOPs, everything else here is a memory-bound
  * pass. Division and square roots use the IEEE-rounded operators (nvcc's default -prec-div/-prec-sqrt), and expf/exp2f
@@ -219,7 +219,7 @@ cudaError_t cuda_rmsnorm_rope(T *out, const float *in, const float *weight, cons
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
- * Patches (index maps of models/dit.c patchify / unpatchify, one thread per patch element)
+ * Patches (index maps of models/dit/dit.c patchify / unpatchify, one thread per patch element)
  * ------------------------------------------------------------------------------------------------------------- */
 
 template <typename T>
@@ -285,28 +285,32 @@ cudaError_t cuda_x0_to_velocity(float *out, const float *x, float sigma, size_t 
     return cudaGetLastError();
 }
 
-static __global__ void euler_count_kernel(unsigned long long *bad, const float *vc, const float *vu, float g,
-                                          size_t n) {
+static __global__ void guide_kernel(float *out, unsigned long long *bad, const float *vc, const float *vu, float g,
+                                    size_t n) {
     unsigned int count = 0;
-    GRID_STRIDE(i, n) count += isfinite(guided(vc, vu, g, i)) ? 0u : 1u;
+    GRID_STRIDE(i, n) {
+        const float v = guided(vc, vu, g, i);
+        count += isfinite(v) ? 0u : 1u;
+        out[i] = v;
+    }
     for (int o = 16; o > 0; o >>= 1) count += __shfl_xor_sync(0xffffffffu, count, o);
     if ((threadIdx.x & 31) == 0 && count) atomicAdd(bad, (unsigned long long)count); /* integers: order-free */
 }
 
-static __global__ void euler_apply_kernel(float *x, const float *vc, const float *vu, float g, float dt, size_t n) {
-    GRID_STRIDE(i, n) x[i] = __fadd_rn(x[i], __fmul_rn(dt, guided(vc, vu, g, i)));
+static __global__ void axpby_kernel(float *out, float a, const float *x, float b, const float *y, size_t n) {
+    GRID_STRIDE(i, n) out[i] = __fadd_rn(__fmul_rn(a, x[i]), __fmul_rn(b, y[i]));
 }
 
-cudaError_t cuda_euler_count(unsigned long long *bad, const float *vc, const float *vu, float g, size_t n,
-                             cudaStream_t st) {
+cudaError_t cuda_guide(float *out, unsigned long long *bad, const float *vc, const float *vu, float g, size_t n,
+                       cudaStream_t st) {
     if (n == 0) return cudaSuccess;
-    euler_count_kernel<<<grid_for(n), THREADS, 0, st>>>(bad, vc, vu, g, n);
+    guide_kernel<<<grid_for(n), THREADS, 0, st>>>(out, bad, vc, vu, g, n);
     return cudaGetLastError();
 }
 
-cudaError_t cuda_euler_apply(float *x, const float *vc, const float *vu, float g, float dt, size_t n, cudaStream_t st) {
+cudaError_t cuda_axpby(float *out, float a, const float *x, float b, const float *y, size_t n, cudaStream_t st) {
     if (n == 0) return cudaSuccess;
-    euler_apply_kernel<<<grid_for(n), THREADS, 0, st>>>(x, vc, vu, g, dt, n);
+    axpby_kernel<<<grid_for(n), THREADS, 0, st>>>(out, a, x, b, y, n);
     return cudaGetLastError();
 }
 

@@ -1,6 +1,6 @@
-/* CUDA kernels of the DiT (models/cuda_kernels.cu), used by the CUDA engine (models/engine_cuda.cu).
+/* CUDA kernels of the DiT (models/cuda_kernels.cu), used by the CUDA engine (models/dit/engine_cuda.cu).
  *
- * Every function here mirrors a CPU kernel of models/kernels.h or a loop of models/dit.c and computes the same math;
+ * Every function here mirrors a CPU kernel of models/kernels.h or a loop of models/dit/dit.c and computes the same math;
  * the parity tests (tests/test_cuda.c) hold them to the CPU path. Conventions:
  *   - Row-major activations, "rows x dim", as on the CPU.
  *   - T is the activation type of GEMM inputs: float (fp32 mode) or bf16 (bf16 mode). Kernels that produce a GEMM
@@ -52,7 +52,7 @@ cudaError_t cuda_gated_residual(float *x, const float *y, const float *gate, int
 cudaError_t cuda_head_modulation(float *shift, float *scale, const float *head_mod, const float *e, int dim,
                                  cudaStream_t st);
 
-/* x [C][F][H][W] -> patches [L][C*pt*ph*pw] ordered (c, pt, ph, pw), the Conv3d weight order (models/dit.c). */
+/* x [C][F][H][W] -> patches [L][C*pt*ph*pw] ordered (c, pt, ph, pw), the Conv3d weight order (models/dit/dit.c). */
 template <typename T>
 cudaError_t cuda_patchify(T *patches, const float *x, int C, int F, int H, int W, int pt, int ph, int pw,
                           cudaStream_t st);
@@ -63,12 +63,12 @@ cudaError_t cuda_unpatchify(float *out, const float *patches, int C, int F, int 
 /* out[i] = (x[i] - out[i]) / sigma: x0 prediction to velocity (models/kernels.h x0_to_velocity). */
 cudaError_t cuda_x0_to_velocity(float *out, const float *x, float sigma, size_t n, cudaStream_t st);
 
-/* Sampler update in two launches, so that x stays unchanged when the guided velocity has a non-finite value:
- * cuda_euler_count adds to *bad (device) the number of non-finite v = vu + g (vc - vu) (v = vc when vu is NULL);
- * cuda_euler_apply does x += dt * v. Both round every operation separately (no FMA contraction), like the CPU. */
-cudaError_t cuda_euler_count(unsigned long long *bad, const float *vc, const float *vu, float g, size_t n,
-                             cudaStream_t st);
-cudaError_t cuda_euler_apply(float *x, const float *vc, const float *vu, float g, float dt, size_t n, cudaStream_t st);
+/* VecOps guide and axpby (models/backend.h): out = vu + g (vc - vu) (out = vc when vu is NULL), adding to *bad (device)
+ * the number of non-finite values written; out = a x + b y. Every operation rounds separately (no FMA contraction),
+ * like the CPU. Element-wise: out may alias an input. */
+cudaError_t cuda_guide(float *out, unsigned long long *bad, const float *vc, const float *vu, float g, size_t n,
+                       cudaStream_t st);
+cudaError_t cuda_axpby(float *out, float a, const float *x, float b, const float *y, size_t n, cudaStream_t st);
 
 /* *result (device) = sum |a[i]| (b NULL) or sum |a[i] - b[i]|, accumulated in double. Deterministic: a fixed grid
  * writes CUDA_SUM_PARTIALS partial sums to `partials` (device, that many doubles), reduced in a fixed order. */

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 typedef enum { ST_F32 = 0, ST_F16, ST_BF16, ST_OTHER } StDtype;
 

@@ -34,7 +34,7 @@
  * with the lower mean squared error (spatial on a tie). The reference samples rows at random and profiles with a
  * fixed 1.5-frame block mask without the sink; we profile with the masks that will actually run.
  *
- * FLOPs (2 per multiply-add, like models/dit.h): 4·head_dim per computed (query, key) pair (QKᵀ and PV), plus
+ * FLOPs (2 per multiply-add, like models/dit/dit.h): 4·head_dim per computed (query, key) pair (QKᵀ and PV), plus
  * 8·head_dim·rows·L per profiled head (one QKᵀ for the sampled rows, three PV: exact, spatial, temporal). */
 #ifndef CACHEBENCH_SPARSE_ATTENTION_H
 #define CACHEBENCH_SPARSE_ATTENTION_H

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "results/summary.h"
 
 /* The template folder: given when non-NULL; else <dir of the executable>/../plots when it holds tradeoff.gp;

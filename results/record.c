@@ -942,12 +942,6 @@ int record_read(const char *path, RunRecord *r, Error *err) { return read_record
 
 int record_read_header(const char *path, RunRecord *r, Error *err) { return read_record(path, r, 0, err); }
 
-void run_metrics_free(RunMetrics *m) {
-    free(m->psnr);
-    free(m->ssim);
-    free(m->lpips);
-    memset(m, 0, sizeof *m);
-}
 
 void record_free(RunRecord *r) {
     free(r->step);

@@ -26,7 +26,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "harness/error.h"
+#include "core/error.h"
+#include "metrics/metrics.h" /* RunMetrics */
 
 typedef struct {
     float timestep, sigma;
@@ -36,14 +37,6 @@ typedef struct {
     float signal[2], accumulator[2], threshold[2], k[2];
     double call_seconds[2];
 } StepRecord;
-
-typedef struct {
-    int frames;
-    double *psnr, *ssim, *lpips;     /* [frames]; lpips NULL when unavailable */
-    double psnr_mean, ssim_mean, lpips_mean;
-    int lpips_available;
-    char baseline[1024];
-} RunMetrics;
 
 typedef struct {
     /* attributes */
@@ -112,7 +105,5 @@ int record_alloc_svg(RunRecord *r, int steps, int layers, int heads, Error *err)
 int record_write_metrics(const char *path, const RunMetrics *m, Error *err);
 /* Human-readable summary (attributes, totals, per-step decisions compactly, metrics if any). */
 int record_print_info(const char *path, FILE *out, Error *err);
-
-void run_metrics_free(RunMetrics *m);
 
 #endif

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "metrics/image.h"
 
 /* Row r, frame f is drawn at (r·(scale·height + gap), f·(scale·width + gap)), each pixel repeated scale×scale

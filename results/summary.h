@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 typedef struct {
     char run_id[512];

@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "models/backend.h"
 
 typedef enum { BRANCH_COND = 0, BRANCH_UNCOND = 1, BRANCH_COUNT = 2 } Branch;

@@ -5,7 +5,7 @@
 #ifndef CACHEBENCH_TEACACHE_H
 #define CACHEBENCH_TEACACHE_H
 
-#include "harness/error.h"
+#include "core/error.h"
 
 /* Reads the 5 coefficients of path; an error names the file (and line) and says what is wrong. */
 int teacache_read_coeffs(const char *path, double coeffs[5], Error *err);

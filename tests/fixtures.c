@@ -10,8 +10,8 @@
 
 #include <math.h>
 
-#include "harness/rng.h"
-#include "models/dit.h"
+#include "core/rng.h"
+#include "models/dit/dit.h"
 #include "models/safetensors.h"
 
 static const DitConfig SMALL = {

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "models/config.h"
+#include "models/dit/config.h"
 #include "models/svg_grid.h"
 
 /* A small config with the tiny model's structure but tiny sizes, for exhaustive reference checks:

@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "metrics/image.h"
-#include "models/config.h"
-#include "models/dit.h"
+#include "models/dit/config.h"
+#include "models/dit/dit.h"
 #include "models/safetensors.h"
 #include "tests/fixtures.h"
 

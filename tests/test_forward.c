@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/dit.h"
+#include "models/dit/dit.h"
 #include "models/safetensors.h"
 #include "tests/fixtures.h"
 #include "tests/ref_forward.h"

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "harness/rng.h"
-#include "harness/sampler.h"
-#include "harness/sha256.h"
+#include "core/rng.h"
+#include "core/sha256.h"
+#include "harness/solvers/solver.h"
 
 Test(rng, philox4x32_10_known_answers) {
     const struct { uint32_t ctr[4], key[2], want[4]; } kat[] = {
@@ -61,12 +61,27 @@ Test(sha256, fips_examples) {
     cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
-Test(sampler, shifted_schedule) {
-    float s[5];
-    flow_sigmas(s, 4, 5.0f);
+Test(sampler, euler_shifted_schedule) {
+    const SolverKind *euler = solver_by_name("euler");
+    cr_assert_not_null(euler);
+    float s[5], t[4];
+    euler->schedule(4, 5.0f, s, t);
     /* sigma = 1, .75, .5, .25 shifted by 5: 5s/(1+4s) = 1, 0.9375, 0.8333.., 0.625; then 0. */
     const float want[5] = {1.0f, 0.9375f, 5.0f / 6.0f, 0.625f, 0.0f};
     for (int i = 0; i < 5; i++) cr_assert_float_eq(s[i], want[i], 1e-6f, "sigma[%d] = %g", i, s[i]);
-    flow_sigmas(s, 4, 1.0f);
+    for (int i = 0; i < 4; i++) cr_assert_eq(t[i], s[i] * 1000.0f, "timestep[%d] = %g", i, t[i]);
+    euler->schedule(4, 1.0f, s, t);
     cr_assert_float_eq(s[1], 0.75f, 1e-7f);
+}
+
+Test(sampler, registry_lists_every_solver_once) {
+    cr_assert_geq(solver_count(), 1);
+    for (int i = 0; i < solver_count(); i++) {
+        const SolverKind *k = solver_at(i);
+        cr_assert_eq(solver_by_name(k->name), k, "%s", k->name);
+        cr_assert(strstr(solver_names(), k->name), "%s missing from '%s'", k->name, solver_names());
+        cr_assert(k->schedule && k->create && k->step && k->destroy && k->summary, "%s", k->name);
+    }
+    cr_assert_null(solver_by_name("heun"));
+    cr_assert_null(solver_at(solver_count()));
 }

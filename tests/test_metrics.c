@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness/rng.h"
+#include "core/rng.h"
 #include "metrics/image.h"
 #include "metrics/metrics.h"
 #include "results/record.h"

@@ -1,5 +1,5 @@
 /* The shipped prompt sets (datasets/prompts_bench.txt, datasets/prompts_short.txt) against the tiny model's world
- * (issue 5; models/tiny/dataset.py): every prompt is "a {colour} {shape} moving {direction} on a {background}
+ * (issue 5; training/tiny/dataset.py): every prompt is "a {colour} {shape} moving {direction} on a {background}
  * background" with an object never in the background's colour; none is ambiguous to the model's bag-of-words
  * context (a prompt whose colour and background could swap roles, e.g. "a blue X on a white background" =
  * "a white X on a blue background", would be one context for two different videos); the benchmark set uses every

@@ -18,7 +18,7 @@
 #include "fuzz/micro_config.h"
 #include "metrics/image.h"
 #include "models/backend.h"
-#include "models/dit.h"
+#include "models/dit/dit.h"
 #include "models/safetensors.h"
 #include "results/record.h"
 #include "strategies/strategy.h"

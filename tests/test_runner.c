@@ -38,9 +38,6 @@ static void c_head(Engine *e, float *out) {
     counting(e)->heads++;
     counting(e)->inner->head(counting(e)->inner, out);
 }
-static size_t c_euler(Engine *e, float *x, const float *vc, const float *vu, float g, float dt, size_t n) {
-    return counting(e)->inner->euler_cfg(counting(e)->inner, x, vc, vu, g, dt, n);
-}
 static float *c_tokens(Engine *e) { return counting(e)->inner->tokens(counting(e)->inner); }
 static const float *c_e(Engine *e) { return counting(e)->inner->time_embedding(counting(e)->inner); }
 static const float *c_e0(Engine *e) { return counting(e)->inner->time_projection(counting(e)->inner); }
@@ -60,7 +57,7 @@ static void setup(void) {
     *b = *inner; /* backend name, device, ops, model */
     b->impl = NULL;
     b->prepare = c_prepare, b->upload = c_upload, b->download = c_download, b->embed = c_embed;
-    b->block = c_block, b->head = c_head, b->euler_cfg = c_euler, b->synchronize = NULL;
+    b->block = c_block, b->head = c_head, b->synchronize = NULL;
     b->tokens = c_tokens, b->time_embedding = c_e, b->time_projection = c_e0;
     dir = fixture_tmpdir();
 }

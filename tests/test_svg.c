@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "harness/runner.h"
-#include "models/dit.h"
-#include "models/engine.h"
+#include "models/dit/dit.h"
+#include "models/dit/engine.h"
 #include "models/kernels.h"
 #include "models/sparse_attention.h"
 #include "results/record.h"

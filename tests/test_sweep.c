@@ -20,7 +20,7 @@
 #include "harness/sweep.h"
 #include "metrics/image.h"
 #include "metrics/metrics.h"
-#include "models/config.h"
+#include "models/dit/config.h"
 #include "results/record.h"
 #include "tests/fixtures.h"
 

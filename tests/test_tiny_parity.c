@@ -1,4 +1,4 @@
-/* The C forward of the embedded tiny model against PyTorch (models/tiny/train.py `fixture`): a float64 forward of
+/* The C forward of the embedded tiny model against PyTorch (training/tiny/train.py `fixture`): a float64 forward of
  * the exported weights on a few cases (conditional and empty prompt, early and late timesteps). Values nobody here
  * computed in C: the reference is an independent implementation of the module in another framework. */
 #include <criterion/criterion.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "models/dit.h"
+#include "models/dit/dit.h"
 #include "models/safetensors.h"
 
 #define WEIGHTS "models/tiny/tiny.safetensors"
@@ -17,7 +17,7 @@ Test(tiny_parity, c_forward_matches_pytorch, .timeout = 120) {
     if (access(WEIGHTS, R_OK) != 0 && access(FIXTURE, R_OK) != 0)
         cr_skip_test("no trained tiny model in this checkout (" WEIGHTS ")");
     cr_assert_eq(access(FIXTURE, R_OK), 0, "%s exists but %s is missing: regenerate it with "
-                 "`/usr/bin/python3 models/tiny/train.py fixture`", WEIGHTS, FIXTURE);
+                 "`/usr/bin/python3 training/tiny/train.py fixture`", WEIGHTS, FIXTURE);
     const DitConfig *cfg = dit_config_by_name("tiny");
     DitModel m;
     Error err = {{0}};

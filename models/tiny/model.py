@@ -25,12 +25,12 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Must match the "tiny" row of models/config.c. dim must be >= the patch vector 3*8*8 = 192: the head maps dim -> 192
+# Must match the "tiny" row of models/dit/config.c. dim must be >= the patch vector 3*8*8 = 192: the head maps dim -> 192
 # values per token, so with dim 128 its output has rank 128 < 192 and the part of the initial noise outside that
 # range is never removed by sampling (the first, dim-128 run showed exactly that: residual noise of std ~0.58).
 #
 # predict="x0": the network's head predicts the clean video x0 and the model returns the velocity
-# v = (x_t - x0_hat) / max(sigma, sigma_min), sigma = t / 1000 (models/dit.h "prediction"). With 8x8x3 = 192-value
+# v = (x_t - x0_hat) / max(sigma, sigma_min), sigma = t / 1000 (models/dit/dit.h "prediction"). With 8x8x3 = 192-value
 # patches and a 192-wide residual stream, a head that must output v = noise - x0 directly has to carry the full-rank
 # noise of every patch through the network; the dim-192 v-prediction run (3375 steps) produced only patch-sized noise
 # texture. Predicting x0 (which lies on a low-dimensional manifold) is the remedy of Li & He 2025, "Back to Basics:

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #ifdef __cplusplus
-extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+extern "C" { /* usable from the CUDA engine (models/dit/engine_cuda.cu) */
 #endif
 
 typedef struct {

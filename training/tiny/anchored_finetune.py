@@ -16,7 +16,7 @@ pulls the direction words apart first (train.split_direction_words), for an --in
 sign_overfit.py.
 
     git show 3118632:models/tiny/tiny.safetensors > /tmp/run7.safetensors     # run 7, the teacher
-    /usr/bin/python3 models/tiny/anchored_finetune.py --init /tmp/escaped.safetensors --teacher /tmp/run7.safetensors \
+    /usr/bin/python3 training/tiny/anchored_finetune.py --init /tmp/escaped.safetensors --teacher /tmp/run7.safetensors \
         --pairs --steps 1800 --ema 0.995 --out /tmp/anchored.safetensors        # ~28 min on two cores
 """
 import argparse
@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shipped model (definition, weights, vocabulary) lives in models/tiny/; this folder only trains it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "tiny"))
 import dataset as ds  # noqa: E402
 import model as M  # noqa: E402
 import train as T  # noqa: E402

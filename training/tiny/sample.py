@@ -1,6 +1,6 @@
 """Reference sampler for the tiny model: Euler flow-matching with classifier-free guidance, saves a PNG strip.
 
-    /usr/bin/python3 models/tiny/sample.py "a red circle moving left on a black background" \
+    /usr/bin/python3 training/tiny/sample.py "a red circle moving left on a black background" \
         [--weights models/tiny/tiny.safetensors] [--out strip.png] [--steps 50] [--shift 3] [--guidance 3]
         [--seed 0] [--seeds 1] [--scale 2] [--threads 2]
 
@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shipped model (definition, weights, vocabulary) lives in models/tiny/; this folder only trains it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "tiny"))
 import dataset as ds  # noqa: E402
 import model as M  # noqa: E402
 

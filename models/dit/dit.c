@@ -1,4 +1,4 @@
-#include "models/dit.h"
+#include "models/dit/dit.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "harness/rng.h"
-#include "harness/sha256.h"
+#include "core/rng.h"
+#include "core/sha256.h"
 #include "models/kernels.h"
 #include "models/safetensors.h"
 #include "models/sparse_attention.h"

@@ -1,4 +1,4 @@
-/* The CUDA engine (models/engine_cuda.cu): the Engine of models/engine.h on one NVIDIA GPU (DESIGN §2 "Backends").
+/* The CUDA engine (models/dit/engine_cuda.cu): the Engine of models/dit/engine.h on one NVIDIA GPU (DESIGN §2 "Backends").
  *
  * Compiled only where nvcc is found (models/cuda.mk, which also defines CACHEBENCH_CUDA for every C file); callers
  * use these functions under #ifdef CACHEBENCH_CUDA. In such a build engine_create(…, "cuda", …) creates this engine
@@ -33,9 +33,9 @@
 
 #include <stddef.h>
 
-#include "harness/error.h"
-#include "models/dit.h"
-#include "models/engine.h"
+#include "core/error.h"
+#include "models/dit/dit.h"
+#include "models/dit/engine.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -6,12 +6,12 @@
 #ifndef CACHEBENCH_ENGINE_H
 #define CACHEBENCH_ENGINE_H
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "models/backend.h"
-#include "models/dit.h"
+#include "models/dit/dit.h"
 
 #ifdef __cplusplus
-extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+extern "C" { /* usable from the CUDA engine (models/dit/engine_cuda.cu) */
 #endif
 
 typedef struct Engine Engine;
@@ -32,13 +32,9 @@ struct Engine {
     void (*embed)(Engine *e, const float *x, float timestep, const float *text);
     void (*block)(Engine *e, int layer, AttentionPlan *plan);
     void (*head)(Engine *e, float *out);
-    /* Stage tensors in engine memory, valid after prepare. */
-    /* Sampler update, x += dt * (v_uncond + g * (v_cond - v_uncond)) (v_uncond NULL: x += dt * v_cond).
-     * Returns the number of non-finite values in the guided velocity (then x is left unchanged). */
-    size_t (*euler_cfg)(Engine *e, float *x, const float *v_cond, const float *v_uncond, float guidance, float dt,
-                        size_t n);
     /* Waits for queued device work (timing); NULL on synchronous backends. */
     void (*synchronize)(Engine *e);
+    /* Stage tensors in engine memory, valid after prepare. */
     float *(*tokens)(Engine *e);
     const float *(*time_embedding)(Engine *e);
     const float *(*time_projection)(Engine *e);
@@ -46,7 +42,7 @@ struct Engine {
 };
 
 int engine_create_cpu(Engine **out, const DitModel *model, Error *err);
-/* Defined only in CUDA builds (models/engine_cuda.cu); engine_create returns a clear error otherwise. */
+/* Defined only in CUDA builds (models/dit/engine_cuda.cu); engine_create returns a clear error otherwise. */
 int engine_create(Engine **out, const char *backend, const DitModel *model, Error *err);
 
 #ifdef __cplusplus

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 
 typedef struct {
     uint32_t state[8];

@@ -8,7 +8,7 @@ vary; the object stays fully inside the 64x64 frame for all 8 frames. Edges are 
 1-pixel ramp). Videos are float32 [3, 8, 64, 64] (channels first, [C][F][H][W]) with values in [-1, 1].
 "up" means towards row 0 (top of the image), "left" towards column 0.
 
-    python3 models/tiny/dataset.py [out.png]   # writes a strip of a few random samples for a visual check
+    python3 training/tiny/dataset.py [out.png]   # writes a strip of a few random samples for a visual check
 """
 import numpy as np
 

@@ -16,12 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "harness/error.h"
+#include "core/error.h"
 #include "models/backend.h"
-#include "models/config.h"
+#include "models/dit/config.h"
 
 #ifdef __cplusplus
-extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+extern "C" { /* usable from the CUDA engine (models/dit/engine_cuda.cu) */
 #endif
 
 typedef struct {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/engine.h"
+#include "models/dit/engine.h"
 
 typedef struct {
     DitState state;
@@ -33,19 +33,6 @@ static void cpu_embed(Engine *e, const float *x, float t, const float *text) {
 }
 static void cpu_block(Engine *e, int layer, AttentionPlan *plan) { dit_block(e->model, &impl(e)->state, layer, plan); }
 static void cpu_head(Engine *e, float *out) { dit_head(e->model, &impl(e)->state, out); }
-static size_t cpu_euler_cfg(Engine *e, float *x, const float *vc, const float *vu, float g, float dt, size_t n) {
-    (void)e;
-    size_t bad = 0;
-    #pragma omp parallel for reduction(+ : bad) schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        float v = vu ? vu[i] + g * (vc[i] - vu[i]) : vc[i];
-        if (!isfinite(v)) bad++;
-    }
-    if (bad) return bad;
-    #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) x[i] += dt * (vu ? vu[i] + g * (vc[i] - vu[i]) : vc[i]);
-    return 0;
-}
 
 /* "cpu: <model name> (<threads> threads)" from /proc/cpuinfo, for run records. */
 static void describe_cpu(char *buf, size_t cap) {
@@ -99,7 +86,6 @@ int engine_create_cpu(Engine **out, const DitModel *model, Error *err) {
     e->embed = cpu_embed;
     e->block = cpu_block;
     e->head = cpu_head;
-    e->euler_cfg = cpu_euler_cfg;
     e->synchronize = NULL;
     e->tokens = cpu_tokens;
     e->time_embedding = cpu_time_embedding;

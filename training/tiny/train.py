@@ -2,13 +2,13 @@
 fixture.
 
   train (default sub-command):
-    /usr/bin/python3 models/tiny/train.py [train] --steps N --batch B --lr LR --seed S --out models/tiny/tiny.safetensors
-        [--device cpu|cuda] [--threads 2] [--init ckpt.pt|weights.safetensors] [--log models/tiny/train.log]
+    /usr/bin/python3 training/tiny/train.py [train] --steps N --batch B --lr LR --seed S --out models/tiny/tiny.safetensors
+        [--device cpu|cuda] [--threads 2] [--init ckpt.pt|weights.safetensors] [--log training/tiny/train.log]
   fixture:
-    /usr/bin/python3 models/tiny/train.py fixture [--weights models/tiny/tiny.safetensors]
+    /usr/bin/python3 training/tiny/train.py fixture [--weights models/tiny/tiny.safetensors]
         [--out models/tiny/parity_fixture.safetensors]
   roundtrip (self-test: export -> import gives an identical forward):
-    /usr/bin/python3 models/tiny/train.py roundtrip
+    /usr/bin/python3 training/tiny/train.py roundtrip
 
 Loss: MSE between the model output and v = noise - x0 at x_t = (1-sigma) x0 + sigma noise, t = 1000 sigma.
 sigma is drawn as the sampler spends its steps: u ~ U(0,1), sigma = shift u / (1 + (shift-1) u) (shift 3).
@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shipped model (definition, weights, vocabulary) lives in models/tiny/; this folder only trains it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "tiny"))
 import dataset as ds  # noqa: E402
 import model as M  # noqa: E402
 
@@ -401,7 +403,7 @@ def main():
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=os.path.join(HERE, "tiny.safetensors"))
+    t.add_argument("--out", default=os.path.join(M.HERE, "tiny.safetensors"))
     t.add_argument("--device", default=None)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--init", default=None, help="resume: checkpoint .pt (full state) or weights .safetensors")
@@ -447,8 +449,8 @@ def main():
     t.add_argument("--eval-every", type=int, default=100)
     t.add_argument("--ckpt-every", type=int, default=250)
     f = sub.add_parser("fixture")
-    f.add_argument("--weights", default=os.path.join(HERE, "tiny.safetensors"))
-    f.add_argument("--out", default=os.path.join(HERE, "parity_fixture.safetensors"))
+    f.add_argument("--weights", default=os.path.join(M.HERE, "tiny.safetensors"))
+    f.add_argument("--out", default=os.path.join(M.HERE, "parity_fixture.safetensors"))
     sub.add_parser("roundtrip")
     a = ap.parse_args(argv)
     {"train": cmd_train, "fixture": cmd_fixture, "roundtrip": cmd_roundtrip}[a.cmd](a)

@@ -1,4 +1,4 @@
-#include "models/config.h"
+#include "models/dit/config.h"
 
 #include <string.h>
 
@@ -6,7 +6,7 @@
  * -> 8*8*8 = 512 tokens, small enough that a 50-step CFG sample runs in seconds on two cores.
  * dim must be at least the patch vector (3*8*8 = 192): the head maps dim -> 192 values per token, so with a
  * smaller dim its output has rank < 192 and the noise outside that range is never removed by sampling. Its head
- * predicts x0 rather than v (config.h DitPrediction; models/tiny/TRAINING.md). */
+ * predicts x0 rather than v (config.h DitPrediction; training/tiny/TRAINING.md). */
 static const DitConfig CONFIGS[] = {
     {.name = "tiny", .in_dim = 3, .out_dim = 3, .patch_t = 1, .patch_h = 8, .patch_w = 8,
      .dim = 192, .ffn_dim = 768, .num_heads = 6, .num_layers = 4, .freq_dim = 256,

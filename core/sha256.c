@@ -1,4 +1,4 @@
-#include "harness/sha256.h"
+#include "core/sha256.h"
 
 #include <errno.h>
 #include <stdio.h>

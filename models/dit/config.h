@@ -1,16 +1,16 @@
-/* Model configurations are data: one table row per named config (models/config.c).
+/* Model configurations are data: one table row per named config (models/dit/config.c).
  * Field names follow Wan2.1's WanModel constructor. */
 #ifndef CACHEBENCH_CONFIG_H
 #define CACHEBENCH_CONFIG_H
 
 #ifdef __cplusplus
-extern "C" { /* usable from the CUDA engine (models/engine_cuda.cu) */
+extern "C" { /* usable from the CUDA engine (models/dit/engine_cuda.cu) */
 #endif
 
 /* What the network's head predicts. The model always returns the flow-matching velocity v = noise - x0 (for
  * x_t = (1 - sigma) x0 + sigma noise, sigma = timestep / 1000); with DIT_PREDICT_X0 the head's output is x0_hat and the
  * head stage returns v = (x_t - x0_hat) / max(sigma, sigma_min). Wan2.1 predicts v; the tiny pixel-space model
- * predicts x0 (models/tiny/TRAINING.md says why). */
+ * predicts x0 (training/tiny/TRAINING.md says why). */
 typedef enum { DIT_PREDICT_VELOCITY = 0, DIT_PREDICT_X0 = 1 } DitPrediction;
 
 typedef struct {

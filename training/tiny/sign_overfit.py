@@ -16,8 +16,8 @@ the result. Training at sigma 1 alone wrecks the low-noise steps (held-out loss 
 anchored_finetune.py (or train.py --init) to repair, not for sampling.
 
     git show 3118632:models/tiny/tiny.safetensors > /tmp/run7.safetensors      # run 7's weights
-    /usr/bin/python3 models/tiny/sign_overfit.py --weights /tmp/run7.safetensors --combos 1 --steps 700   # ~4 min
-    /usr/bin/python3 models/tiny/sign_overfit.py --weights /tmp/run7.safetensors --combos 8 --steps 400 \
+    /usr/bin/python3 training/tiny/sign_overfit.py --weights /tmp/run7.safetensors --combos 1 --steps 700   # ~4 min
+    /usr/bin/python3 training/tiny/sign_overfit.py --weights /tmp/run7.safetensors --combos 8 --steps 400 \
         --mean-target 300 --widen 216:300:1e-4 --out /tmp/escaped.safetensors                          # ~5 min
 """
 import argparse
@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shipped model (definition, weights, vocabulary) lives in models/tiny/; this folder only trains it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "tiny"))
 import dataset as ds  # noqa: E402
 import evaluate as E  # noqa: E402
 import model as M  # noqa: E402

@@ -1,7 +1,7 @@
 """Independent float64 numpy forward of the tiny model, written from the spec (not from model.py), used to check
 model.py and the parity fixture. Readable reference for the C port.
 
-    /usr/bin/python3 models/tiny/check_numpy.py [--weights models/tiny/tiny.safetensors]
+    /usr/bin/python3 training/tiny/check_numpy.py [--weights models/tiny/tiny.safetensors]
         [--fixture models/tiny/parity_fixture.safetensors]
 Prints the relative L2 error of this forward against every caseN.v in the fixture (expect ~1e-7: fixture is f32).
 """
@@ -12,7 +12,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import CONFIG, load_safetensors  # noqa: E402  (file reader and the config numbers only)
+# The shipped model (definition, weights, vocabulary) lives in models/tiny/; this folder only trains it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "tiny"))
+from model import CONFIG, HERE as MODEL_DIR, load_safetensors  # noqa: E402  (file reader, config numbers, its folder)
 
 DIM, HEADS, LAYERS, FREQ, TEXT_LEN, EPS = (CONFIG[k] for k in ("dim", "num_heads", "num_layers", "freq_dim",
                                                                  "text_len", "eps"))
@@ -124,7 +126,7 @@ def forward(W, x, t, token_ids):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = MODEL_DIR
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=os.path.join(here, "tiny.safetensors"))
     ap.add_argument("--fixture", default=os.path.join(here, "parity_fixture.safetensors"))

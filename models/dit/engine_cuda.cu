@@ -1,4 +1,4 @@
-/* The CUDA engine: the staged forward of models/dit.c on one GPU (see models/engine_cuda.h for precision, kernels and
+/* The CUDA engine: the staged forward of models/dit/dit.c on one GPU (see models/dit/engine_cuda.h for precision, kernels and
  * error reporting), its VecOps on device memory, and engine_create for CUDA builds.
  *
  * Ownership: engine_create_cuda returns an engine that borrows the model; it owns one device arena of weights, the
@@ -6,7 +6,7 @@
  *
  * Everything runs on the legacy default stream (stream 0): cudaMemcpy, cudaMemset and cudaFree order with the kernels
  * and cuBLAS calls without explicit synchronisation, which keeps upload/download/VecOps simple and obviously right. */
-#include "models/engine_cuda.h"
+#include "models/dit/engine_cuda.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -175,7 +175,7 @@ typedef struct {
 
     VecOps ops;
     double *red_partials, *red_result;  /* device: CUDA_SUM_PARTIALS + 1 doubles for VecOps reductions */
-    unsigned long long *bad;            /* device: non-finite count of euler_cfg */
+    unsigned long long *bad;            /* device: non-finite count of VecOps guide */
     float *sinus_host;                  /* host [freq_dim]: the timestep sinusoid before upload */
 
     /* Activations of the prepared geometry (all NULL before prepare). float unless marked ctype. */
@@ -269,7 +269,7 @@ static void run_attention(CudaEngine *c, void *out, const void *q, const void *k
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
- * Stages: models/dit.c line by line, with T the GEMM-input type
+ * Stages: models/dit/dit.c line by line, with T the GEMM-input type
  * ------------------------------------------------------------------------------------------------------------- */
 
 template <typename T> static void embed_t(CudaEngine *c, const float *x, float timestep, const float *text) {
@@ -422,21 +422,6 @@ static void cuda_download(Engine *e, float *dst, const float *src, size_t n) {
     if (!c->error[0]) note(c, cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost), "download");
     if (c->error[0])
         for (size_t i = 0; i < n; i++) dst[i] = NAN;
-}
-
-/* Counts first, then updates, so that x is unchanged when the guided velocity is not finite (the CPU contract). After
- * an earlier failure every value counts as non-finite: the runner then records the run as failed. */
-static size_t cuda_euler_cfg(Engine *e, float *x, const float *vc, const float *vu, float g, float dt, size_t n) {
-    CudaEngine *c = impl(e);
-    if (c->error[0]) return n;
-    unsigned long long bad = 0;
-    note(c, cudaMemsetAsync(c->bad, 0, sizeof *c->bad, c->stream), "euler_cfg");
-    note(c, cuda_euler_count(c->bad, vc, vu, g, n, c->stream), "euler_cfg");
-    note(c, cudaMemcpy(&bad, c->bad, sizeof bad, cudaMemcpyDeviceToHost), "euler_cfg");
-    if (c->error[0]) return n;
-    if (bad) return (size_t)bad;
-    note(c, cuda_euler_apply(x, vc, vu, g, dt, n, c->stream), "euler_cfg");
-    return c->error[0] ? n : 0;
 }
 
 static void cuda_synchronize(Engine *e) {
@@ -594,6 +579,22 @@ static void vec_sub(void *ctx, float *out, const float *a, const float *b, size_
 static void vec_add(void *ctx, float *out, const float *a, const float *b, size_t n) {
     CudaEngine *c = (CudaEngine *)ctx;
     note(c, cuda_add(out, a, b, n, c->stream), "add");
+}
+
+/* After an earlier failure every value counts as non-finite: the runner then records the run as failed. */
+static size_t vec_guide(void *ctx, float *out, const float *vc, const float *vu, float g, size_t n) {
+    CudaEngine *c = (CudaEngine *)ctx;
+    if (c->error[0]) return n;
+    unsigned long long bad = 0;
+    note(c, cudaMemsetAsync(c->bad, 0, sizeof *c->bad, c->stream), "guide");
+    note(c, cuda_guide(out, c->bad, vc, vu, g, n, c->stream), "guide");
+    note(c, cudaMemcpy(&bad, c->bad, sizeof bad, cudaMemcpyDeviceToHost), "guide");
+    return c->error[0] ? n : (size_t)bad;
+}
+
+static void vec_axpby(void *ctx, float *out, float a, const float *x, float b, const float *y, size_t n) {
+    CudaEngine *c = (CudaEngine *)ctx;
+    note(c, cuda_axpby(out, a, x, b, y, n, c->stream), "axpby");
 }
 
 static void vec_copy(void *ctx, float *dst, const float *src, size_t n) {
@@ -838,6 +839,8 @@ extern "C" int engine_create_cuda(Engine **out, const DitModel *model, const Cud
     c->ops.sub = vec_sub;
     c->ops.add = vec_add;
     c->ops.copy = vec_copy;
+    c->ops.guide = vec_guide;
+    c->ops.axpby = vec_axpby;
 
     e->backend = "cuda";
     snprintf(e->device, sizeof e->device, "%.80s (cc %d.%d; %s, %s attention)", info.name, info.major, info.minor,
@@ -850,7 +853,6 @@ extern "C" int engine_create_cuda(Engine **out, const DitModel *model, const Cud
     e->embed = cuda_embed;
     e->block = cuda_block;
     e->head = cuda_head;
-    e->euler_cfg = cuda_euler_cfg;
     e->synchronize = cuda_synchronize;
     e->tokens = cuda_tokens;
     e->time_embedding = cuda_time_embedding;
@@ -995,7 +997,7 @@ extern "C" int cuda_svg_attention_run(float *out, const float *q, const float *k
     return error_set(err, "CUDA %s (%s): %s", what, cuda_precision_name(opt->precision), cudaGetErrorString(rc));
 }
 
-/* The CUDA build's engine_create (models/engine_cpu.c defines it only when CACHEBENCH_CUDA is not defined). */
+/* The CUDA build's engine_create (models/dit/engine_cpu.c defines it only when CACHEBENCH_CUDA is not defined). */
 extern "C" int engine_create(Engine **out, const char *backend, const DitModel *model, Error *err) {
     if (strcmp(backend, "cpu") == 0) return engine_create_cpu(out, model, err);
     if (strcmp(backend, "cuda") == 0) {

@@ -7,7 +7,7 @@ axis alone (left/right vs up/down), and --confusion prints which direction each 
 shape = best mean IoU of the mask against each shape rendered with the same area and centroid.
 Frames are box-blurred (5x5) first to suppress the fine residual noise.
 
-    /usr/bin/python3 models/tiny/evaluate.py [--weights W] [--prompts datasets/prompts_bench.txt] [--n 12]
+    /usr/bin/python3 training/tiny/evaluate.py [--weights W] [--prompts datasets/prompts_bench.txt] [--n 12]
         [--settings "50,3,5;50,3,3;50,1,5"] [--seeds K]  (steps,shift,guidance triples; K videos per prompt)
         [--device cuda --batch 216] [--prompts all --n 216]  (all: every valid prompt of the dataset)
         [--sign-probe]  (only: does the x0 prediction near sigma = 1 depend on the direction word's sign?)
@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shipped model (definition, weights, vocabulary) lives in models/tiny/; this folder only trains it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "tiny"))
 import dataset as ds  # noqa: E402
 import model as M  # noqa: E402
 import train as T  # noqa: E402

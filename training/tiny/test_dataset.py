@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shipped model (definition, weights, vocabulary) lives in models/tiny/; this folder only trains it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "tiny"))
 import dataset as ds  # noqa: E402
 import evaluate  # noqa: E402
 import train  # noqa: E402
