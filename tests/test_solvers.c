@@ -202,3 +202,112 @@ Test(solvers, trajectories_match_reference, .timeout = 120) {
     fixture_rmdir(dir);
     free(dir);
 }
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* The command line */
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert(f && fputs(text, f) >= 0 && fclose(f) == 0, "cannot write %s", path);
+}
+
+/* `run --solver` on the tiny model (small grid, 10 steps, EasyCache): the record names the solver and holds its
+ * grid step by step; without --solver the tiny model's default, euler. */
+Test(solvers, cli_run_records_solver_and_grid, .timeout = 180) {
+    char *dir = fixture_tmpdir();
+    static char log[16384];
+    const char *names[] = {"unipc", "dpm++", NULL};
+    for (int k = 0; k < 3; k++) {
+        char out[512], path[1024];
+        snprintf(out, sizeof out, "%s/%d", dir, k);
+        const char *args[32] = {"run", "--prompt", "a red circle moving right on a black background", "--steps",
+                                "10", "--frames", "2", "--height", "16", "--width", "16", "--strategy",
+                                "easycache:thresh=0.05,warmup=3", "--quiet", "--out", out};
+        int argc = 16;
+        if (access("models/tiny/tiny.safetensors", R_OK) != 0) args[argc++] = "--weights", args[argc++] = "random:1";
+        if (names[k]) args[argc++] = "--solver", args[argc++] = names[k];
+        args[argc] = NULL;
+        cr_assert_eq(fixture_run_cli(log, sizeof log, args), 0, "%s", log);
+        snprintf(path, sizeof path, "%s/easycache_thresh-0.05_warmup-3__p0__s0.h5", out);
+        RunRecord rec;
+        Error err = {{0}};
+        cr_assert_eq(record_read_header(path, &rec, &err), 0, "%s", err.msg);
+        const SolverKind *kind = solver_by_name(names[k] ? names[k] : "euler");
+        cr_expect_str_eq(rec.solver, kind->name);
+        cr_expect_eq(rec.failed, 0);
+        cr_assert_eq(rec.steps, 10);
+        float sigmas[11], timesteps[10];
+        kind->schedule(10, rec.shift, sigmas, timesteps);
+        for (int i = 0; i < 10; i++) {
+            cr_expect_eq(rec.step[i].sigma, sigmas[i], "%s step %d: sigma %.9g, grid %.9g", kind->name, i,
+                         rec.step[i].sigma, sigmas[i]);
+            cr_expect_eq(rec.step[i].timestep, timesteps[i], "%s step %d: timestep %g, grid %g", kind->name, i,
+                         rec.step[i].timestep, timesteps[i]);
+        }
+        if (names[k]) cr_expect_eq(rec.step[0].timestep, strcmp(names[k], "unipc") == 0 ? 999.0f : 1000.0f);
+        record_free(&rec);
+    }
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+Test(solvers, cli_rejects_unknown_solvers) {
+    char *dir = fixture_tmpdir();
+    static char log[16384];
+    char out[512], ini[512], prompts[512];
+    snprintf(out, sizeof out, "%s/out", dir);
+    const char *run[] = {"run", "--prompt", "a red circle", "--solver", "heun", "--out", out, NULL};
+    cr_expect_eq(fixture_run_cli(log, sizeof log, run), 2, "%s", log);
+    cr_expect(strstr(log, "unknown solver 'heun' (valid: euler, unipc, dpm++)"), "%s", log);
+    cr_expect_neq(access(out, F_OK), 0, "run wrote %s", out);
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", dir);
+    write_text(prompts, "pa\ta red circle moving left on a black background\n");
+    const char *sweep[] = {"sweep", "--prompts", prompts, "--weights", "random:1", "--solver", "DPM++", "--out", out,
+                           NULL};
+    cr_expect_eq(fixture_run_cli(log, sizeof log, sweep), 2, "%s", log);
+    cr_expect(strstr(log, "unknown solver 'DPM++'"), "%s", log);
+    cr_expect_neq(access(out, F_OK), 0, "sweep wrote %s", out);
+    snprintf(ini, sizeof ini, "%s/bad.ini", dir);
+    write_text(ini, "[sweep]\nsteps = 2\nsolver = heun\n");
+    const char *from_ini[] = {"sweep", "--config", ini, "--prompts", prompts, "--out", out, NULL};
+    cr_expect_eq(fixture_run_cli(log, sizeof log, from_ini), 2, "%s", log);
+    cr_expect(strstr(log, "bad.ini:3: [sweep] unknown solver 'heun'"), "%s", log);
+    const char *calibrate[] = {"calibrate", "--prompts", prompts, "--solver", "heun", NULL};
+    cr_expect_eq(fixture_run_cli(log, sizeof log, calibrate), 2, "%s", log);
+    cr_expect(strstr(log, "unknown solver 'heun'"), "%s", log);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+/* A sweep's solver (INI key or flag) is recorded in every run, and a folder holds one solver: resuming it with
+ * another is refused, naming both. */
+Test(solvers, cli_sweep_records_solver_and_keeps_one_per_folder, .timeout = 120) {
+    char *dir = fixture_tmpdir();
+    static char log[65536];
+    char out[512], ini[512], prompts[512], path[1024];
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", dir);
+    write_text(prompts, "pa\ta red circle moving left on a black background\n");
+    snprintf(ini, sizeof ini, "%s/sweep.ini", dir);
+    char text[2048];
+    snprintf(text, sizeof text, "[sweep]\nprompts = %s\nsteps = 2\nsolver = dpm++\nweights = random:1\nout = %s\n",
+             prompts, out);
+    write_text(ini, text);
+    const char *dry[] = {"sweep", "--config", ini, "--dry-run", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, dry), 0, "%s", log);
+    cr_expect(strstr(log, "2 steps, solver dpm++"), "%s", log);
+    const char *first[] = {"sweep", "--config", ini, "--quiet", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, first), 0, "%s", log);
+    snprintf(path, sizeof path, "%s/runs/none__pa__s0.h5", out);
+    RunRecord rec;
+    Error err = {{0}};
+    cr_assert_eq(record_read_header(path, &rec, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(rec.solver, "dpm++");
+    cr_expect_eq(rec.step[0].timestep, 1000.0f);
+    record_free(&rec);
+    const char *other[] = {"sweep", "--config", ini, "--solver", "unipc", "--quiet", NULL};
+    cr_expect_eq(fixture_run_cli(log, sizeof log, other), 1, "%s", log);
+    cr_expect(strstr(log, "made with solver dpm++, this sweep has solver unipc"), "%s", log);
+    fixture_rmdir(dir);
+    free(dir);
+}
