@@ -94,12 +94,14 @@ Test(solvers, unipc_timesteps_as_published) {
     unipc->schedule(50, 5.0f, s, t);
     const float head50[] = {999, 995, 991}, tail50[] = {172, 92};
     for (int i = 0; i < 3; i++) cr_assert_eq(t[i], head50[i], "50 steps shift 5: timestep %d = %g", i, t[i]);
-    for (int i = 0; i < 2; i++) cr_assert_eq(t[48 + i], tail50[i], "50 steps shift 5: timestep %d = %g", 48 + i, t[48 + i]);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(t[48 + i], tail50[i], "50 steps shift 5: timestep %d = %g", 48 + i, t[48 + i]);
     cr_assert_eq(s[50], 0.0f);
     unipc->schedule(20, 3.0f, s, t);
     const float head20[] = {999, 982, 963}, tail20[] = {249, 136};
     for (int i = 0; i < 3; i++) cr_assert_eq(t[i], head20[i], "20 steps shift 3: timestep %d = %g", i, t[i]);
-    for (int i = 0; i < 2; i++) cr_assert_eq(t[18 + i], tail20[i], "20 steps shift 3: timestep %d = %g", 18 + i, t[18 + i]);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(t[18 + i], tail20[i], "20 steps shift 3: timestep %d = %g", 18 + i, t[18 + i]);
     cr_assert_eq(s[20], 0.0f);
 }
 
@@ -140,8 +142,8 @@ Test(solvers, point_data_follows_the_exact_flow) {
                 for (int j = 0; j < N; j++) {
                     const double want = POINT + (double)sigmas[i + 1] * ((double)x0[j] - POINT) / sigmas[0];
                     const float got = traj[(size_t)i * N + j];
-                    cr_assert(fabs(got - want) <= 2e-6 * (1.0 + fabs(want)), "%s %d steps: x[%d][%d] = %.9g, exact %.9g",
-                              kind->name, steps, i + 1, j, got, want);
+                    cr_assert(fabs(got - want) <= 2e-6 * (1.0 + fabs(want)),
+                              "%s %d steps: x[%d][%d] = %.9g, exact %.9g", kind->name, steps, i + 1, j, got, want);
                 }
             for (int j = 0; j < N; j++) /* the last step lands on the data prediction, here exactly POINT */
                 cr_assert(fabs(traj[(size_t)(steps - 1) * N + j] - POINT) <= 1e-6, "%s %d steps: final %.9g",

@@ -7,9 +7,10 @@
  * Grid (flow_grid.h): sigma linearly spaced from 1 towards 0, shifted, plus a final 0; the model receives
  * int64(1000 sigma'), truncated: the first timestep is 1000. With alpha = 1 - sigma, lambda = log alpha - log sigma,
  * m_i = x_i - sigma_i v_i and h = lambda_{i+1} - lambda_i, step i is
- *   order 1 (the first step, and the last: final sigma 0):  x_{i+1} = (sigma_{i+1}/sigma_i) x_i - alpha_{i+1} (e^{-h} - 1) m_i
- *   order 2 (otherwise):  the same - (1/2) alpha_{i+1} (e^{-h} - 1) (m_i - m_{i-1}) / r,
- *                         r = (lambda_i - lambda_{i-1}) / h.
+ *   order 1 (the first step, and the last: final sigma 0):
+ *     x_{i+1} = (sigma_{i+1}/sigma_i) x_i - alpha_{i+1} (e^{-h} - 1) m_i
+ *   order 2 (otherwise): the same - (1/2) alpha_{i+1} (e^{-h} - 1) (m_i - m_{i-1}) / r,
+ *     r = (lambda_i - lambda_{i-1}) / h.
  * The last step lands on m_i. At step 1, lambda_0 = -inf (sigma_0 = 1), so 1/r = 0 and the step is first order in
  * effect, as in the official code. Scalars are computed in double (e^{-h} - 1 as expm1(-h); the official code uses
  * float32 torch scalars), the tensors are float32 and updated with VecOps only. */
