@@ -59,8 +59,8 @@ def lam(sigma):
         return np.log(1.0 - sigma) - np.log(sigma)
 
 
-class UniPC:
-    """bh2, solver_order 2, predict_x0, lower_order_final, no disabled corrector, no solver_p."""
+class Multistep:
+    """What both schedulers keep between steps (solver_order 2); the scheduler's first step is grid index 0."""
 
     order = 2
 
@@ -69,9 +69,16 @@ class UniPC:
         self.num_steps = len(sigmas) - 1
         self.model_outputs = [None] * self.order
         self.lower_order_nums = 0
+        self.step_index = 0
+
+
+class UniPC(Multistep):
+    """bh2, solver_order 2, predict_x0, lower_order_final, no disabled corrector, no solver_p."""
+
+    def __init__(self, sigmas):
+        super().__init__(sigmas)
         self.last_sample = None
         self.this_order = None
-        self.step_index = 0
 
     def coefficients(self, h, order, rks):
         hh = -h
@@ -138,17 +145,8 @@ class UniPC:
         return x_next
 
 
-class DPMpp:
+class DPMpp(Multistep):
     """dpmsolver++, midpoint, solver_order 2, lower_order_final, euler_at_final off, final_sigmas_type 'zero'."""
-
-    order = 2
-
-    def __init__(self, sigmas):
-        self.sigmas = sigmas.astype(np.float64)
-        self.num_steps = len(sigmas) - 1
-        self.model_outputs = [None] * self.order
-        self.lower_order_nums = 0
-        self.step_index = 0
 
     def step(self, v, x):
         i = self.step_index
