@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "harness/cli.h"
-#include "harness/experiment.h"
 #include "harness/solvers/solver.h"
 #include "harness/sweep.h"
 #include "models/dit/config.h"
@@ -144,9 +143,7 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
            d->cfg->weights[0] ? d->cfg->weights : "(embedded tiny)");
     if (d->cfg->steps) printf("%d steps", d->cfg->steps);
     else printf("default steps");
-    /* The plan comes after the model opened: its name is known. */
-    const DitConfig *model = dit_config_by_name(d->cfg->model[0] ? d->cfg->model : "tiny");
-    printf(", solver %s", experiment_solver(model, d->cfg->solver[0] ? solver_by_name(d->cfg->solver) : NULL)->name);
+    printf(", solver %s", plan->solver);
     printf(", backend %s\n", d->cfg->backend[0] ? d->cfg->backend : "cpu");
     printf("finished already: %ld, to run: %ld\n", st->finished_before, st->total - st->finished_before);
     char eta[32];

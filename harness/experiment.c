@@ -143,7 +143,7 @@ static uint64_t hash_text(const char *s) {
 
 const SolverKind *experiment_solver(const DitConfig *cfg, const SolverKind *spec_solver) {
     if (spec_solver) return spec_solver;
-    const SolverKind *k = cfg->default_solver ? solver_by_name(cfg->default_solver) : NULL;
+    const SolverKind *k = cfg && cfg->default_solver ? solver_by_name(cfg->default_solver) : NULL;
     return k ? k : solver_by_name("euler");
 }
 

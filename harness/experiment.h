@@ -53,7 +53,8 @@ int experiment_strategy_env(ExperimentContext *ctx, const ExperimentSpec *spec, 
 int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Strategy *strategy, RunRecord *rec,
                         Error *err);
 
-/* The solver a spec runs with: spec_solver, else the config's default_solver (euler when it names none). */
+/* The solver a spec runs with: spec_solver, else the config's default_solver (euler when cfg is NULL or names
+ * none). */
 const SolverKind *experiment_solver(const DitConfig *cfg, const SolverKind *spec_solver);
 
 /* File-name-safe run id: "<strategy spec with ':' ',' '=' replaced>__<prompt_id>__s<seed>". */

@@ -701,6 +701,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
         error_set(err, "unknown solver '%s' (valid: %s)", c->solver, solver_names());
         goto done;
     }
+    plan->solver = solver->name;
     if (canonicalize_specs(&ctx, steps, &plan->specs, err)) goto done;
 
     const int n_specs = plan->specs.count;

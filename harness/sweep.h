@@ -95,6 +95,7 @@ typedef struct {
     PromptSet prompts;
     int n_seeds;
     uint64_t seeds[SWEEP_MAX_SEEDS];
+    const char *solver;         /* the solver every run uses, set by sweep_run once the model is open */
 } SweepPlan;
 
 /* Expands the templates, reads the prompt file. */
