@@ -10,6 +10,7 @@
 #include "harness/calibrate.h"
 #include "harness/cli.h"
 #include "harness/experiment.h"
+#include "harness/solvers/solver.h"
 #include "strategies/teacache.h"
 
 static void calibrate_usage(FILE *out) {
@@ -25,25 +26,29 @@ static void calibrate_usage(FILE *out) {
             "  --variant e|e0     signal: time embedding e (default) or time projection e0 (retention steps)\n"
             "  --seeds LIST       comma-separated seeds (default 0)\n"
             "  --steps N          sampling steps (default: the config's)\n"
+            "  --solver NAME      sampler: %s (default: the config's; calibrate with\n"
+            "                     the solver the strategy will run under: it sets the timesteps the model sees)\n"
             "  --out FILE         coefficient file (default: teacache_coeffs_<variant>.txt beside the weights,\n"
             "                     where the teacache strategy looks for it)\n"
             "  --samples FILE     also write the (step, input, output) samples as TSV\n"
             "  --backend cpu|cuda (default cpu)\n"
-            "  --help\n");
+            "  --help\n",
+            solver_names());
 }
 
 int cmd_calibrate(int argc, char **argv) {
     enum { OPT_PROMPTS = 1000, OPT_MODEL, OPT_WEIGHTS, OPT_VARIANT, OPT_SEEDS, OPT_STEPS, OPT_OUT, OPT_SAMPLES,
-           OPT_BACKEND, OPT_HELP };
+           OPT_BACKEND, OPT_SOLVER, OPT_HELP };
     static const struct option options[] = {
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"model", required_argument, 0, OPT_MODEL},
         {"weights", required_argument, 0, OPT_WEIGHTS}, {"variant", required_argument, 0, OPT_VARIANT},
         {"seeds", required_argument, 0, OPT_SEEDS},     {"steps", required_argument, 0, OPT_STEPS},
         {"out", required_argument, 0, OPT_OUT},         {"samples", required_argument, 0, OPT_SAMPLES},
         {"backend", required_argument, 0, OPT_BACKEND}, {"help", no_argument, 0, OPT_HELP},
-        {0, 0, 0, 0}};
+        {"solver", required_argument, 0, OPT_SOLVER},   {0, 0, 0, 0}};
     const char *prompts_path = NULL, *model = "tiny", *weights = NULL, *out = NULL, *samples_path = NULL;
     const char *backend = "cpu", *seeds_text = "0";
+    const SolverKind *solver = NULL; /* the config's */
     int use_e0 = 0;
     long steps = 0;
     int opt;
@@ -62,6 +67,10 @@ int cmd_calibrate(int argc, char **argv) {
         case OPT_SEEDS: seeds_text = optarg; break;
         case OPT_STEPS:
             if (cli_parse_int("calibrate", "--steps", optarg, 2, 10000, &steps)) return 2;
+            break;
+        case OPT_SOLVER:
+            if (!(solver = solver_by_name(optarg)))
+                return cli_usage_error("calibrate", "unknown solver '%s' (valid: %s)", optarg, solver_names());
             break;
         case OPT_OUT: out = optarg; break;
         case OPT_SAMPLES: samples_path = optarg; break;
@@ -124,7 +133,8 @@ int cmd_calibrate(int argc, char **argv) {
         for (int s = 0; s < num_seeds; s++) {
             ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = prompts.items[p].id,
                                    .prompt = prompts.items[p].text, .negative_prompt = "",
-                                   .seed = (uint64_t)seeds[s], .steps = (int)steps, .show_progress = 1};
+                                   .seed = (uint64_t)seeds[s], .steps = (int)steps, .solver = solver,
+                                   .show_progress = 1};
             StrategyEnv env;
             Strategy observer;
             RunRecord rec;
@@ -147,8 +157,9 @@ int cmd_calibrate(int argc, char **argv) {
     char comment[1024];
     snprintf(comment, sizeof comment,
              "TeaCache coefficients (variant %s) for model %s, weights %.300s (sha256 %s)\n"
-             "fitted by cachebench calibrate on %.300s, %d seed(s), %zu samples; R^2 = %.4f",
-             use_e0 ? "e0" : "e", model, weights, ctx.model.weights_sha256, prompts_path, num_seeds, samples.count, r2);
+             "fitted by cachebench calibrate on %.300s, %d seed(s), solver %s, %zu samples; R^2 = %.4f",
+             use_e0 ? "e0" : "e", model, weights, ctx.model.weights_sha256, prompts_path, num_seeds,
+             experiment_solver(&ctx.model.cfg, solver)->name, samples.count, r2);
     if (teacache_write_coeffs(out, coeffs, comment, &err)) goto fail;
     if (samples_path) {
         FILE *f = fopen(samples_path, "w");

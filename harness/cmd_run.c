@@ -8,6 +8,7 @@
 
 #include "harness/cli.h"
 #include "harness/experiment.h"
+#include "harness/solvers/solver.h"
 #include "harness/sweep.h"
 #include "strategies/strategy.h"
 
@@ -30,6 +31,8 @@ static void run_usage(FILE *out) {
             "  --steps N            sampling steps (default: the config's, 50)\n"
             "  --shift X            schedule shift (default: the config's)\n"
             "  --guidance X         classifier-free guidance scale; 1 disables CFG (default: the config's)\n"
+            "  --solver NAME        sampler: %s (default: the config's,\n"
+            "                       unipc for the Wan configs as in Wan2.1, euler for tiny)\n"
             "  --frames N --height N --width N   latent/pixel grid (default: the config's)\n"
             "  --backend cpu|cuda   compute backend (default cpu)\n"
             "  --latents            also record x after every step (chunked, compressed)\n"
@@ -39,12 +42,12 @@ static void run_usage(FILE *out) {
             "The run file is DIR/<strategy>__<prompt-id>__s<seed>.h5, written under a temporary name and renamed\n"
             "when complete. Exit status: 0 done (also when the run failed with NaN/Inf, recorded in the file),\n"
             "1 error, 2 bad usage.\n",
-            dit_config_names(), strategies);
+            dit_config_names(), strategies, solver_names());
 }
 
 int cmd_run(int argc, char **argv) {
     enum { OPT_PROMPT = 1000, OPT_PROMPT_ID, OPT_NEGATIVE, OPT_MODEL, OPT_WEIGHTS, OPT_STRATEGY, OPT_SEED, OPT_STEPS,
-           OPT_SHIFT, OPT_GUIDANCE, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT, OPT_QUIET,
+           OPT_SHIFT, OPT_GUIDANCE, OPT_SOLVER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT, OPT_QUIET,
            OPT_HELP };
     static const struct option options[] = {
         {"prompt", required_argument, 0, OPT_PROMPT},     {"prompt-id", required_argument, 0, OPT_PROMPT_ID},
@@ -56,7 +59,7 @@ int cmd_run(int argc, char **argv) {
         {"width", required_argument, 0, OPT_WIDTH},       {"backend", required_argument, 0, OPT_BACKEND},
         {"latents", no_argument, 0, OPT_LATENTS},         {"out", required_argument, 0, OPT_OUT},
         {"quiet", no_argument, 0, OPT_QUIET},             {"help", no_argument, 0, OPT_HELP},
-        {0, 0, 0, 0}};
+        {"solver", required_argument, 0, OPT_SOLVER},     {0, 0, 0, 0}};
     const char *model = "tiny", *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
     ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
     long lv;
@@ -87,6 +90,10 @@ int cmd_run(int argc, char **argv) {
         case OPT_GUIDANCE:
             if (cli_parse_double("run", "--guidance", optarg, 1.0, 100.0, &dv)) return 2;
             spec.guidance = (float)dv;
+            break;
+        case OPT_SOLVER:
+            if (!(spec.solver = solver_by_name(optarg)))
+                return cli_usage_error("run", "unknown solver '%s' (valid: %s)", optarg, solver_names());
             break;
         case OPT_FRAMES:
             if (cli_parse_int("run", "--frames", optarg, 1, 4096, &lv)) return 2;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness/cli.h"
+#include "harness/solvers/solver.h"
 #include "harness/sweep.h"
 #include "models/dit/config.h"
 #include "results/summary.h"
@@ -37,6 +38,8 @@ static void sweep_usage(FILE *out) {
             "  --prompts FILE       prompt set, lines \"id<TAB>prompt\" (e.g. datasets/prompts_short.txt)\n"
             "  --seeds LIST         noise seeds: 0,1,2 or 0..4 or both (default 0)\n"
             "  --steps N            sampling steps (default: the model config's, 50)\n"
+            "  --solver NAME        sampler for every run: %s (default: the model config's,\n"
+            "                       unipc for the Wan configs as in Wan2.1, euler for tiny)\n"
             "  --model NAME         model config: %s (default tiny)\n"
             "  --weights FILE       safetensors checkpoint, or random[:SEED] (default: the embedded tiny model)\n"
             "  --backend cpu|cuda   compute backend (default cpu)\n"
@@ -52,7 +55,8 @@ static void sweep_usage(FILE *out) {
             "  prompts = datasets/prompts_short.txt\n"
             "  seeds   = 0\n"
             "  steps   = 50\n"
-            "  out     = results/demo            ; also: model, weights, backend, strategy = TEMPLATE (repeatable)\n"
+            "  out     = results/demo            ; also: solver, model, weights, backend,\n"
+            "                                    ; strategy = TEMPLATE (repeatable)\n"
             "  [strategy static]\n"
             "  interval = 2 | 3 | 4\n"
             "  [strategy easycache]\n"
@@ -65,10 +69,10 @@ static void sweep_usage(FILE *out) {
             "The run ids are those of `cachebench run` (canonical spec, prompt id, seed): DIR/runs/<run_id>.h5, each\n"
             "with its PSNR/SSIM/LPIPS against the baseline of its prompt and seed. A run whose output turns\n"
             "NaN/Inf is kept as a failed run and the sweep goes on. One folder holds one model, weights, step\n"
-            "count and backend. Progress: a status line and the run's step line on a terminal, one line per\n"
+            "count, solver and backend. Progress: a status line and the run's step line on a terminal, one line per\n"
             "finished run otherwise. Summary, report and plots: see `cachebench plot --help`.\n"
             "Exit status: 0 done, 1 error, 2 bad usage, 130 interrupted (run the same command to resume).\n",
-            strategies, dit_config_names());
+            strategies, solver_names(), dit_config_names());
 }
 
 /* The only mutable globals: a signal handler reaches nothing else. The handler exits at once (the run in progress is
@@ -139,6 +143,7 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
            d->cfg->weights[0] ? d->cfg->weights : "(embedded tiny)");
     if (d->cfg->steps) printf("%d steps", d->cfg->steps);
     else printf("default steps");
+    printf(", solver %s", plan->solver);
     printf(", backend %s\n", d->cfg->backend[0] ? d->cfg->backend : "cpu");
     printf("finished already: %ld, to run: %ld\n", st->finished_before, st->total - st->finished_before);
     char eta[32];
@@ -202,8 +207,8 @@ static void cb_run_done(void *user, const SweepStatus *st, const char *run_id, c
 }
 
 int cmd_sweep(int argc, char **argv) {
-    enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_MODEL, OPT_WEIGHTS, OPT_BACKEND,
-           OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP };
+    enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
+           OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -211,7 +216,7 @@ int cmd_sweep(int argc, char **argv) {
         {"weights", required_argument, 0, OPT_WEIGHTS}, {"backend", required_argument, 0, OPT_BACKEND},
         {"out", required_argument, 0, OPT_OUT},         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"quiet", no_argument, 0, OPT_QUIET},           {"help", no_argument, 0, OPT_HELP},
-        {0, 0, 0, 0}};
+        {"solver", required_argument, 0, OPT_SOLVER},   {0, 0, 0, 0}};
     SweepConfig *cfg = malloc(sizeof *cfg);
     SweepPlan plan;
     int have_plan = 0, rc = 2, opt;
@@ -268,6 +273,13 @@ int cmd_sweep(int argc, char **argv) {
         case OPT_STEPS:
             if (cli_parse_int("sweep", "--steps", optarg, 1, 10000, &lv)) goto done;
             cfg->steps = (int)lv;
+            break;
+        case OPT_SOLVER:
+            if (!solver_by_name(optarg)) {
+                rc = cli_usage_error("sweep", "unknown solver '%s' (valid: %s)", optarg, solver_names());
+                goto done;
+            }
+            snprintf(cfg->solver, sizeof cfg->solver, "%s", optarg);
             break;
         case OPT_MODEL: snprintf(cfg->model, sizeof cfg->model, "%s", optarg); break;
         case OPT_WEIGHTS: snprintf(cfg->weights, sizeof cfg->weights, "%s", optarg); break;

@@ -141,12 +141,19 @@ static uint64_t hash_text(const char *s) {
     return h;
 }
 
+const SolverKind *experiment_solver(const DitConfig *cfg, const SolverKind *spec_solver) {
+    if (spec_solver) return spec_solver;
+    const SolverKind *k = cfg && cfg->default_solver ? solver_by_name(cfg->default_solver) : NULL;
+    return k ? k : solver_by_name("euler");
+}
+
 /* Fills the settings of a spec with the config's defaults. */
 static RunSettings settings_for(const ExperimentContext *ctx, const ExperimentSpec *spec) {
     const DitConfig *cfg = &ctx->model.cfg;
     RunSettings rs = {.steps = spec->steps > 0 ? spec->steps : cfg->default_steps,
                       .shift = spec->shift > 0 ? spec->shift : cfg->default_shift,
                       .guidance = spec->guidance > 0 ? spec->guidance : cfg->default_guidance,
+                      .solver = experiment_solver(cfg, spec->solver),
                       .seed = spec->seed,
                       .F = spec->F > 0 ? spec->F : cfg->frames,
                       .H = spec->H > 0 ? spec->H : cfg->height,
@@ -201,7 +208,7 @@ int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Stra
     snprintf(rec->prompt, sizeof rec->prompt, "%s", spec->prompt);
     snprintf(rec->negative_prompt, sizeof rec->negative_prompt, "%s", negative);
     rec->seed = spec->seed;
-    snprintf(rec->solver, sizeof rec->solver, "euler");
+    snprintf(rec->solver, sizeof rec->solver, "%s", rs.solver->name);
     rec->shift = rs.shift;
     rec->guidance = rs.guidance;
     snprintf(rec->version, sizeof rec->version, "%s", CACHEBENCH_VERSION);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "harness/solvers/solver.h"
 #include "models/dit/dit.h"
 #include "models/dit/engine.h"
 #include "results/record.h"
@@ -27,6 +28,7 @@ typedef struct {
     uint64_t seed;
     int steps;
     float shift, guidance;
+    const SolverKind *solver;   /* NULL = the config's default_solver */
     int F, H, W;                /* 0 = the config's default geometry */
     int record_latents;
     int show_progress;          /* 1: progress line on stderr when it is a terminal */
@@ -50,6 +52,10 @@ int experiment_run(ExperimentContext *ctx, const ExperimentSpec *spec, RunRecord
 int experiment_strategy_env(ExperimentContext *ctx, const ExperimentSpec *spec, StrategyEnv *env, Error *err);
 int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Strategy *strategy, RunRecord *rec,
                         Error *err);
+
+/* The solver a spec runs with: spec_solver, else the config's default_solver (euler when cfg is NULL or names
+ * none). */
+const SolverKind *experiment_solver(const DitConfig *cfg, const SolverKind *spec_solver);
 
 /* File-name-safe run id: "<strategy spec with ':' ',' '=' replaced>__<prompt_id>__s<seed>". */
 void experiment_run_id(const char *strategy_spec, const char *prompt_id, uint64_t seed, char *buf, size_t cap);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness/experiment.h"
+#include "harness/solvers/solver.h"
 #include "metrics/metrics.h"
 #include "strategies/strategy.h"
 
@@ -302,6 +303,12 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
         c->steps = (int)v;
         return 1;
     }
+    if (strcmp(name, "solver") == 0) {
+        if (!solver_by_name(value))
+            return ini_fail(st, "[sweep] unknown solver '%s' (valid: %s)", value, solver_names());
+        snprintf(c->solver, sizeof c->solver, "%s", value);
+        return 1;
+    }
     if (strcmp(name, "seeds") == 0) {
         char v[1024];
         strip_spaces(v, sizeof v, value);
@@ -309,8 +316,8 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
         return 1;
     }
     return ini_fail(st,
-                    "unknown key '%s' in [sweep] (valid: strategy, prompts, seeds, steps, model, weights, backend, "
-                    "out)",
+                    "unknown key '%s' in [sweep] (valid: strategy, prompts, seeds, steps, solver, model, weights, "
+                    "backend, out)",
                     name);
 }
 
@@ -560,9 +567,9 @@ static int canonicalize_specs(ExperimentContext *ctx, int steps, SpecList *specs
     return 0;
 }
 
-/* A finished file must be this sweep's run: one folder holds one model, weights, step count and backend. */
+/* A finished file must be this sweep's run: one folder holds one model, weights, step count, solver and backend. */
 static int check_identity(const RunRecord *r, const ExperimentContext *ctx, const char *backend, int steps,
-                          const char *spec, const Prompt *prompt, uint64_t seed, const char *path, Error *err) {
+                          const char *solver, const char *spec, const Prompt *prompt, uint64_t seed, const char *path, Error *err) {
     const char *what = NULL;
     char have[1200] = "", want[1200] = "";
     if (strcmp(r->model, ctx->model.cfg.name)) what = "model", snprintf(have, sizeof have, "%s", r->model),
@@ -573,6 +580,8 @@ static int check_identity(const RunRecord *r, const ExperimentContext *ctx, cons
         snprintf(want, sizeof want, "%s (sha256 %.12s)", ctx->model.weights_path, ctx->model.weights_sha256);
     else if (r->steps != steps) what = "steps", snprintf(have, sizeof have, "%d", r->steps),
                                 snprintf(want, sizeof want, "%d", steps);
+    else if (strcmp(r->solver, solver)) what = "solver", snprintf(have, sizeof have, "%s", r->solver),
+                                        snprintf(want, sizeof want, "%s", solver);
     else if (strcmp(r->backend, backend)) what = "backend", snprintf(have, sizeof have, "%s", r->backend),
                                           snprintf(want, sizeof want, "%s", backend);
     else if (strcmp(r->strategy_spec, spec)) what = "strategy", snprintf(have, sizeof have, "%s", r->strategy_spec),
@@ -584,7 +593,7 @@ static int check_identity(const RunRecord *r, const ExperimentContext *ctx, cons
     if (!what) return 0;
     return error_set(err,
                      "%s: made with %s %s, this sweep has %s %s. A sweep folder holds runs of one model, weights, "
-                     "step count and backend: use another --out folder, or remove the file",
+                     "step count, solver and backend: use another --out folder, or remove the file",
                      path, what, have, what, want);
 }
 
@@ -687,6 +696,12 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     if (experiment_open(&ctx, model, weights, backend, err)) goto done;
     ctx_open = 1;
     const int steps = c->steps > 0 ? c->steps : ctx.model.cfg.default_steps;
+    const SolverKind *solver = experiment_solver(&ctx.model.cfg, c->solver[0] ? solver_by_name(c->solver) : NULL);
+    if (!solver) {
+        error_set(err, "unknown solver '%s' (valid: %s)", c->solver, solver_names());
+        goto done;
+    }
+    plan->solver = solver->name;
     if (canonicalize_specs(&ctx, steps, &plan->specs, err)) goto done;
 
     const int n_specs = plan->specs.count;
@@ -720,8 +735,8 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
             continue;
         }
         int ok = 1;
-        if (check_identity(&rec, &ctx, backend, steps, plan->specs.items[s], &plan->prompts.items[p],
-                           plan->seeds[seed_i], r->path, err)) {
+        if (check_identity(&rec, &ctx, backend, steps, solver->name, plan->specs.items[s],
+                           &plan->prompts.items[p], plan->seeds[seed_i], r->path, err)) {
             record_free(&rec);
             goto done;
         }
@@ -779,7 +794,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
             const double t0 = now_seconds();
             ExperimentSpec spec = {.strategy_spec = plan->specs.items[s], .prompt_id = prompt->id,
                                    .prompt = prompt->text, .negative_prompt = "", .seed = plan->seeds[seed_i],
-                                   .steps = steps, .show_progress = step_progress};
+                                   .steps = steps, .solver = solver, .show_progress = step_progress};
             if (experiment_run(&ctx, &spec, &rec, err)) {
                 error_prefix(err, "%s", r->run_id);
                 goto done;

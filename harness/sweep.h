@@ -13,7 +13,7 @@
  * Seeds: "0,1,2", ranges "0..4", or both ("0,10..12").
  *
  * Config file (INI, read with inih): a [sweep] section with the keys of the command-line flags
- *     strategy (repeatable, one template each), prompts, seeds, steps, model, weights, backend, out
+ *     strategy (repeatable, one template each), prompts, seeds, steps, solver, model, weights, backend, out
  * and one section per strategy, "[strategy NAME]" or "[strategy NAME LABEL]" (LABEL tells apart two grids of one
  * strategy), whose keys are the strategy's parameters and whose values are lists/ranges as above; spaces around
  * '|' are allowed there. Such a section is the template NAME:key=value,... in the order of the keys. A section
@@ -32,8 +32,8 @@
  * summary.tsv, report.md and plots/ (results/summary.h). A run file holds its metrics against the baseline of
  * its prompt and seed (the baseline against itself: PSNR inf, SSIM 1), computed before the file is written;
  * a failed run (NaN/Inf) is written with status failed and no metrics. A run counts as finished when record_read
- * accepts its file, it has metrics (or failed), and its model, weights, steps, backend, prompt and spec are the
- * sweep's (a mismatch is an error: use another folder). Stale *.tmp files are removed at start; a lock file
+ * accepts its file, it has metrics (or failed), and its model, weights, steps, solver, backend, prompt and spec are
+ * the sweep's (a mismatch is an error: use another folder). Stale *.tmp files are removed at start; a lock file
  * (.lock, flock) keeps two sweeps out of one folder. An interrupt abandons the run in progress (nothing of it is
  * kept) but never a file being written (SweepOptions.writing). */
 #ifndef CACHEBENCH_SWEEP_H
@@ -76,6 +76,7 @@ typedef struct {
     char out[1024];             /* required */
     char prompts[1024];         /* required: "id<TAB>prompt" file (datasets/prompts.h) */
     int steps;                  /* 0: the model config's default */
+    char solver[16];            /* a registered solver name; "": the model config's default_solver */
     int n_templates;
     char templates[SWEEP_MAX_TEMPLATES][1024];
     int n_seeds;                /* 0: seed 0 */
@@ -94,6 +95,7 @@ typedef struct {
     PromptSet prompts;
     int n_seeds;
     uint64_t seeds[SWEEP_MAX_SEEDS];
+    const char *solver;         /* the solver every run uses, set by sweep_run once the model is open */
 } SweepPlan;
 
 /* Expands the templates, reads the prompt file. */

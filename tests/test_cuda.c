@@ -1,6 +1,6 @@
 /* The CUDA engine against the CPU path (the specification, DESIGN §2): every stage and the whole forward on the tiny
- * config and on a 2-layer model at Wan2.1-1.3B width, the attention kernels alone, VecOps, the Euler update, and the
- * compute/reuse decisions of easycache run through the CUDA engine.
+ * config and on a 2-layer model at Wan2.1-1.3B width, the attention kernels alone, VecOps, every solver's update,
+ * and the compute/reuse decisions of easycache run through the CUDA engine.
  *
  * Tolerances: max |cuda - cpu| / max |cpu| <= 1e-4 in fp32 mode (fp32 everywhere, only summation order differs) and
  * <= 2e-2 in bf16 mode (weights and GEMM/attention inputs rounded to 8 significant bits, FP32 accumulation).
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "harness/runner.h"
+#include "harness/solvers/solver.h"
 #include "models/dit/dit.h"
 #include "models/dit/engine.h"
 #include "models/kernels.h"
@@ -523,6 +524,50 @@ Test(cuda, guide_and_axpby_match_cpu_and_count_non_finite) {
     g->release(g->ctx, dx), g->release(g->ctx, dvc), g->release(g->ctx, dvu), g->release(g->ctx, dv);
     free(x), free(vc), free(vu), free(v);
     cpu->destroy(cpu);
+    e->destroy(e);
+    dit_free(&m);
+#endif
+}
+
+/* Every solver through the CUDA VecOps against the CPU ones: the same inputs (random starting x, a random velocity
+ * per step), steps 0..5 of a 6-step grid (UniPC's and DPM++'s every order rule). */
+Test(cuda, solvers_match_cpu) {
+    require_device();
+#ifdef CACHEBENCH_CUDA
+    DitModel m;
+    Error err = {{0}};
+    cr_assert_eq(dit_init_random(&m, fixture_small_config(), 1, &err), 0, "%s", err.msg);
+    Engine *e = cuda_engine(&m, &FP32);
+    const VecOps *g = e->ops, *h = cpu_vec_ops();
+    enum { STEPS = 6 };
+    const size_t n = 100003;
+    float *x = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float)), sigmas[STEPS + 1], timesteps[STEPS];
+    float *dx = g->alloc(g->ctx, n), *dv = g->alloc(g->ctx, n);
+    cr_assert(x && v && dx && dv);
+    for (int k = 0; k < solver_count(); k++) {
+        const SolverKind *kind = solver_at(k);
+        kind->schedule(STEPS, 5.0f, sigmas, timesteps);
+        Solver *sh = kind->create(h, n, sigmas, STEPS, &err), *sg = kind->create(g, n, sigmas, STEPS, &err);
+        cr_assert(sh && sg, "%s: %s", kind->name, err.msg);
+        fixture_random(x, n, 31);
+        e->upload(e, dx, x, n);
+        for (int i = 0; i < STEPS; i++) {
+            fixture_random(v, n, 100 + (uint64_t)i);
+            e->upload(e, dv, v, n);
+            kind->step(sh, i, x, v);
+            kind->step(sg, i, dx, dv);
+        }
+        float *got = fetch(e, dx, n);
+        /* Each operation is rounded on its own on both sides; one ulp here and there if the host compiler
+         * contracted. */
+        cr_expect(rel_error(got, x, n) <= 1e-6, "%s: relative error %.3g", kind->name, rel_error(got, x, n));
+        free(got);
+        kind->destroy(sh);
+        kind->destroy(sg);
+    }
+    cr_assert_null(engine_cuda_error(e), "%s", engine_cuda_error(e));
+    g->release(g->ctx, dx), g->release(g->ctx, dv);
+    free(x), free(v);
     e->destroy(e);
     dit_free(&m);
 #endif

@@ -3,9 +3,9 @@
 
 #include <string.h>
 
-extern const SolverKind solver_euler;
+extern const SolverKind solver_euler, solver_unipc, solver_dpmpp;
 
-static const SolverKind *const SOLVERS[] = {&solver_euler};
+static const SolverKind *const SOLVERS[] = {&solver_euler, &solver_unipc, &solver_dpmpp};
 enum { SOLVER_COUNT = sizeof SOLVERS / sizeof SOLVERS[0] };
 
 int solver_count(void) { return SOLVER_COUNT; }

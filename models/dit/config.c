@@ -13,18 +13,18 @@ static const DitConfig CONFIGS[] = {
      .text_dim = 64, .text_len = 16, .vocab_size = 18, .eps = 1e-6f, .rope_theta = 10000.0f,
      .prediction = DIT_PREDICT_X0, .sigma_min = 0.05f,
      .frames = 8, .height = 64, .width = 64,
-     .default_steps = 50, .default_shift = 3.0f, .default_guidance = 3.0f},
+     .default_steps = 50, .default_shift = 3.0f, .default_guidance = 3.0f, .default_solver = "euler"},
     /* Wan2.1 T2V 1.3B: latent 16 channels; 480p 81 frames is a 21x60x104 latent. */
     {.name = "wan2.1-t2v-1.3b", .in_dim = 16, .out_dim = 16, .patch_t = 1, .patch_h = 2, .patch_w = 2,
      .dim = 1536, .ffn_dim = 8960, .num_heads = 12, .num_layers = 30, .freq_dim = 256,
      .text_dim = 4096, .text_len = 512, .vocab_size = 0, .eps = 1e-6f, .rope_theta = 10000.0f,
      .frames = 21, .height = 60, .width = 104,
-     .default_steps = 50, .default_shift = 5.0f, .default_guidance = 5.0f},
+     .default_steps = 50, .default_shift = 5.0f, .default_guidance = 5.0f, .default_solver = "unipc"},
     {.name = "wan2.1-t2v-14b", .in_dim = 16, .out_dim = 16, .patch_t = 1, .patch_h = 2, .patch_w = 2,
      .dim = 5120, .ffn_dim = 13824, .num_heads = 40, .num_layers = 40, .freq_dim = 256,
      .text_dim = 4096, .text_len = 512, .vocab_size = 0, .eps = 1e-6f, .rope_theta = 10000.0f,
      .frames = 21, .height = 60, .width = 104,
-     .default_steps = 50, .default_shift = 5.0f, .default_guidance = 5.0f},
+     .default_steps = 50, .default_shift = 5.0f, .default_guidance = 5.0f, .default_solver = "unipc"},
 };
 
 const DitConfig *dit_config_by_name(const char *name) {

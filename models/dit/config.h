@@ -29,6 +29,7 @@ typedef struct {
     int frames, height, width;
     int default_steps;
     float default_shift, default_guidance;
+    const char *default_solver;     /* a solver of harness/solvers/ by name: Wan's own (unipc) for Wan configs */
 } DitConfig;
 
 /* NULL when the name is unknown. */
