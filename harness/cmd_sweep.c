@@ -40,6 +40,13 @@ static void sweep_usage(FILE *out) {
             "  --model NAME         model config: %s (default tiny)\n"
             "  --weights FILE       safetensors checkpoint, or random[:SEED] (default: the embedded tiny model)\n"
             "  --backend cpu|cuda   compute backend (default cpu)\n"
+            "  --contexts FILE      prompt contexts (safetensors: a tensor per prompt id and one for the negative\n"
+            "                       prompt; scripts/make_contexts.py); required for Wan models unless\n"
+            "                       --random-context. All ids are checked before the sweep starts\n"
+            "  --negative-id ID     key of the negative prompt's context (default __negative__)\n"
+            "  --negative-prompt TEXT  text of the uncond branch, as recorded (default: empty; Wan: the official\n"
+            "                       default negative prompt)\n"
+            "  --random-context     Wan models without --contexts: seeded random text (timing only)\n"
             "  --out DIR            sweep folder, created if missing\n"
             "  --config FILE        read these settings from an INI file (below); flags given as well override it\n"
             "                       (a --strategy or --seeds flag replaces the file's list)\n"
@@ -52,7 +59,8 @@ static void sweep_usage(FILE *out) {
             "  prompts = datasets/prompts_short.txt\n"
             "  seeds   = 0\n"
             "  steps   = 50\n"
-            "  out     = results/demo            ; also: model, weights, backend, strategy = TEMPLATE (repeatable)\n"
+            "  out     = results/demo            ; also: model, weights, backend, strategy = TEMPLATE (repeatable),\n"
+            "                                    ; contexts, negative_id, negative_prompt, random_context = true\n"
             "  [strategy static]\n"
             "  interval = 2 | 3 | 4\n"
             "  [strategy easycache]\n"
@@ -203,7 +211,8 @@ static void cb_run_done(void *user, const SweepStatus *st, const char *run_id, c
 
 int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_MODEL, OPT_WEIGHTS, OPT_BACKEND,
-           OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP };
+           OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
+           OPT_RANDOM_CONTEXT };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -211,6 +220,9 @@ int cmd_sweep(int argc, char **argv) {
         {"weights", required_argument, 0, OPT_WEIGHTS}, {"backend", required_argument, 0, OPT_BACKEND},
         {"out", required_argument, 0, OPT_OUT},         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"quiet", no_argument, 0, OPT_QUIET},           {"help", no_argument, 0, OPT_HELP},
+        {"contexts", required_argument, 0, OPT_CONTEXTS}, {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
+        {"negative-prompt", required_argument, 0, OPT_NEGATIVE_PROMPT},
+        {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
         {0, 0, 0, 0}};
     SweepConfig *cfg = malloc(sizeof *cfg);
     SweepPlan plan;
@@ -273,6 +285,10 @@ int cmd_sweep(int argc, char **argv) {
         case OPT_WEIGHTS: snprintf(cfg->weights, sizeof cfg->weights, "%s", optarg); break;
         case OPT_BACKEND: snprintf(cfg->backend, sizeof cfg->backend, "%s", optarg); break;
         case OPT_OUT: snprintf(cfg->out, sizeof cfg->out, "%s", optarg); break;
+        case OPT_CONTEXTS: snprintf(cfg->contexts, sizeof cfg->contexts, "%s", optarg); break;
+        case OPT_NEGATIVE_ID: snprintf(cfg->negative_id, sizeof cfg->negative_id, "%s", optarg); break;
+        case OPT_NEGATIVE_PROMPT: snprintf(cfg->negative_prompt, sizeof cfg->negative_prompt, "%s", optarg); break;
+        case OPT_RANDOM_CONTEXT: cfg->random_context = 1; break;
         case OPT_DRY_RUN: dry_run = 1; break;
         case OPT_QUIET: quiet = 1; break;
         default: break;
