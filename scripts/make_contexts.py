@@ -17,7 +17,7 @@ repository so that it is the same string cachebench records by default.
 
 Random contexts for tests and timing (numpy only; no model):
     python3 scripts/make_contexts.py --prompts P.txt --out C.safetensors --random --text-dim 4096 [--seed 0]
-        [--tokens 7] [--dtype f32|bf16|f16]
+        [--tokens N] [--dtype f32|bf16|f16]
 """
 import argparse
 import json
@@ -87,7 +87,7 @@ def random_contexts(prompts, args):
     rng = np.random.default_rng(args.seed)
     out = {}
     for key, _ in prompts + [(args.negative_key, None)]:
-        n = args.tokens if args.tokens else int(rng.integers(1, 33))
+        n = args.tokens if args.tokens else int(rng.integers(1, 17))
         out[key] = rng.standard_normal((n, args.text_dim), dtype=np.float32)
     return out
 
@@ -121,7 +121,7 @@ def main():
     ap.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="bf16")
     ap.add_argument("--random", action="store_true", help="random contexts (tests, timing): no encoder")
     ap.add_argument("--text-dim", type=int, default=4096, help="--random: context width (default 4096)")
-    ap.add_argument("--tokens", type=int, default=0, help="--random: tokens per context (default: random 1..32)")
+    ap.add_argument("--tokens", type=int, default=0, help="--random: tokens per context (default: random 1..16, within every model's text_len)")
     ap.add_argument("--seed", type=int, default=0, help="--random: seed")
     ap.add_argument("--wan-repo", help="the official Wan2.1 repository (github.com/Wan-Video/Wan2.1)")
     ap.add_argument("--ckpt-dir", help="the Wan2.1 checkpoint folder (holds the T5 checkpoint and tokenizer)")
