@@ -99,7 +99,7 @@ def official_contexts(prompts, args):
     from wan.modules.t5 import T5EncoderModel
 
     config = WAN_CONFIGS[args.task]
-    device = torch.device(args.device)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     encoder = T5EncoderModel(text_len=config.text_len, dtype=config.t5_dtype, device=device,
                              checkpoint_path=os.path.join(args.ckpt_dir, config.t5_checkpoint),
                              tokenizer_path=os.path.join(args.ckpt_dir, config.t5_tokenizer))
@@ -126,7 +126,7 @@ def main():
     ap.add_argument("--wan-repo", help="the official Wan2.1 repository (github.com/Wan-Video/Wan2.1)")
     ap.add_argument("--ckpt-dir", help="the Wan2.1 checkpoint folder (holds the T5 checkpoint and tokenizer)")
     ap.add_argument("--task", default="t2v-1.3B", help="key of wan.configs.WAN_CONFIGS (default %(default)s)")
-    ap.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "0") != "" else "cpu")
+    ap.add_argument("--device", help="torch device for the encoder (default: cuda when available, else cpu)")
     args = ap.parse_args()
 
     prompts = read_prompts(args.prompts)
