@@ -148,6 +148,8 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
     if (d->cfg->steps) printf("%d steps", d->cfg->steps);
     else printf("default steps");
     printf(", backend %s\n", d->cfg->backend[0] ? d->cfg->backend : "cpu");
+    if (d->cfg->contexts[0]) printf("text: contexts from %s\n", d->cfg->contexts);
+    else if (d->cfg->random_context) printf("text: seeded random stand-in where the model has no vocabulary (timing only)\n");
     printf("finished already: %ld, to run: %ld\n", st->finished_before, st->total - st->finished_before);
     char eta[32];
     format_duration(eta, sizeof eta, st->eta_seconds);
