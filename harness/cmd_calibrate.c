@@ -32,24 +32,30 @@ static void calibrate_usage(FILE *out) {
             "                     where the teacache strategy looks for it)\n"
             "  --samples FILE     also write the (step, input, output) samples as TSV\n"
             "  --backend cpu|cuda (default cpu)\n"
+            "  --contexts FILE    prompt contexts, as for run and sweep (Wan models: this or --random-context)\n"
+            "  --negative-id ID   key of the negative prompt's context (default __negative__)\n"
+            "  --random-context   Wan models without --contexts: seeded random text (not for real coefficients)\n"
             "  --help\n",
             solver_names());
 }
 
 int cmd_calibrate(int argc, char **argv) {
     enum { OPT_PROMPTS = 1000, OPT_MODEL, OPT_WEIGHTS, OPT_VARIANT, OPT_SEEDS, OPT_STEPS, OPT_OUT, OPT_SAMPLES,
-           OPT_BACKEND, OPT_SOLVER, OPT_HELP };
+           OPT_BACKEND, OPT_SOLVER, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT };
     static const struct option options[] = {
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"model", required_argument, 0, OPT_MODEL},
         {"weights", required_argument, 0, OPT_WEIGHTS}, {"variant", required_argument, 0, OPT_VARIANT},
         {"seeds", required_argument, 0, OPT_SEEDS},     {"steps", required_argument, 0, OPT_STEPS},
         {"out", required_argument, 0, OPT_OUT},         {"samples", required_argument, 0, OPT_SAMPLES},
         {"backend", required_argument, 0, OPT_BACKEND}, {"help", no_argument, 0, OPT_HELP},
-        {"solver", required_argument, 0, OPT_SOLVER},   {0, 0, 0, 0}};
+        {"solver", required_argument, 0, OPT_SOLVER},
+        {"contexts", required_argument, 0, OPT_CONTEXTS}, {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
+        {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
+        {0, 0, 0, 0}};
     const char *prompts_path = NULL, *model = "tiny", *weights = NULL, *out = NULL, *samples_path = NULL;
-    const char *backend = "cpu", *seeds_text = "0";
+    const char *backend = "cpu", *seeds_text = "0", *contexts_path = NULL, *negative_id = NULL;
     const SolverKind *solver = NULL; /* the config's */
-    int use_e0 = 0;
+    int use_e0 = 0, random_context = 0;
     long steps = 0;
     int opt;
     opterr = 0;
@@ -79,6 +85,9 @@ int cmd_calibrate(int argc, char **argv) {
                 return cli_usage_error("calibrate", "invalid value '%s' for --backend: use cpu or cuda", optarg);
             backend = optarg;
             break;
+        case OPT_CONTEXTS: contexts_path = optarg; break;
+        case OPT_NEGATIVE_ID: negative_id = optarg; break;
+        case OPT_RANDOM_CONTEXT: random_context = 1; break;
         case OPT_HELP: calibrate_usage(stdout); return 0;
         default: return cli_usage_error("calibrate", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -121,9 +130,21 @@ int cmd_calibrate(int argc, char **argv) {
         fprintf(stderr, "cachebench calibrate: %s\n", err.msg);
         return 1;
     }
+    const char **ids = malloc((size_t)prompts.count * sizeof *ids);
+    for (int p = 0; ids && p < prompts.count; p++) ids[p] = prompts.items[p].id;
+    int bad = !ids ? error_set(&err, "out of memory")
+                   : experiment_check_conditioning(model, contexts_path, negative_id, random_context, ids,
+                                                   prompts.count, &err);
+    free(ids);
     ExperimentContext ctx;
-    if (experiment_open(&ctx, model, weights, backend, &err)) {
+    if (bad || experiment_open(&ctx, model, weights, backend, &err)) {
         fprintf(stderr, "cachebench calibrate: %s\n", err.msg);
+        prompt_set_free(&prompts);
+        return 1;
+    }
+    if (contexts_path && experiment_use_contexts(&ctx, contexts_path, &err)) {
+        fprintf(stderr, "cachebench calibrate: %s\n", err.msg);
+        experiment_close(&ctx);
         prompt_set_free(&prompts);
         return 1;
     }
@@ -133,6 +154,7 @@ int cmd_calibrate(int argc, char **argv) {
         for (int s = 0; s < num_seeds; s++) {
             ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = prompts.items[p].id,
                                    .prompt = prompts.items[p].text, .negative_prompt = "",
+                                   .negative_id = negative_id, .random_context = random_context,
                                    .seed = (uint64_t)seeds[s], .steps = (int)steps, .solver = solver,
                                    .show_progress = 1};
             StrategyEnv env;

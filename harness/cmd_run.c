@@ -20,7 +20,14 @@ static void run_usage(FILE *out) {
             "Runs one sampling trajectory and writes one HDF5 run record into --out.\n\n"
             "  --prompt TEXT        the prompt (required; the tiny model knows only its vocabulary words)\n"
             "  --prompt-id ID       id used in the run file name (default p0)\n"
-            "  --negative TEXT      prompt of the unconditional branch (default: empty)\n"
+            "  --negative TEXT      prompt of the unconditional branch (also --negative-prompt; default: empty,\n"
+            "                       for Wan models the official default negative prompt, as wan/text2video.py)\n"
+            "  --contexts FILE      prompt contexts (safetensors: a [n_tokens, text_dim] tensor per prompt id and\n"
+            "                       one for the negative prompt; scripts/make_contexts.py); required for Wan models\n"
+            "                       unless --random-context\n"
+            "  --negative-id ID     key of the negative prompt's context in --contexts (default __negative__)\n"
+            "  --random-context     Wan models without --contexts: a seeded random stand-in for the text (timing\n"
+            "                       only: the videos mean nothing)\n"
             "  --model NAME         model config: %s (default tiny)\n"
             "  --weights FILE       safetensors checkpoint, or random[:SEED] for random weights\n"
             "                       (default: the embedded tiny model, models/tiny/tiny.safetensors)\n"
@@ -47,8 +54,8 @@ static void run_usage(FILE *out) {
 
 int cmd_run(int argc, char **argv) {
     enum { OPT_PROMPT = 1000, OPT_PROMPT_ID, OPT_NEGATIVE, OPT_MODEL, OPT_WEIGHTS, OPT_STRATEGY, OPT_SEED, OPT_STEPS,
-           OPT_SHIFT, OPT_GUIDANCE, OPT_SOLVER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT, OPT_QUIET,
-           OPT_HELP };
+           OPT_SHIFT, OPT_GUIDANCE, OPT_SOLVER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT,
+           OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT };
     static const struct option options[] = {
         {"prompt", required_argument, 0, OPT_PROMPT},     {"prompt-id", required_argument, 0, OPT_PROMPT_ID},
         {"negative", required_argument, 0, OPT_NEGATIVE}, {"model", required_argument, 0, OPT_MODEL},
@@ -59,8 +66,14 @@ int cmd_run(int argc, char **argv) {
         {"width", required_argument, 0, OPT_WIDTH},       {"backend", required_argument, 0, OPT_BACKEND},
         {"latents", no_argument, 0, OPT_LATENTS},         {"out", required_argument, 0, OPT_OUT},
         {"quiet", no_argument, 0, OPT_QUIET},             {"help", no_argument, 0, OPT_HELP},
-        {"solver", required_argument, 0, OPT_SOLVER},     {0, 0, 0, 0}};
+        {"solver", required_argument, 0, OPT_SOLVER},
+        {"negative-prompt", required_argument, 0, OPT_NEGATIVE},
+        {"contexts", required_argument, 0, OPT_CONTEXTS},
+        {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
+        {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
+        {0, 0, 0, 0}};
     const char *model = "tiny", *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
+    const char *contexts_path = NULL;
     ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
     long lv;
     double dv;
@@ -115,6 +128,9 @@ int cmd_run(int argc, char **argv) {
         case OPT_LATENTS: spec.record_latents = 1; break;
         case OPT_OUT: out_dir = optarg; break;
         case OPT_QUIET: spec.show_progress = 0; break;
+        case OPT_CONTEXTS: contexts_path = optarg; break;
+        case OPT_NEGATIVE_ID: spec.negative_id = optarg; break;
+        case OPT_RANDOM_CONTEXT: spec.random_context = 1; break;
         case OPT_HELP: run_usage(stdout); return 0;
         default: return cli_usage_error("run", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -132,10 +148,24 @@ int cmd_run(int argc, char **argv) {
         weights = default_weights;
     }
 
+    if (contexts_path && spec.random_context)
+        return cli_usage_error("run", "--contexts and --random-context exclude each other");
+
     Error err = {{0}};
+    /* The text conditioning first: a missing context should not cost a model load. */
+    if (experiment_check_conditioning(model, contexts_path, spec.negative_id, spec.random_context, &spec.prompt_id,
+                                      1, &err)) {
+        fprintf(stderr, "cachebench run: %s\n", err.msg);
+        return 1;
+    }
     ExperimentContext ctx;
     if (experiment_open(&ctx, model, weights, backend, &err)) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
+        return 1;
+    }
+    if (contexts_path && experiment_use_contexts(&ctx, contexts_path, &err)) {
+        fprintf(stderr, "cachebench run: %s\n", err.msg);
+        experiment_close(&ctx);
         return 1;
     }
     /* Validate the strategy spec before spending time: strategy_create in experiment_run reports it too,

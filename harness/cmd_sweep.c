@@ -43,6 +43,13 @@ static void sweep_usage(FILE *out) {
             "  --model NAME         model config: %s (default tiny)\n"
             "  --weights FILE       safetensors checkpoint, or random[:SEED] (default: the embedded tiny model)\n"
             "  --backend cpu|cuda   compute backend (default cpu)\n"
+            "  --contexts FILE      prompt contexts (safetensors: a tensor per prompt id and one for the negative\n"
+            "                       prompt; scripts/make_contexts.py); required for Wan models unless\n"
+            "                       --random-context. All ids are checked before the sweep starts\n"
+            "  --negative-id ID     key of the negative prompt's context (default __negative__)\n"
+            "  --negative-prompt TEXT  text of the uncond branch, as recorded (default: empty; Wan: the official\n"
+            "                       default negative prompt)\n"
+            "  --random-context     Wan models without --contexts: seeded random text (timing only)\n"
             "  --out DIR            sweep folder, created if missing\n"
             "  --config FILE        read these settings from an INI file (below); flags given as well override it\n"
             "                       (a --strategy or --seeds flag replaces the file's list)\n"
@@ -56,7 +63,8 @@ static void sweep_usage(FILE *out) {
             "  seeds   = 0\n"
             "  steps   = 50\n"
             "  out     = results/demo            ; also: solver, model, weights, backend,\n"
-            "                                    ; strategy = TEMPLATE (repeatable)\n"
+            "                                    ; strategy = TEMPLATE (repeatable), contexts, negative_id,\n"
+            "                                    ; negative_prompt, random_context = true\n"
             "  [strategy static]\n"
             "  interval = 2 | 3 | 4\n"
             "  [strategy easycache]\n"
@@ -145,6 +153,8 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
     else printf("default steps");
     printf(", solver %s", plan->solver);
     printf(", backend %s\n", d->cfg->backend[0] ? d->cfg->backend : "cpu");
+    if (d->cfg->contexts[0]) printf("text: contexts from %s\n", d->cfg->contexts);
+    else if (d->cfg->random_context) printf("text: seeded random stand-in where the model has no vocabulary (timing only)\n");
     printf("finished already: %ld, to run: %ld\n", st->finished_before, st->total - st->finished_before);
     char eta[32];
     format_duration(eta, sizeof eta, st->eta_seconds);
@@ -208,7 +218,8 @@ static void cb_run_done(void *user, const SweepStatus *st, const char *run_id, c
 
 int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
-           OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP };
+           OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
+           OPT_RANDOM_CONTEXT };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -216,7 +227,11 @@ int cmd_sweep(int argc, char **argv) {
         {"weights", required_argument, 0, OPT_WEIGHTS}, {"backend", required_argument, 0, OPT_BACKEND},
         {"out", required_argument, 0, OPT_OUT},         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"quiet", no_argument, 0, OPT_QUIET},           {"help", no_argument, 0, OPT_HELP},
-        {"solver", required_argument, 0, OPT_SOLVER},   {0, 0, 0, 0}};
+        {"solver", required_argument, 0, OPT_SOLVER},
+        {"contexts", required_argument, 0, OPT_CONTEXTS}, {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
+        {"negative-prompt", required_argument, 0, OPT_NEGATIVE_PROMPT},
+        {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
+        {0, 0, 0, 0}};
     SweepConfig *cfg = malloc(sizeof *cfg);
     SweepPlan plan;
     int have_plan = 0, rc = 2, opt;
@@ -285,6 +300,10 @@ int cmd_sweep(int argc, char **argv) {
         case OPT_WEIGHTS: snprintf(cfg->weights, sizeof cfg->weights, "%s", optarg); break;
         case OPT_BACKEND: snprintf(cfg->backend, sizeof cfg->backend, "%s", optarg); break;
         case OPT_OUT: snprintf(cfg->out, sizeof cfg->out, "%s", optarg); break;
+        case OPT_CONTEXTS: snprintf(cfg->contexts, sizeof cfg->contexts, "%s", optarg); break;
+        case OPT_NEGATIVE_ID: snprintf(cfg->negative_id, sizeof cfg->negative_id, "%s", optarg); break;
+        case OPT_NEGATIVE_PROMPT: snprintf(cfg->negative_prompt, sizeof cfg->negative_prompt, "%s", optarg); break;
+        case OPT_RANDOM_CONTEXT: cfg->random_context = 1; break;
         case OPT_DRY_RUN: dry_run = 1; break;
         case OPT_QUIET: quiet = 1; break;
         default: break;

@@ -61,7 +61,22 @@ int experiment_open(ExperimentContext *ctx, const char *model_name, const char *
     return 0;
 }
 
+int experiment_use_contexts(ExperimentContext *ctx, const char *path, Error *err) {
+    PromptContexts *c = malloc(sizeof *c);
+    if (!c) return error_set(err, "out of memory");
+    if (contexts_open(c, path, ctx->model.cfg.text_len, ctx->model.cfg.text_dim, err)) {
+        free(c);
+        return -1;
+    }
+    if (ctx->contexts) contexts_close(ctx->contexts);
+    free(ctx->contexts);
+    ctx->contexts = c;
+    return 0;
+}
+
 void experiment_close(ExperimentContext *ctx) {
+    if (ctx->contexts) contexts_close(ctx->contexts);
+    free(ctx->contexts);
     if (ctx->engine) ctx->engine->destroy(ctx->engine);
     dit_free_vocab(ctx->vocab, ctx->vocab_size);
     dit_free(&ctx->model);
@@ -124,15 +139,12 @@ static void progress_line(void *user, int step, int steps, double elapsed) {
     fflush(stderr);
 }
 
-/* Text conditioning for models without a word vocabulary (Wan configs here have no T5): a seeded random stand-in
- * of unit variance for the cond branch and zeros for the uncond branch. Good for timing, meaningless for quality. */
-static int encode_text(ExperimentContext *ctx, const char *prompt, uint64_t stream, float *text, Error *err) {
-    const DitConfig *cfg = &ctx->model.cfg;
-    if (cfg->vocab_size > 0) return dit_encode_prompt(&ctx->model, ctx->vocab, ctx->vocab_size, prompt, text, err);
+/* The seeded random stand-in for models without a word vocabulary and without contexts: unit variance, zeros for
+ * the empty prompt. Good for timing, meaningless for quality. */
+static void random_stand_in(const DitConfig *cfg, const char *prompt, uint64_t stream, float *text) {
     size_t n = (size_t)cfg->text_len * cfg->text_dim;
     if (prompt[0] == '\0') memset(text, 0, n * sizeof(float));
     else philox_normal(text, n, 0x5445585400000000ull ^ stream, 1);
-    return 0;
 }
 
 static uint64_t hash_text(const char *s) {
@@ -145,6 +157,57 @@ const SolverKind *experiment_solver(const DitConfig *cfg, const SolverKind *spec
     if (spec_solver) return spec_solver;
     const SolverKind *k = cfg && cfg->default_solver ? solver_by_name(cfg->default_solver) : NULL;
     return k ? k : solver_by_name("euler");
+}
+
+static const char *no_text_encoder_hint(void) {
+    return "give --contexts FILE.safetensors (prompt contexts from the official T5 encoder: "
+           "scripts/make_contexts.py), or --random-context for a seeded random stand-in (timing only, the videos "
+           "mean nothing)";
+}
+
+int experiment_check_conditioning(const char *model_name, const char *contexts_path, const char *negative_id,
+                                  int random_context, const char *const *ids, int n_ids, Error *err) {
+    const DitConfig *cfg = dit_config_by_name(model_name);
+    if (!cfg) return 0;
+    if (contexts_path && contexts_path[0])
+        return contexts_check_all(contexts_path, ids, n_ids, negative_id ? negative_id : CONTEXTS_NEGATIVE_KEY,
+                                  cfg->text_len, cfg->text_dim, err);
+    if (cfg->vocab_size == 0 && !random_context)
+        return error_set(err, "model %s has no text encoder here: %s", cfg->name, no_text_encoder_hint());
+    return 0;
+}
+
+/* Fills text[0] (cond) and text[1] (uncond) and the record's conditioning attributes. */
+static int condition(ExperimentContext *ctx, const ExperimentSpec *spec, const char *negative, float *text[2],
+                     RunRecord *rec, Error *err) {
+    const DitConfig *cfg = &ctx->model.cfg;
+    if (ctx->contexts) {
+        const char *neg_id = spec->negative_id ? spec->negative_id : CONTEXTS_NEGATIVE_KEY;
+        char what[2][128];
+        snprintf(what[0], sizeof what[0], "prompt id '%.64s'", spec->prompt_id);
+        snprintf(what[1], sizeof what[1], "the negative prompt (key '%.64s')", neg_id);
+        if (contexts_fill(ctx->contexts, spec->prompt_id, what[0], text[0], err) ||
+            contexts_fill(ctx->contexts, neg_id, what[1], text[1], err))
+            return -1;
+        snprintf(rec->conditioning, sizeof rec->conditioning, "contexts");
+        snprintf(rec->contexts_path, sizeof rec->contexts_path, "%s", ctx->contexts->file.path);
+        snprintf(rec->contexts_sha256, sizeof rec->contexts_sha256, "%s", ctx->contexts->sha256);
+        snprintf(rec->contexts_negative_id, sizeof rec->contexts_negative_id, "%s", neg_id);
+        return 0;
+    }
+    if (cfg->vocab_size > 0) {
+        snprintf(rec->conditioning, sizeof rec->conditioning, "vocabulary");
+        if (dit_encode_prompt(&ctx->model, ctx->vocab, ctx->vocab_size, spec->prompt, text[0], err) ||
+            dit_encode_prompt(&ctx->model, ctx->vocab, ctx->vocab_size, negative, text[1], err))
+            return -1;
+        return 0;
+    }
+    if (!spec->random_context)
+        return error_set(err, "model %s has no text encoder here: %s", cfg->name, no_text_encoder_hint());
+    snprintf(rec->conditioning, sizeof rec->conditioning, "random-stand-in");
+    random_stand_in(cfg, spec->prompt, hash_text(spec->prompt), text[0]);
+    random_stand_in(cfg, negative, hash_text(negative), text[1]);
+    return 0;
 }
 
 /* Fills the settings of a spec with the config's defaults. */
@@ -180,15 +243,15 @@ int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Stra
     memset(rec, 0, sizeof *rec);
     size_t text_n = (size_t)cfg->text_len * cfg->text_dim;
     float *text[2] = {malloc(text_n * sizeof(float)), malloc(text_n * sizeof(float))};
-    const char *negative = spec->negative_prompt ? spec->negative_prompt : "";
+    const char *negative = spec->negative_prompt && spec->negative_prompt[0] ? spec->negative_prompt
+                           : cfg->vocab_size > 0                           ? ""
+                                                                           : WAN_DEFAULT_NEGATIVE_PROMPT;
     int rc = -1;
     if (!text[0] || !text[1]) {
         error_set(err, "out of memory");
         goto done;
     }
-    if (encode_text(ctx, spec->prompt, hash_text(spec->prompt), text[0], err) ||
-        encode_text(ctx, negative, hash_text(negative), text[1], err))
-        goto done;
+    if (condition(ctx, spec, negative, text, rec, err)) goto done;
 
     RunSettings rs = settings_for(ctx, spec);
     rs.text[0] = text[0];

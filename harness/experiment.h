@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "harness/contexts.h"
 #include "harness/solvers/solver.h"
 #include "models/dit/dit.h"
 #include "models/dit/engine.h"
@@ -18,13 +19,21 @@ typedef struct {
     Engine *engine;
     char **vocab;               /* NULL for models without a word vocabulary */
     int vocab_size;
+    PromptContexts *contexts;   /* owned; NULL unless experiment_use_contexts */
 } ExperimentContext;
 
 typedef struct {
     const char *strategy_spec;
     const char *prompt_id;
     const char *prompt;
-    const char *negative_prompt; /* "" = the unconditional branch is the empty prompt */
+    /* Text of the uncond branch. NULL or "": the empty prompt for models with a vocabulary; for models without
+     * one (Wan) the official default WAN_DEFAULT_NEGATIVE_PROMPT, as wan/text2video.py does. */
+    const char *negative_prompt;
+    /* Conditioning. With contexts (experiment_use_contexts, any model) the cond branch uses the context under
+     * prompt_id, the uncond branch the one under negative_id (NULL: CONTEXTS_NEGATIVE_KEY). Without, a model with
+     * a vocabulary embeds the words itself; one without needs random_context (a seeded stand-in: timing only). */
+    const char *negative_id;
+    int random_context;
     uint64_t seed;
     int steps;
     float shift, guidance;
@@ -42,6 +51,8 @@ typedef struct {
 int experiment_open(ExperimentContext *ctx, const char *model_name, const char *weights, const char *backend,
                     Error *err);
 void experiment_close(ExperimentContext *ctx);
+/* Conditions every following run on the prompt contexts in path (harness/contexts.h), for the model's text shape. */
+int experiment_use_contexts(ExperimentContext *ctx, const char *path, Error *err);
 
 /* Runs the experiment and fills rec (attributes, trace, totals, video). The caller frees rec with record_free.
  * A run whose output turns NaN/Inf still returns 0 with rec->failed set. */
@@ -56,6 +67,13 @@ int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Stra
 /* The solver a spec runs with: spec_solver, else the config's default_solver (euler when cfg is NULL or names
  * none). */
 const SolverKind *experiment_solver(const DitConfig *cfg, const SolverKind *spec_solver);
+
+/* What `run` and `sweep` check before any work (before loading weights): with contexts_path, that the file holds
+ * a valid context for every id and for negative_id (NULL: CONTEXTS_NEGATIVE_KEY) for model_name's text shape;
+ * without, that the model has a vocabulary or random_context is set. An unknown model passes (experiment_open
+ * reports it). */
+int experiment_check_conditioning(const char *model_name, const char *contexts_path, const char *negative_id,
+                                  int random_context, const char *const *ids, int n_ids, Error *err);
 
 /* File-name-safe run id: "<strategy spec with ':' ',' '=' replaced>__<prompt_id>__s<seed>". */
 void experiment_run_id(const char *strategy_spec, const char *prompt_id, uint64_t seed, char *buf, size_t cap);

@@ -285,7 +285,9 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
     struct { const char *key; char *dst; size_t cap; } text_keys[] = {
         {"model", c->model, sizeof c->model},       {"weights", c->weights, sizeof c->weights},
         {"backend", c->backend, sizeof c->backend}, {"out", c->out, sizeof c->out},
-        {"prompts", c->prompts, sizeof c->prompts},
+        {"prompts", c->prompts, sizeof c->prompts}, {"contexts", c->contexts, sizeof c->contexts},
+        {"negative_id", c->negative_id, sizeof c->negative_id},
+        {"negative_prompt", c->negative_prompt, sizeof c->negative_prompt},
     };
     for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++) {
         if (strcmp(name, text_keys[i].key) != 0) continue;
@@ -309,6 +311,12 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
         snprintf(c->solver, sizeof c->solver, "%s", value);
         return 1;
     }
+    if (strcmp(name, "random_context") == 0) {
+        if (strcmp(value, "true") && strcmp(value, "false") && strcmp(value, "yes") && strcmp(value, "no"))
+            return ini_fail(st, "[sweep] random_context must be true or false, got '%s'", value);
+        c->random_context = strcmp(value, "true") == 0 || strcmp(value, "yes") == 0;
+        return 1;
+    }
     if (strcmp(name, "seeds") == 0) {
         char v[1024];
         strip_spaces(v, sizeof v, value);
@@ -317,7 +325,7 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
     }
     return ini_fail(st,
                     "unknown key '%s' in [sweep] (valid: strategy, prompts, seeds, steps, solver, model, weights, "
-                    "backend, out)",
+                    "backend, out, contexts, negative_id, negative_prompt, random_context)",
                     name);
 }
 
@@ -571,6 +579,8 @@ static int canonicalize_specs(ExperimentContext *ctx, int steps, SpecList *specs
 static int check_identity(const RunRecord *r, const ExperimentContext *ctx, const char *backend, int steps,
                           const char *solver, const char *spec, const Prompt *prompt, uint64_t seed, const char *path, Error *err) {
     const char *what = NULL;
+    const char *conditioning = ctx->contexts ? "contexts" : ctx->model.cfg.vocab_size > 0 ? "vocabulary"
+                                                                                        : "random-stand-in";
     char have[1200] = "", want[1200] = "";
     if (strcmp(r->model, ctx->model.cfg.name)) what = "model", snprintf(have, sizeof have, "%s", r->model),
                                                snprintf(want, sizeof want, "%s", ctx->model.cfg.name);
@@ -590,10 +600,16 @@ static int check_identity(const RunRecord *r, const ExperimentContext *ctx, cons
                                               snprintf(want, sizeof want, "\"%s\"", prompt->text);
     else if (r->seed != seed) what = "seed", snprintf(have, sizeof have, "%llu", (unsigned long long)r->seed),
                               snprintf(want, sizeof want, "%llu", (unsigned long long)seed);
+    else if (r->conditioning[0] && strcmp(r->conditioning, conditioning))
+        what = "conditioning", snprintf(have, sizeof have, "%s", r->conditioning),
+        snprintf(want, sizeof want, "%s", conditioning);
+    else if (ctx->contexts && strcmp(r->contexts_sha256, ctx->contexts->sha256))
+        what = "contexts", snprintf(have, sizeof have, "%s (sha256 %.12s)", r->contexts_path, r->contexts_sha256),
+        snprintf(want, sizeof want, "%s (sha256 %.12s)", ctx->contexts->file.path, ctx->contexts->sha256);
     if (!what) return 0;
     return error_set(err,
                      "%s: made with %s %s, this sweep has %s %s. A sweep folder holds runs of one model, weights, "
-                     "step count, solver and backend: use another --out folder, or remove the file",
+                     "step count, solver, backend and text conditioning: use another --out folder, or remove the file",
                      path, what, have, what, want);
 }
 
@@ -652,6 +668,20 @@ static int attach_metrics(RunRecord *rec, const RunRecord *base, const char *bas
     return 0;
 }
 
+/* Every prompt id's context and the negative one, before the sweep touches its folder or loads weights. */
+static int check_conditioning(const SweepConfig *c, const SweepPlan *plan, const char *model, const char *negative_id,
+                              Error *err) {
+    if (c->contexts[0] && c->random_context)
+        return error_set(err, "contexts and random_context exclude each other");
+    const char **ids = malloc((size_t)plan->prompts.count * sizeof *ids);
+    if (!ids) return error_set(err, "out of memory");
+    for (int i = 0; i < plan->prompts.count; i++) ids[i] = plan->prompts.items[i].id;
+    int rc = experiment_check_conditioning(model, c->contexts, negative_id, c->random_context, ids,
+                                           plan->prompts.count, err);
+    free(ids);
+    return rc;
+}
+
 int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, const SweepCallbacks *cb,
               SweepStatus *final, Error *err) {
     SweepStatus st = {.eta_seconds = -1};
@@ -668,6 +698,8 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     if (c->weights[0]) snprintf(weights, sizeof weights, "%s", c->weights);
     else if (strcmp(model, "tiny") == 0) experiment_default_weights(weights, sizeof weights);
     else return error_set(err, "model %s needs weights (--weights FILE or weights = FILE, or random)", model);
+    const char *negative_id = c->negative_id[0] ? c->negative_id : NULL;
+    if (check_conditioning(c, plan, model, negative_id, err)) return -1;
 
     if (!opt->dry_run) {
         snprintf(runs_dir, sizeof runs_dir, "%s/runs", c->out);
@@ -695,6 +727,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
 
     if (experiment_open(&ctx, model, weights, backend, err)) goto done;
     ctx_open = 1;
+    if (c->contexts[0] && experiment_use_contexts(&ctx, c->contexts, err)) goto done;
     const int steps = c->steps > 0 ? c->steps : ctx.model.cfg.default_steps;
     const SolverKind *solver = experiment_solver(&ctx.model.cfg, c->solver[0] ? solver_by_name(c->solver) : NULL);
     if (!solver) {
@@ -793,8 +826,10 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
             int step_progress = cb->run_start ? cb->run_start(cb->user, &st, r->run_id) : 0;
             const double t0 = now_seconds();
             ExperimentSpec spec = {.strategy_spec = plan->specs.items[s], .prompt_id = prompt->id,
-                                   .prompt = prompt->text, .negative_prompt = "", .seed = plan->seeds[seed_i],
-                                   .steps = steps, .solver = solver, .show_progress = step_progress};
+                                   .prompt = prompt->text, .negative_prompt = c->negative_prompt,
+                                   .negative_id = negative_id, .random_context = c->random_context,
+                                   .seed = plan->seeds[seed_i], .steps = steps, .solver = solver,
+                                   .show_progress = step_progress};
             if (experiment_run(&ctx, &spec, &rec, err)) {
                 error_prefix(err, "%s", r->run_id);
                 goto done;

@@ -13,7 +13,8 @@
  * Seeds: "0,1,2", ranges "0..4", or both ("0,10..12").
  *
  * Config file (INI, read with inih): a [sweep] section with the keys of the command-line flags
- *     strategy (repeatable, one template each), prompts, seeds, steps, solver, model, weights, backend, out
+ *     strategy (repeatable, one template each), prompts, seeds, steps, solver, model, weights, backend, out,
+ *     contexts, negative_id, negative_prompt, random_context (true/false)
  * and one section per strategy, "[strategy NAME]" or "[strategy NAME LABEL]" (LABEL tells apart two grids of one
  * strategy), whose keys are the strategy's parameters and whose values are lists/ranges as above; spaces around
  * '|' are allowed there. Such a section is the template NAME:key=value,... in the order of the keys. A section
@@ -35,7 +36,11 @@
  * accepts its file, it has metrics (or failed), and its model, weights, steps, solver, backend, prompt and spec are
  * the sweep's (a mismatch is an error: use another folder). Stale *.tmp files are removed at start; a lock file
  * (.lock, flock) keeps two sweeps out of one folder. An interrupt abandons the run in progress (nothing of it is
- * kept) but never a file being written (SweepOptions.writing). */
+ * kept) but never a file being written (SweepOptions.writing).
+ *
+ * Text conditioning: before anything else (folder, lock, weights) the contexts of every prompt id and of the
+ * negative prompt are checked (experiment_check_conditioning); a model without a vocabulary needs contexts or
+ * random_context. Finished runs must have the sweep's conditioning and contexts file (by sha256). */
 #ifndef CACHEBENCH_SWEEP_H
 #define CACHEBENCH_SWEEP_H
 
@@ -81,6 +86,10 @@ typedef struct {
     char templates[SWEEP_MAX_TEMPLATES][1024];
     int n_seeds;                /* 0: seed 0 */
     uint64_t seeds[SWEEP_MAX_SEEDS];
+    char contexts[1024];        /* prompt contexts file (harness/contexts.h); "" none */
+    char negative_id[64];       /* key of the negative context; "" CONTEXTS_NEGATIVE_KEY */
+    char negative_prompt[512];  /* "": ExperimentSpec's default */
+    int random_context;         /* models without a vocabulary and without contexts: the seeded stand-in */
 } SweepConfig;
 
 void sweep_config_init(SweepConfig *c);

@@ -212,7 +212,10 @@ static int write_root_attrs(hid_t f, const RunRecord *r, Error *err) {
     if (attr_str(f, "status", status, strlen(status) + 1, err) ||
         attr_i32(f, "failed_step", r->failed ? r->failed_step : -1, err) ||
         ATTR_STR(f, "failure", r->failure, err) || attr_i32(f, "frames", r->frames, err) ||
-        attr_i32(f, "height", r->height, err) || attr_i32(f, "width", r->width, err))
+        attr_i32(f, "height", r->height, err) || attr_i32(f, "width", r->width, err) ||
+        ATTR_STR(f, "conditioning", r->conditioning, err) || ATTR_STR(f, "contexts_path", r->contexts_path, err) ||
+        ATTR_STR(f, "contexts_sha256", r->contexts_sha256, err) ||
+        ATTR_STR(f, "contexts_negative_id", r->contexts_negative_id, err))
         return -1;
     return 0;
 }
@@ -551,6 +554,16 @@ static int attr_read_str(hid_t obj, const char *obj_name, const char *name, char
 }
 #define ATTR_READ_STR(obj, obj_name, name, field, err) attr_read_str(obj, obj_name, name, field, sizeof(field), err)
 
+/* A string attribute added after the first records were written: absent reads as "". */
+static int attr_read_str_optional(hid_t obj, const char *obj_name, const char *name, char *out, size_t cap,
+                                  Error *err) {
+    out[0] = '\0';
+    if (H5Aexists(obj, name) == 0) return 0;
+    return attr_read_str(obj, obj_name, name, out, cap, err);
+}
+#define ATTR_READ_STR_OPTIONAL(obj, obj_name, name, field, err)                                                     \
+    attr_read_str_optional(obj, obj_name, name, field, sizeof(field), err)
+
 /* Opens group /name; *g stays invalid and 0 is returned when it is absent and optional. */
 static int group_open(hid_t f, const char *name, int required, hid_t *g, Error *err) {
     *g = H5I_INVALID_HID;
@@ -652,7 +665,11 @@ static int read_root_attrs(hid_t f, RunRecord *r, Error *err) {
         ATTR_READ_STR(f, "/", "start_time", r->start_time, err) || ATTR_READ_STR(f, "/", "status", status, err) ||
         attr_read_int(f, "/", "failed_step", &r->failed_step, err) ||
         ATTR_READ_STR(f, "/", "failure", r->failure, err) || attr_read_int(f, "/", "frames", &r->frames, err) ||
-        attr_read_int(f, "/", "height", &r->height, err) || attr_read_int(f, "/", "width", &r->width, err))
+        attr_read_int(f, "/", "height", &r->height, err) || attr_read_int(f, "/", "width", &r->width, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "conditioning", r->conditioning, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "contexts_path", r->contexts_path, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "contexts_sha256", r->contexts_sha256, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "contexts_negative_id", r->contexts_negative_id, err))
         return -1;
     if (strcmp(status, "complete") == 0) r->failed = 0;
     else if (strcmp(status, "failed") == 0) r->failed = 1;
@@ -1065,6 +1082,12 @@ int record_print_info(const char *path, FILE *out, Error *err) {
             r.weights_sha256[0] ? r.weights_sha256 : "-");
     fprintf(out, "  prompt     \"%s\"\n", r.prompt);
     if (r.negative_prompt[0]) fprintf(out, "  negative   \"%s\"\n", r.negative_prompt);
+    if (strcmp(r.conditioning, "contexts") == 0)
+        fprintf(out, "  text       contexts from %s (sha256 %s), negative key %s\n", r.contexts_path,
+                r.contexts_sha256, r.contexts_negative_id);
+    else if (r.conditioning[0])
+        fprintf(out, "  text       %s%s\n", r.conditioning,
+                strcmp(r.conditioning, "random-stand-in") == 0 ? " (seeded random contexts: timing only)" : "");
     fprintf(out, "  seed       %llu\n", (unsigned long long)r.seed);
     fprintf(out, "  sampling   %d steps, solver %s, shift %g, guidance %g\n", r.steps, r.solver, r.shift, r.guidance);
     fprintf(out, "  backend    %s on %s, cachebench %s\n", r.backend, r.device, r.version);

@@ -4,7 +4,10 @@
  * xarray.open_dataset(path, group=G, engine="h5netcdf") open each group without special flags):
  *   /                 attributes: strategy, strategy_spec, model, weights_path, weights_sha256, prompt_id, prompt,
  *                     negative_prompt, seed, steps, solver, shift, guidance, backend, device, version, start_time,
- *                     status ("complete" | "failed"), failed_step, failure, frames, height, width
+ *                     status ("complete" | "failed"), failed_step, failure, frames, height, width,
+ *                     conditioning (how the text was encoded: "vocabulary" | "contexts" | "random-stand-in"),
+ *                     contexts_path, contexts_sha256, contexts_negative_id ("" unless conditioning is "contexts").
+ *                     The last four are optional on reading (records written before them read as "").
  *   /steps            dims step[steps], branch[2] (0 = cond, 1 = uncond; attribute "names" = "cond,uncond")
  *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
  *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
@@ -48,6 +51,10 @@ typedef struct {
     char prompt_id[64];
     char prompt[512];
     char negative_prompt[512];
+    char conditioning[32];          /* "vocabulary" | "contexts" | "random-stand-in" ("" in older records) */
+    char contexts_path[1024];       /* contexts file, its sha256 and the key of the negative context */
+    char contexts_sha256[65];
+    char contexts_negative_id[64];
     uint64_t seed;
     int steps;
     char solver[16];

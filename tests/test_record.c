@@ -95,6 +95,10 @@ static void fill_record(RunRecord *r, int latents, int metrics) {
     /* UTF-8 and a quote: strings must come back byte-identical in C and as str in Python. */
     snprintf(r->prompt, sizeof r->prompt, "A caf\xc3\xa9 in the rain, \"cinematic\", 4k \xe2\x80\x94 slow pan");
     snprintf(r->negative_prompt, sizeof r->negative_prompt, "blurry, low quality");
+    snprintf(r->conditioning, sizeof r->conditioning, "contexts");
+    snprintf(r->contexts_path, sizeof r->contexts_path, "/data/contexts \xc3\xa9.safetensors");
+    snprintf(r->contexts_sha256, sizeof r->contexts_sha256, "%064d", 7);
+    snprintf(r->contexts_negative_id, sizeof r->contexts_negative_id, "__negative__");
     r->seed = 0xDEADBEEFCAFEF00Dull; /* above 2^63: uint64 must survive */
     r->steps = STEPS;
     snprintf(r->solver, sizeof r->solver, "unipc");
@@ -169,6 +173,10 @@ static void assert_records_equal(const RunRecord *a, const RunRecord *b) {
     cr_assert_str_eq(a->prompt_id, b->prompt_id);
     cr_assert_str_eq(a->prompt, b->prompt);
     cr_assert_str_eq(a->negative_prompt, b->negative_prompt);
+    cr_assert_str_eq(a->conditioning, b->conditioning);
+    cr_assert_str_eq(a->contexts_path, b->contexts_path);
+    cr_assert_str_eq(a->contexts_sha256, b->contexts_sha256);
+    cr_assert_str_eq(a->contexts_negative_id, b->contexts_negative_id);
     cr_assert_eq(a->seed, b->seed);
     cr_assert_eq(a->steps, b->steps);
     cr_assert_str_eq(a->solver, b->solver);
@@ -349,6 +357,10 @@ static void write_sidecar(const char *json_path, const RunRecord *r) {
     cJSON_AddStringToObject(s, "prompt_id", r->prompt_id);
     cJSON_AddStringToObject(s, "prompt", r->prompt);
     cJSON_AddStringToObject(s, "negative_prompt", r->negative_prompt);
+    cJSON_AddStringToObject(s, "conditioning", r->conditioning);
+    cJSON_AddStringToObject(s, "contexts_path", r->contexts_path);
+    cJSON_AddStringToObject(s, "contexts_sha256", r->contexts_sha256);
+    cJSON_AddStringToObject(s, "contexts_negative_id", r->contexts_negative_id);
     cJSON_AddStringToObject(s, "solver", r->solver);
     cJSON_AddStringToObject(s, "backend", r->backend);
     cJSON_AddStringToObject(s, "device", r->device);
