@@ -13,8 +13,15 @@
 
 #include "models/kernels.h"
 
-/* Rows of a BF16/F16 weight converted per GEMM call: 256 rows of the widest input (10,240) are 10 MB. */
-#define T5_BLOCK_ROWS 256
+/* A BF16/F16 weight is converted T5_BLOCK_FLOATS at a time (16 MB of fp32: 1,024 rows of 4,096 or 409 of 10,240),
+ * whole rows, at least T5_MIN_BLOCK_ROWS: large enough for sgemm to run near its peak on each block. */
+#define T5_BLOCK_FLOATS ((size_t)1 << 22)
+#define T5_MIN_BLOCK_ROWS 64
+
+static int block_rows(int K) {
+    size_t rows = T5_BLOCK_FLOATS / (size_t)K;
+    return rows < T5_MIN_BLOCK_ROWS ? T5_MIN_BLOCK_ROWS : (int)rows;
+}
 
 int t5_relative_bucket(int rel, int num_buckets, int max_distance) {
     int half = num_buckets / 2, max_exact = half / 2;
@@ -28,7 +35,7 @@ int t5_relative_bucket(int rel, int num_buckets, int max_distance) {
     return bucket + (large < half - 1 ? large : half - 1);
 }
 
-size_t t5_matmul_scratch_floats(int K) { return (size_t)T5_BLOCK_ROWS * (size_t)K; }
+size_t t5_matmul_scratch_floats(int K) { return (size_t)block_rows(K) * (size_t)K; }
 
 static void convert_rows(float *dst, const T5Matrix *w, int r0, int nr) {
     size_t count = (size_t)nr * w->cols, base = (size_t)r0 * w->cols;
@@ -53,8 +60,9 @@ void t5_matmul(float *out, const float *in, const T5Matrix *w, int M, float *scr
                     out, N);
         return;
     }
-    for (int r0 = 0; r0 < N; r0 += T5_BLOCK_ROWS) {
-        int nr = N - r0 < T5_BLOCK_ROWS ? N - r0 : T5_BLOCK_ROWS;
+    int rows = block_rows(K);
+    for (int r0 = 0; r0 < N; r0 += rows) {
+        int nr = N - r0 < rows ? N - r0 : rows;
         convert_rows(scratch, w, r0, nr);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, in, K, scratch, K, 0.0f, out + r0, N);
     }
