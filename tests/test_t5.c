@@ -168,6 +168,9 @@ Test(t5, matmul_matches_naive_across_blocks) {
     fixture_random(in, M * K, 1);
     fixture_random(wf, (size_t)N * K, 2);
     cr_assert_lt(t5_matmul_scratch_floats(K), (size_t)N * K, "one block holds the whole matrix: nothing tested");
+    /* one scratch serves every narrower matrix of a model (the encoder sizes it for its widest input) */
+    for (int k = 2; k < 40000; k += 37)
+        cr_assert_geq(t5_matmul_scratch_floats(k), t5_matmul_scratch_floats(k - 1), "K %d", k);
     for (int d = 0; d < 3; d++) {
         T5Matrix w = {ST_F32, wf, N, K};
         if (d > 0) {

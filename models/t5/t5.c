@@ -35,7 +35,11 @@ int t5_relative_bucket(int rel, int num_buckets, int max_distance) {
     return bucket + (large < half - 1 ? large : half - 1);
 }
 
-size_t t5_matmul_scratch_floats(int K) { return (size_t)block_rows(K) * (size_t)K; }
+/* Enough for every K' <= K: a block is at most T5_BLOCK_FLOATS, or T5_MIN_BLOCK_ROWS rows when rows are longer. */
+size_t t5_matmul_scratch_floats(int K) {
+    size_t min_block = (size_t)T5_MIN_BLOCK_ROWS * (size_t)K;
+    return min_block > T5_BLOCK_FLOATS ? min_block : T5_BLOCK_FLOATS;
+}
 
 static void convert_rows(float *dst, const T5Matrix *w, int r0, int nr) {
     size_t count = (size_t)nr * w->cols, base = (size_t)r0 * w->cols;

@@ -62,7 +62,7 @@ int t5_encode(const T5Encoder *enc, const int *ids, int n, float *out, Error *er
 int t5_relative_bucket(int rel, int num_buckets, int max_distance);
 
 /* out[M][N] = in[M][K] . W[N][K]^T for a stored matrix of any supported dtype; BF16/F16 rows are converted in blocks
- * into scratch (t5_matmul_scratch_floats(K) floats). */
+ * into scratch (t5_matmul_scratch_floats(K) floats, enough for any K' <= K). */
 size_t t5_matmul_scratch_floats(int K);
 void t5_matmul(float *out, const float *in, const T5Matrix *w, int M, float *scratch);
 
