@@ -2,7 +2,8 @@
  * weights: tokens/s for one 512-token prompt, and its GFLOP/s against a plain fp32 cblas_sgemm of the FFN shape in
  * the same run. XXL has 24 layers (~0.45 GB of BF16 each); to stay within a small machine's memory and a short run,
  * T5_BENCH_LAYERS layers (default 2) are timed and the 24-layer time is extrapolated linearly (each layer costs the
- * same; the embedding lookup and final norm are negligible). Best of T5_BENCH_REPS runs (default 2) after a warm-up. */
+ * same; the embedding lookup and final norm are negligible). Best of T5_BENCH_REPS runs (default 2) after a warm-up.
+ * T5_BENCH_TOKENS (default 512) sets the prompt length. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -15,7 +16,6 @@
 #include "models/t5/t5.h"
 
 #define XXL_LAYERS 24
-#define TOKENS 512
 
 static void *xmalloc(size_t bytes) {
     void *p = malloc(bytes);
@@ -47,8 +47,9 @@ static float *filled(size_t n, float v) {
 int main(void) {
     const char *env = getenv("T5_BENCH_LAYERS");
     int layers = env ? atoi(env) : 2, reps = getenv("T5_BENCH_REPS") ? atoi(getenv("T5_BENCH_REPS")) : 2;
-    if (layers < 1 || layers > XXL_LAYERS || reps < 1) {
-        fprintf(stderr, "bench_t5: T5_BENCH_LAYERS must be 1..24 and T5_BENCH_REPS >= 1\n");
+    const int TOKENS = getenv("T5_BENCH_TOKENS") ? atoi(getenv("T5_BENCH_TOKENS")) : 512;
+    if (layers < 1 || layers > XXL_LAYERS || reps < 1 || TOKENS < 1 || TOKENS > 512) {
+        fprintf(stderr, "bench_t5: T5_BENCH_LAYERS must be 1..24, T5_BENCH_REPS >= 1, T5_BENCH_TOKENS 1..512\n");
         return 1;
     }
     T5Encoder enc = {0};
@@ -68,7 +69,7 @@ int main(void) {
         L->rel_bias = filled((size_t)c->buckets * c->heads, 0.1f);
     }
     enc.final_norm = filled((size_t)c->dim, 1.0f);
-    int ids[TOKENS];
+    int ids[512];
     for (int i = 0; i < TOKENS; i++) ids[i] = (i * 7919) % c->vocab;
     float *out = xmalloc((size_t)TOKENS * c->dim * sizeof(float));
 
