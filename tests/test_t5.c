@@ -288,6 +288,16 @@ static void train_spm(const char *dir) {
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
 }
 
+static SpmModel *trained_spm(const char *dir) {
+    train_spm(dir);
+    char model[512];
+    snprintf(model, sizeof model, "%s/spiece.model", dir);
+    Error err = {{0}};
+    SpmModel *spm = spm_model_load(model, &err);
+    cr_assert_not_null(spm, "%s", err.msg);
+    return spm;
+}
+
 /* spm_encode's ids for each line of texts (no EOS). */
 static void spm_encode_lines(const char *dir, const char *const *texts, int n, int **ids, int *counts) {
     char in[512], out[512], cmd[2048];
@@ -311,12 +321,8 @@ static void spm_encode_lines(const char *dir, const char *const *texts, int n, i
 
 Test(t5, tokenizer_matches_spm_encode, .timeout = 60) {
     char *dir = fixture_tmpdir();
-    train_spm(dir);
-    char model[512];
-    snprintf(model, sizeof model, "%s/spiece.model", dir);
+    SpmModel *spm = trained_spm(dir);
     Error err = {{0}};
-    SpmModel *spm = spm_model_load(model, &err);
-    cr_assert_not_null(spm, "%s", err.msg);
     cr_assert_eq(spm_model_eos_id(spm), 1);
     const char *texts[] = {
         "A cat walks on the grass, realistic style.",
@@ -356,12 +362,8 @@ Test(t5, tokenizer_matches_spm_encode, .timeout = 60) {
 
 Test(t5, long_prompt_is_truncated_keeping_eos, .timeout = 60) {
     char *dir = fixture_tmpdir();
-    train_spm(dir);
-    char model[512];
-    snprintf(model, sizeof model, "%s/spiece.model", dir);
+    SpmModel *spm = trained_spm(dir);
     Error err = {{0}};
-    SpmModel *spm = spm_model_load(model, &err);
-    cr_assert_not_null(spm, "%s", err.msg);
     size_t cap = 6000;
     char *text = calloc(cap, 1);
     for (int i = 0; strlen(text) + 64 < cap; i++) strcat(text, i % 2 ? "waves crashing 混合 " : "cats fight 42 ");
@@ -435,12 +437,8 @@ Test(t5, missing_tokenizer_is_reported) {
 
 Test(t5, cli_encode_writes_trimmed_contexts, .timeout = 60) {
     char *dir = fixture_tmpdir();
-    train_spm(dir);
-    char model[512];
-    snprintf(model, sizeof model, "%s/spiece.model", dir);
+    SpmModel *spm = trained_spm(dir);
     Error err = {{0}};
-    SpmModel *spm = spm_model_load(model, &err);
-    cr_assert_not_null(spm, "%s", err.msg);
     T5Config cfg = SMALL;
     cfg.vocab = spm_model_vocab_size(spm);
     char weights[512], prompts[512], ctx_path[512];
