@@ -35,7 +35,7 @@ $(BUILD)/version.h: FORCE
 $(BUILD)/harness/experiment.o: $(BUILD)/version.h
 
 # Module-specific rules (generated sources, embedded data, CUDA) live beside their module.
--include $(wildcard */*.mk)
+-include $(wildcard */*.mk */*/*.mk)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

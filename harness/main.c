@@ -20,6 +20,7 @@ static const Command COMMANDS[] = {
     {"sweep", cmd_sweep, "run a grid of strategies x settings x prompts x seeds (resumable), then summary and plots"},
     {"plot", cmd_plot, "redraw a sweep's summary.tsv, plots and report.md from its run files"},
     {"export", cmd_export, "write the frames of a run record as PNG files"},
+    {"encode", cmd_encode, "turn prompt text into umT5 contexts (Wan2.1's text encoder) in a .safetensors file"},
 };
 
 static void usage(FILE *out) {

@@ -3,7 +3,7 @@
 # as another user it only reports what is missing.
 set -e
 PKGS="build-essential pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev libcriterion-dev libpng-dev
-libinih-dev gnuplot-nox hdf5-tools python3-numpy python3-h5py python3-h5netcdf python3-xarray python3-skimage python3-torch"
+libinih-dev libsentencepiece-dev sentencepiece gnuplot-nox hdf5-tools python3-numpy python3-h5py python3-h5netcdf python3-xarray python3-skimage python3-torch"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
