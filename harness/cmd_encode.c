@@ -7,11 +7,12 @@
 
 #include "datasets/prompts.h"
 #include "harness/cli.h"
+#include "harness/contexts.h"
+#include "models/dit/config.h"
 #include "models/safetensors.h"
 #include "models/t5/t5.h"
 #include "models/t5/tokenizer.h"
 
-#define NEGATIVE_KEY "__negative__"
 
 static void encode_usage(FILE *out) {
     fprintf(out,
@@ -20,7 +21,7 @@ static void encode_usage(FILE *out) {
             "Tokenizes every prompt of a prompt set as Wan2.1 does (umT5 SentencePiece, text cleaning, </s>, at most\n"
             "512 tokens) and runs the umT5 encoder on the CPU. Writes one F32 tensor per prompt id, shaped\n"
             "[n_tokens, dim] (trimmed to the prompt's tokens including </s>), and the negative prompt's context under\n"
-            "'" NEGATIVE_KEY "'. Progress goes to stderr.\n\n"
+            "'" CONTEXTS_NEGATIVE_KEY "'. Progress goes to stderr.\n\n"
             "  --text-encoder PATH  umT5 encoder weights: a .safetensors file, or a folder of them (shards), with the\n"
             "                       official Wan names or the Hugging Face UMT5 names; F32, F16 or BF16\n"
             "  --tokenizer PATH     spiece.model, or a folder holding it. Default: the first of spiece.model,\n"
@@ -85,7 +86,7 @@ int cmd_encode(int argc, char **argv) {
     if (!prompts_path) return cli_usage_error("encode", "--prompts FILE is required");
     if (!out) return cli_usage_error("encode", "--out FILE is required");
     /* As wan/text2video.py: an empty negative prompt means the default one. */
-    if (!negative || !negative[0]) negative = T5_WAN_NEGATIVE_PROMPT;
+    if (!negative || !negative[0]) negative = WAN_DEFAULT_NEGATIVE_PROMPT;
 
     Error err = {{0}};
     PromptSet set = {0};
@@ -96,8 +97,8 @@ int cmd_encode(int argc, char **argv) {
     char spm_path[4096];
     if (prompt_set_read(prompts_path, &set, &err)) goto done;
     for (int i = 0; i < set.count; i++)
-        if (strcmp(set.items[i].id, NEGATIVE_KEY) == 0) {
-            error_set(&err, "%s: the prompt id '%s' is reserved for the negative prompt", prompts_path, NEGATIVE_KEY);
+        if (strcmp(set.items[i].id, CONTEXTS_NEGATIVE_KEY) == 0) {
+            error_set(&err, "%s: the prompt id '%s' is reserved for the negative prompt", prompts_path, CONTEXTS_NEGATIVE_KEY);
             goto done;
         }
     if (t5_find_tokenizer(encoder_path, tokenizer_arg, spm_path, sizeof spm_path, &err)) goto done;
@@ -112,7 +113,7 @@ int cmd_encode(int argc, char **argv) {
     }
     for (int i = 0; i <= set.count; i++) {
         int is_negative = i == set.count;
-        const char *label = is_negative ? NEGATIVE_KEY : set.items[i].id;
+        const char *label = is_negative ? CONTEXTS_NEGATIVE_KEY : set.items[i].id;
         const char *text = is_negative ? negative : set.items[i].text;
         float *ctx = NULL;
         int n = 0;
@@ -122,7 +123,7 @@ int cmd_encode(int argc, char **argv) {
         if (failed) goto done;
     }
     if (st_write(out, tensors, count, &err)) goto done;
-    printf("%s: %d prompt contexts + %s, dim %d\n", out, set.count, NEGATIVE_KEY, enc.cfg.dim);
+    printf("%s: %d prompt contexts + %s, dim %d\n", out, set.count, CONTEXTS_NEGATIVE_KEY, enc.cfg.dim);
     rc = 0;
 done:
     if (rc) fprintf(stderr, "cachebench encode: %s\n", err.msg);

@@ -14,10 +14,6 @@
 
 #define CONTEXTS_NEGATIVE_KEY "__negative__"
 
-/* Wan2.1's default negative prompt, `sample_neg_prompt` in wan/configs/shared_config.py (Wan-Video/Wan2.1):
- * text2video.py encodes it for the uncond branch when no negative prompt is given. Copied byte for byte. */
-extern const char WAN_DEFAULT_NEGATIVE_PROMPT[];
-
 typedef struct {
     StFile file;
     char sha256[65];

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "models/dit/config.h"
 #include "models/safetensors.h"
 #include "models/t5/t5.h"
 #include "models/t5/tokenizer.h"
@@ -265,7 +266,7 @@ static const char *const CORPUS[] = {
     "A drone shot of waves crashing against the rugged cliffs along Big Sur's garay point beach.",
     "The camera follows behind a white vintage SUV with a black roof rack as it speeds up a steep dirt road.",
     "Ünïcödé café naïve déjà vu, mixed 文本 with numbers 42 and 混合 text.",
-    T5_WAN_NEGATIVE_PROMPT,
+    WAN_DEFAULT_NEGATIVE_PROMPT,
     "一只猫在草地上行走，写实风格。海浪拍打着崎岖的悬崖。",
     "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images.",
 };
@@ -327,7 +328,7 @@ Test(t5, tokenizer_matches_spm_encode, .timeout = 60) {
     const char *texts[] = {
         "A cat walks on the grass, realistic style.",
         "Ünïcödé café naïve – déjà vu",
-        T5_WAN_NEGATIVE_PROMPT,
+        WAN_DEFAULT_NEGATIVE_PROMPT,
         "ｆｕｌｌ ｗｉｄｔｈ ＡＢＣ １２３，混合 mixed 文本 with numbers 42",
         "emoji 🐱 and a snowman ☃ the model has never seen",
         "",
@@ -459,7 +460,7 @@ Test(t5, cli_encode_writes_trimmed_contexts, .timeout = 60) {
     T5Encoder enc;
     cr_assert_eq(t5_encoder_open(&enc, weights, &err), 0, "%s", err.msg);
     const char *keys[3] = {"cat", "zh", "__negative__"};
-    const char *texts[3] = {"A cat walks on the grass, realistic style.", "一只猫在草地上行走。", T5_WAN_NEGATIVE_PROMPT};
+    const char *texts[3] = {"A cat walks on the grass, realistic style.", "一只猫在草地上行走。", WAN_DEFAULT_NEGATIVE_PROMPT};
     for (int i = 0; i < 3; i++) {
         const StTensor *t = st_find(&st, keys[i]);
         cr_assert_not_null(t, "no tensor '%s'", keys[i]);

@@ -32,6 +32,13 @@ typedef struct {
     const char *default_solver;     /* a solver of harness/solvers/ by name: Wan's own (unipc) for Wan configs */
 } DitConfig;
 
+/* Wan2.1's default negative prompt (wan/configs/shared_config.py, sample_neg_prompt): the uncond branch's text when
+ * none is given, as wan/text2video.py does. Data of the Wan pipeline, kept beside the Wan configs. */
+#define WAN_DEFAULT_NEGATIVE_PROMPT                                                                                       \
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，" \
+    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，"  \
+    "三条腿，背景人很多，倒着走"
+
 /* NULL when the name is unknown. */
 const DitConfig *dit_config_by_name(const char *name);
 /* Comma-separated list of known names, for error messages. */

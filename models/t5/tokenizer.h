@@ -12,12 +12,6 @@
 
 #define T5_TEXT_LEN 512
 
-/* Wan2.1's default negative prompt (wan/configs/shared_config.py, sample_neg_prompt), used when none is given. */
-#define T5_WAN_NEGATIVE_PROMPT                                                                                       \
-    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，" \
-    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，"  \
-    "三条腿，背景人很多，倒着走"
-
 /* Where spiece.model is found for an encoder at `encoder` (a .safetensors file or a folder), when no tokenizer path
  * is given: the first existing of DIR/spiece.model, DIR/google/umt5-xxl/spiece.model, DIR/tokenizer/spiece.model,
  * DIR/../tokenizer/spiece.model (Diffusers: text_encoder/ beside tokenizer/), where DIR is the folder itself or the
