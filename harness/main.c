@@ -20,6 +20,7 @@ static const Command COMMANDS[] = {
     {"sweep", cmd_sweep, "run a grid of strategies x settings x prompts x seeds (resumable), then summary and plots"},
     {"plot", cmd_plot, "redraw a sweep's summary.tsv, plots and report.md from its run files"},
     {"export", cmd_export, "write the frames of a run record as PNG files"},
+    {"decode", cmd_decode, "decode latents to RGB video with the Wan2.1 VAE decoder"},
 };
 
 static void usage(FILE *out) {

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "metrics/image.h"
 #include "models/safetensors.h"
 #include "models/vae/vae.h"
 #include "tests/fixtures.h"
@@ -269,6 +272,110 @@ Test(vae, missing_tensor_names_the_tensor) {
     cr_assert_neq(vae_load(&m, &bigger, path, &err), 0);
     cr_assert(strstr(err.msg, "missing tensor 'decoder.upsamples.2.residual") || strstr(err.msg, "shape"),
               "%s", err.msg);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+/* ---- cachebench decode ---- */
+
+static void write_latents(const char *path, int channels, int F, int H, int W, uint64_t seed) {
+    const size_t n = (size_t)channels * F * H * W;
+    float *z = malloc(n * sizeof(float));
+    fixture_random(z, n, seed);
+    StWriteTensor t = {.name = "latents", .dtype = ST_F32, .ndim = 4, .shape = {channels, F, H, W}, .data = z};
+    Error err = {0};
+    cr_assert_eq(st_write(path, &t, 1, &err), 0, "%s", err.msg);
+    free(z);
+}
+
+static int count_entries(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' 2>/dev/null | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1) n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+Test(vae, cli_decode_writes_frames_and_tensor, .timeout = 60) {
+    char *dir = fixture_tmpdir();
+    char wpath[512], zpath[512], out[512], tpath[512], png[600], log[8192];
+    snprintf(wpath, sizeof wpath, "%s/vae.safetensors", dir);
+    snprintf(zpath, sizeof zpath, "%s/z.safetensors", dir);
+    snprintf(out, sizeof out, "%s/frames", dir);
+    snprintf(tpath, sizeof tpath, "%s/video.safetensors", dir);
+    const int mult[] = {1, 2, 2}, temporal[] = {1, 1};
+    VaeConfig cfg = small_config(4, 3, mult, 1, temporal);
+    Error err = {0};
+    cr_assert_eq(vae_write_random(wpath, &cfg, 21, ST_F16, &err), 0, "%s", err.msg);
+    const int F = 3, H = 3, W = 4, T = 9, h = 12, w = 16;
+    write_latents(zpath, VAE_Z_DIM, F, H, W, 22);
+    const char *args[] = {"decode", "--vae", wpath, zpath, "--out", out, "--out-tensor", tpath, NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, args), 0, "%s", log);
+    cr_assert(strstr(log, "latent frame 3/3"), "progress per latent frame expected on stderr:\n%s", log);
+    cr_assert_eq(count_entries(out), T, "expected exactly %d PNGs (no staging folder left):\n%s", T, log);
+
+    /* The tensor equals the library's decode, the PNGs its quantisation. */
+    VaeModel m;
+    cr_assert_eq(vae_load_auto(&m, wpath, &err), 0, "%s", err.msg);
+    StFile zf, vf;
+    cr_assert_eq(st_open(&zf, zpath, &err), 0, "%s", err.msg);
+    int T_lib;
+    float *lib = decode_all(&m, st_find(&zf, "latents")->data, F, H, W, &T_lib);
+    cr_assert_eq(st_open(&vf, tpath, &err), 0, "%s", err.msg);
+    const StTensor *v = st_find(&vf, "video");
+    cr_assert(v && v->ndim == 4 && v->shape[0] == 3 && v->shape[1] == T && v->shape[2] == h && v->shape[3] == w);
+    const float *got = v->data;
+    for (size_t i = 0; i < (size_t)3 * T * h * w; i++)
+        cr_assert(fabsf(got[i] - lib[i]) <= 1e-6f, "video[%zu] = %g, library %g", i, got[i], lib[i]);
+    float frame[3 * 12 * 16];
+    uint8_t want[12 * 16 * 3];
+    for (int t = 0; t < T; t += 4) {
+        for (int c = 0; c < 3; c++) memcpy(frame + c * h * w, lib + ((size_t)c * T + t) * h * w, h * w * sizeof(float));
+        vae_frame_to_rgb8(frame, h, w, want);
+        snprintf(png, sizeof png, "%s/frame_%03d.png", out, t);
+        Image img;
+        cr_assert_eq(image_read_png(png, &img, &err), 0, "%s", err.msg);
+        cr_assert(img.height == h && img.width == w && memcmp(img.rgb, want, sizeof want) == 0, "%s differs", png);
+        image_free(&img);
+    }
+    st_close(&zf);
+    st_close(&vf);
+    free(lib);
+    vae_free(&m);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+Test(vae, cli_decode_bad_inputs_write_nothing, .timeout = 60) {
+    char *dir = fixture_tmpdir();
+    char wpath[512], zbad[512], zgood[512], out[512], tpath[512], log[8192];
+    snprintf(wpath, sizeof wpath, "%s/vae.safetensors", dir);
+    snprintf(zbad, sizeof zbad, "%s/z15.safetensors", dir);
+    snprintf(zgood, sizeof zgood, "%s/z.safetensors", dir);
+    snprintf(out, sizeof out, "%s/frames", dir);
+    snprintf(tpath, sizeof tpath, "%s/video.safetensors", dir);
+    const int mult[] = {1, 2}, temporal[] = {1};
+    VaeConfig cfg = small_config(4, 2, mult, 1, temporal);
+    Error err = {0};
+    cr_assert_eq(vae_write_random(wpath, &cfg, 2, ST_F32, &err), 0, "%s", err.msg);
+    write_latents(zbad, 15, 2, 3, 3, 1);
+    write_latents(zgood, VAE_Z_DIM, 2, 3, 3, 1);
+
+    const char *wrong_channels[] = {"decode", "--vae", wpath, zbad, "--out", out, "--out-tensor", tpath, NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, wrong_channels), 1, "%s", log);
+    cr_assert(strstr(log, zbad) && strstr(log, "latents"), "the error must name the file and tensor: %s", log);
+    const char *no_vae[] = {"decode", "--vae", zgood, zgood, "--out", out, "--out-tensor", tpath, NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, no_vae), 1, "%s", log);
+    cr_assert(strstr(log, "not a Wan VAE checkpoint"), "%s", log);
+    const char *no_output[] = {"decode", "--vae", wpath, zgood, NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, no_output), 2, "%s", log);
+    cr_assert_eq(count_entries(out), 0, "bad input left files in %s", out);
+    cr_assert_neq(access(tpath, F_OK), 0, "bad input left %s", tpath);
+    cr_assert_eq(count_entries(dir), 3, "only the three inputs may remain in %s", dir);
     fixture_rmdir(dir);
     free(dir);
 }

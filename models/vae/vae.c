@@ -967,3 +967,23 @@ int vae_decode(const VaeModel *m, const float *latents, int F, int H, int W, Vae
     vae_decoder_free(d);
     return rc;
 }
+
+void vae_frame_to_rgb8(const float *rgb, int height, int width, uint8_t *out) {
+    const size_t P = (size_t)height * width;
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < P; i++) {
+            float v = (rgb[c * P + i] + 1.0f) * 0.5f;
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            out[i * 3 + c] = (uint8_t)lrintf(v * 255.0f);
+        }
+}
+
+static int store_rgb8(void *user, int t, const float *rgb, int height, int width, Error *err) {
+    (void)err;
+    vae_frame_to_rgb8(rgb, height, width, (uint8_t *)user + (size_t)t * height * width * 3);
+    return 0;
+}
+
+int vae_decode_video(const VaeModel *m, const float *latents, int F, int H, int W, uint8_t *video, Error *err) {
+    return vae_decode(m, latents, F, H, W, store_rgb8, video, err);
+}

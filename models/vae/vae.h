@@ -110,4 +110,9 @@ void vae_decoder_free(VaeDecoder *d);
 /* Whole decode: latents [z_dim][F][H][W]. */
 int vae_decode(const VaeModel *m, const float *latents, int F, int H, int W, VaeFrameFn fn, void *user, Error *err);
 
+/* [3][H][W] in [-1, 1] -> [H][W][3] uint8: (x + 1) / 2 * 255 rounded, as harness/runner.c quantises videos. */
+void vae_frame_to_rgb8(const float *rgb, int height, int width, uint8_t *out);
+/* Whole decode into uint8 RGB video [T][8H][8W][3] (T = vae_num_frames): what a run record stores in /video. */
+int vae_decode_video(const VaeModel *m, const float *latents, int F, int H, int W, uint8_t *video, Error *err);
+
 #endif
