@@ -379,3 +379,54 @@ Test(vae, cli_decode_bad_inputs_write_nothing, .timeout = 60) {
     fixture_rmdir(dir);
     free(dir);
 }
+
+/* scripts/convert_wan_vae.py on a tiny Wan2.1_VAE.pth-like state dict: names kept, the decoder loads the result
+ * with the same weights (F32 exactly; BF16 within its rounding), --decoder-only drops encoder.* and conv1.*. */
+Test(vae, convert_script_keeps_names_and_values, .timeout = 120) {
+    if (!have_torch()) cr_skip_test("%s cannot import numpy and torch", fixture_python());
+    char *dir = fixture_tmpdir();
+    char src[512], pth[512], f32[512], bf16[512], cmd[4096], log[8192];
+    snprintf(src, sizeof src, "%s/src.safetensors", dir);
+    snprintf(pth, sizeof pth, "%s/Wan2.1_VAE.pth", dir);
+    snprintf(f32, sizeof f32, "%s/f32.safetensors", dir);
+    snprintf(bf16, sizeof bf16, "%s/bf16.safetensors", dir);
+    const int mult[] = {1, 2, 2}, temporal[] = {1, 0};
+    VaeConfig cfg = small_config(4, 3, mult, 1, temporal);
+    Error err = {0};
+    cr_assert_eq(vae_write_random(src, &cfg, 31, ST_F32, &err), 0, "%s", err.msg);
+    snprintf(cmd, sizeof cmd,
+             "'%1$s' tests/vae_make_pth.py '%2$s' '%3$s' && '%1$s' scripts/convert_wan_vae.py '%3$s' '%4$s' && "
+             "'%1$s' scripts/convert_wan_vae.py '%3$s' '%5$s' --dtype bf16 --decoder-only 2>&1",
+             fixture_python(), src, pth, f32, bf16);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(log, 1, sizeof log - 1, p);
+    log[n] = 0;
+    cr_assert_eq(pclose(p), 0, "%s failed:\n%s", cmd, log);
+
+    VaeModel a, b, c;
+    cr_assert_eq(vae_load_auto(&a, src, &err), 0, "%s", err.msg);
+    cr_assert_eq(vae_load_auto(&b, f32, &err), 0, "%s", err.msg);
+    cr_assert_eq(vae_load_auto(&c, bf16, &err), 0, "%s", err.msg);
+    cr_assert_eq(a.arena_floats, b.arena_floats);
+    cr_assert_eq(a.arena_floats, c.arena_floats);
+    cr_assert_eq(memcmp(a.arena, b.arena, a.arena_floats * sizeof(float)), 0, "F32 conversion changed weights");
+    for (size_t i = 0; i < a.arena_floats; i++)
+        cr_assert(fabsf(c.arena[i] - a.arena[i]) <= 0.0040f * fabsf(a.arena[i]), "BF16 weight %zu: %g vs %g", i,
+                  c.arena[i], a.arena[i]);
+    StFile f;
+    cr_assert_eq(st_open(&f, f32, &err), 0, "%s", err.msg);
+    cr_assert_not_null(st_find(&f, "encoder.conv1.weight"), "the full conversion keeps the encoder");
+    cr_assert_not_null(st_find(&f, "conv1.bias"));
+    st_close(&f);
+    cr_assert_eq(st_open(&f, bf16, &err), 0, "%s", err.msg);
+    cr_assert_null(st_find(&f, "encoder.conv1.weight"), "--decoder-only keeps decoder.* and conv2.* only");
+    cr_assert_null(st_find(&f, "conv1.weight"));
+    cr_assert_eq(f.tensors[0].dtype, ST_BF16);
+    st_close(&f);
+    vae_free(&a);
+    vae_free(&b);
+    vae_free(&c);
+    fixture_rmdir(dir);
+    free(dir);
+}
