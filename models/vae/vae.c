@@ -207,20 +207,6 @@ static int for_each_tensor(VaeModel *m, TensorFn fn, void *user) {
     return visit_conv(&m->head, "decoder.head.2", 5, fn, user);
 }
 
-static size_t shape_numel(int ndim, const int64_t *shape) {
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    return n;
-}
-
-static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
-    size_t len = 0;
-    len += (size_t)snprintf(buf + len, cap - len, "[");
-    for (int i = 0; i < ndim && len < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (len < cap) snprintf(buf + len, cap - len, "]");
-}
-
 /* [cout][cin][kt][s] -> [cout][kt][cin][s] (s = ks*ks spatial taps). */
 static void relayout_taps(float *dst, const float *src, const VaeConv *c) {
     const size_t s = (size_t)c->ks * c->ks;
@@ -247,7 +233,7 @@ static int count_tensor(void *user, const char *name, int ndim, const int64_t *s
     (void)slot;
     (void)relayout;
     BindCtx *ctx = user;
-    size_t n = shape_numel(ndim, shape);
+    size_t n = st_numel(ndim, shape);
     ctx->floats += n;
     if (n > ctx->tmp_floats) ctx->tmp_floats = n;
     if (!ctx->file) return 0;
@@ -257,8 +243,8 @@ static int count_tensor(void *user, const char *name, int ndim, const int64_t *s
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
     if (!same) {
-        format_shape(want, sizeof want, ndim, shape);
-        format_shape(got, sizeof got, t->ndim, t->shape);
+        st_format_shape(want, sizeof want, ndim, shape);
+        st_format_shape(got, sizeof got, t->ndim, t->shape);
         return error_set(ctx->err, "%s: tensor '%s' has shape %s, the VAE config needs %s", ctx->file->path, name,
                          got, want);
     }
@@ -272,7 +258,7 @@ static int count_tensor(void *user, const char *name, int ndim, const int64_t *s
  * gammas 1 + N(0, 0.1^2); the head 0.2/sqrt(fan_in) so that the video mostly lies inside the clamp. */
 static void random_tensor(float *dst, const char *name, int ndim, const int64_t *shape, uint64_t seed,
                           uint64_t stream) {
-    size_t n = shape_numel(ndim, shape);
+    size_t n = st_numel(ndim, shape);
     philox_normal(dst, n, seed, stream);
     const char *last = strrchr(name, '.');
     float scale, offset = 0.0f;
@@ -293,7 +279,7 @@ static void random_tensor(float *dst, const char *name, int ndim, const int64_t 
 static int bind_tensor(void *user, const char *name, int ndim, const int64_t *shape, const float **slot,
                        const VaeConv *relayout) {
     BindCtx *ctx = user;
-    size_t n = shape_numel(ndim, shape);
+    size_t n = st_numel(ndim, shape);
     if (ctx->file) {
         const StTensor *t = st_find(ctx->file, name);
         if (st_to_f32(t, ctx->tmp, ctx->err)) return error_prefix(ctx->err, "%s: tensor '%s'", ctx->file->path, name);
@@ -391,7 +377,7 @@ static int collect_random(void *user, const char *name, int ndim, const int64_t 
     }
     const int i = w->count;
     w->names[i] = strdup(name);
-    w->data[i] = malloc(shape_numel(ndim, shape) * sizeof(float));
+    w->data[i] = malloc(st_numel(ndim, shape) * sizeof(float));
     w->count++;
     if (!w->names[i] || !w->data[i]) return -1;
     random_tensor(w->data[i], name, ndim, shape, w->seed, (uint64_t)i);
