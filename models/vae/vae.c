@@ -11,12 +11,13 @@
 #include "core/rng.h"
 #include "models/kernels.h"
 #include "models/safetensors.h"
+#include "models/vae/vae_backend.h"
 
 /* WanVAE.__init__: the latent statistics the DiT's latents were normalised with. */
-static const float LATENT_MEAN[VAE_Z_DIM] = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1745f, 0.9653f,
+const float VAE_LATENT_MEAN[VAE_Z_DIM] = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1745f, 0.9653f,
                                              -0.1517f, 1.5508f,  0.4134f,  -0.0715f, 0.5517f, -0.3632f,
                                              -0.1922f, -0.9497f, 0.2503f,  -0.2921f};
-static const float LATENT_STD[VAE_Z_DIM] = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f, 2.6052f, 2.0743f,
+const float VAE_LATENT_STD[VAE_Z_DIM] = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f, 2.6052f, 2.0743f,
                                             3.2687f, 2.1526f, 2.8652f, 1.5579f, 1.6382f, 1.1253f, 2.8251f, 1.9160f};
 
 /* im2col tiles hold at most this many floats (16 MiB), or one output row where a row needs more. */
@@ -640,6 +641,95 @@ static void conv_apply(const VaeConv *c, const float *const *taps, int H, int W,
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* CPU backend */
+
+static float *cpu_alloc(void *ctx, size_t floats) {
+    (void)ctx;
+    return calloc(floats ? floats : 1, sizeof(float));
+}
+
+static void cpu_release(void *ctx, float *p) {
+    (void)ctx;
+    free(p);
+}
+
+static void cpu_copy(void *ctx, float *dst, const float *src, size_t n) {
+    (void)ctx;
+    memcpy(dst, src, n * sizeof(float));
+}
+
+static void cpu_rms_norm(void *ctx, float *out, const float *x, const float *gamma, int C, size_t P, float *ss,
+                         int silu_after) {
+    (void)ctx;
+    rms_norm_channels(out, x, gamma, C, P, ss, silu_after);
+}
+
+static void cpu_conv(void *ctx, const VaeConv *c, const float *const *taps, int H, int W, int upsample, float *out,
+                     int accumulate, float *col, size_t col_floats) {
+    (void)ctx;
+    conv_apply(c, taps, H, W, upsample, out, accumulate, col, col_floats);
+}
+
+static void cpu_add(void *ctx, float *out, const float *x, size_t n) {
+    (void)ctx;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN_FLOATS)
+    for (size_t i = 0; i < n; i++) out[i] += x[i];
+}
+
+static size_t cpu_attention_scratch(int P, int C) {
+    (void)C;
+    return attention_scratch_floats(P, P, 1);
+}
+
+/* Single-head self-attention over the P pixels of one frame (AttentionBlock): q, k, v are the contiguous thirds
+ * of to_qkv's output channels; out = x + proj(attention). */
+static void cpu_attention(void *ctx, const VaeBlock *k, const float *x, float *out, int P, float *xn, float *ss,
+                          float *q, float *kk, float *v, float *att, float *scratch) {
+    (void)ctx;
+    const int C = k->cin;
+    rms_norm_channels(xn, x, k->gamma1, C, (size_t)P, ss, 0);
+    float *qkv[3] = {q, kk, v};
+    for (int j = 0; j < 3; j++) {
+        /* [P][C] = xn^T . Wj^T with Wj the j-th third of to_qkv's rows; start from the bias. */
+        const float *bias = k->conv1.b + (size_t)j * C;
+        for (int p = 0; p < P; p++) memcpy(qkv[j] + (size_t)p * C, bias, (size_t)C * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, P, C, C, 1.0f, xn, P, k->conv1.w + (size_t)j * C * C, C,
+                    1.0f, qkv[j], C);
+    }
+    attention(att, q, kk, v, P, P, 1, C, scratch);
+    for (int o = 0; o < C; o++) {
+        float *row = out + (size_t)o * P;
+        const float *xr = x + (size_t)o * P;
+        for (int p = 0; p < P; p++) row[p] = xr[p] + k->conv2.b[o];
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, P, C, 1.0f, k->conv2.w, C, att, C, 1.0f, out, P);
+}
+
+static void cpu_denormalise(void *ctx, float *dst, const float *z, int C, size_t P) {
+    (void)ctx;
+    for (int c = 0; c < C; c++) {
+        const float inv_std = 1.0f / VAE_LATENT_STD[c]; /* WanVAE_.decode: z / (1/std) + mean, as computed there */
+        for (size_t p = 0; p < P; p++) dst[c * P + p] = z[c * P + p] / inv_std + VAE_LATENT_MEAN[c];
+    }
+}
+
+static void cpu_clamp_to_host(void *ctx, float *host, const float *x, size_t n) {
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) host[i] = fminf(fmaxf(x[i], -1.0f), 1.0f);
+}
+
+static const VaeOps CPU_OPS = {.alloc = cpu_alloc,
+                               .release = cpu_release,
+                               .copy = cpu_copy,
+                               .conv = cpu_conv,
+                               .rms_norm = cpu_rms_norm,
+                               .add = cpu_add,
+                               .attention_scratch = cpu_attention_scratch,
+                               .attention = cpu_attention,
+                               .denormalise = cpu_denormalise,
+                               .clamp_to_host = cpu_clamp_to_host};
+
+/* ---------------------------------------------------------------------------------------------- */
 /* streaming decoder */
 
 /* The last two input frames of a causal 3-tap conv: frames[0] the older, frames[1] the newer. */
@@ -657,6 +747,8 @@ typedef struct {
 
 struct VaeDecoder {
     const VaeModel *m;
+    const VaeOps *ops;
+    void *ctx;                        /* the backend's, owned */
     int H, W;
     int frames_out;
     CausalCache in_cache, head_cache;
@@ -668,14 +760,19 @@ struct VaeDecoder {
     size_t col_floats;
     float *q, *k, *v, *att;           /* [HW][C] of the attention block */
     float *att_scratch;
+    float *rgb;                       /* host [3][8H][8W]: the frame given to the callback */
     size_t bytes;
 };
 
 static float *dec_alloc(VaeDecoder *d, size_t floats, int *fail) {
-    float *p = calloc(floats ? floats : 1, sizeof(float));
+    float *p = d->ops->alloc(d->ctx, floats);
     if (!p) *fail = 1;
     d->bytes += floats * sizeof(float);
     return p;
+}
+
+static void dec_release(VaeDecoder *d, float *p) {
+    if (p) d->ops->release(d->ctx, p);
 }
 
 static void cache_init(VaeDecoder *d, CausalCache *c, size_t frame_floats, int *fail) {
@@ -690,37 +787,43 @@ static void cache_taps(const CausalCache *c, const float *x, const float *taps[3
     taps[2] = x;
 }
 
-static void cache_push(CausalCache *c, const float *x) {
-    memcpy(c->frames, c->frames + c->frame_floats, c->frame_floats * sizeof(float));
-    memcpy(c->frames + c->frame_floats, x, c->frame_floats * sizeof(float));
+static void cache_push(VaeDecoder *d, CausalCache *c, const float *x) {
+    if (c->count >= 1) d->ops->copy(d->ctx, c->frames, c->frames + c->frame_floats, c->frame_floats);
+    d->ops->copy(d->ctx, c->frames + c->frame_floats, x, c->frame_floats);
     if (c->count < 2) c->count++;
 }
 
 static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
-int vae_decoder_new(VaeDecoder **out, const VaeModel *m, int H, int W, Error *err) {
+/* A 3x3 conv's column tile: the whole frame if it fits the budget, else whole rows up to it (at least one). */
+static size_t col_need(const VaeConv *c, int h, int w) {
+    const size_t K = (size_t)c->kt * c->cin * 9, full = K * (size_t)h * w;
+    return full <= COL_BUDGET_FLOATS ? full : max_z(K * (size_t)w, COL_BUDGET_FLOATS);
+}
+
+int vae_decoder_create(VaeDecoder **out, const VaeModel *m, int H, int W, const VaeOps *ops, void *ctx,
+                       Error *err) {
     *out = NULL;
-    if (H <= 0 || W <= 0 || H > 4096 || W > 4096)
+    if (H <= 0 || W <= 0 || H > 4096 || W > 4096) {
+        if (ops->destroy) ops->destroy(ctx);
         return error_set(err, "latent size %dx%d is outside 1..4096", H, W);
+    }
     VaeDecoder *d = calloc(1, sizeof *d);
-    if (!d) return error_set(err, "out of memory for the VAE decoder");
+    if (!d) {
+        if (ops->destroy) ops->destroy(ctx);
+        return error_set(err, "out of memory for the VAE decoder");
+    }
     d->m = m;
+    d->ops = ops;
+    d->ctx = ctx;
     d->H = H;
     d->W = W;
     int fail = 0;
     d->blocks = calloc((size_t)m->num_blocks, sizeof *d->blocks);
     if (!d->blocks) fail = 1;
     const size_t P0 = (size_t)H * W;
-    size_t max_frame = (size_t)m->cfg.z_dim * P0, max_pix = P0, col = 0;
-    /* A 3x3 conv's column tile: the whole frame if it fits the budget, else whole rows up to it (at least one). */
-#define COL_NEED(conv, h, w)                                                                                           \
-    do {                                                                                                           \
-        const size_t K_ = (size_t)(conv).kt * (conv).cin * 9, full_ = K_ * (size_t)(h) * (w);                      \
-        const size_t tile_ = full_ <= COL_BUDGET_FLOATS ? full_ : max_z(K_ * (size_t)(w), COL_BUDGET_FLOATS);      \
-        col = max_z(col, tile_);                                                                                   \
-    } while (0)
-    max_frame = max_z(max_frame, (size_t)m->conv_in.cout * P0);
-    COL_NEED(m->conv_in, H, W);
+    size_t max_frame = max_z((size_t)m->cfg.z_dim, (size_t)m->conv_in.cout) * P0, max_pix = P0;
+    size_t col = col_need(&m->conv_in, H, W);
     cache_init(d, &d->in_cache, (size_t)m->cfg.z_dim * P0, &fail);
     for (int j = 0; j < m->num_blocks && !fail; j++) {
         const VaeBlock *k = &m->blocks[j];
@@ -733,15 +836,14 @@ int vae_decoder_new(VaeDecoder **out, const VaeModel *m, int H, int W, Error *er
         case VAE_BLOCK_RESIDUAL:
             cache_init(d, &s->c1, (size_t)k->cin * P, &fail);
             cache_init(d, &s->c2, (size_t)k->cout * P, &fail);
-            COL_NEED(k->conv1, h, w);
-            COL_NEED(k->conv2, h, w);
+            col = max_z(col, max_z(col_need(&k->conv1, h, w), col_need(&k->conv2, h, w)));
             break;
         case VAE_BLOCK_ATTENTION:
             d->q = dec_alloc(d, (size_t)k->cin * P, &fail);
             d->k = dec_alloc(d, (size_t)k->cin * P, &fail);
             d->v = dec_alloc(d, (size_t)k->cin * P, &fail);
             d->att = dec_alloc(d, (size_t)k->cin * P, &fail);
-            d->att_scratch = dec_alloc(d, attention_scratch_floats((int)P, (int)P, 1), &fail);
+            d->att_scratch = dec_alloc(d, ops->attention_scratch((int)P, k->cin), &fail);
             break;
         case VAE_BLOCK_UPSAMPLE3D:
             cache_init(d, &s->c2, (size_t)k->cin * P, &fail);
@@ -750,18 +852,14 @@ int vae_decoder_new(VaeDecoder **out, const VaeModel *m, int H, int W, Error *er
         case VAE_BLOCK_UPSAMPLE2D:
             max_frame = max_z(max_frame, (size_t)k->cout * 4 * P);
             max_pix = max_z(max_pix, 4 * P);
-            COL_NEED(k->conv1, 2 * h, 2 * w);
+            col = max_z(col, col_need(&k->conv1, 2 * h, 2 * w));
             break;
         }
     }
-#undef COL_NEED
     const int Hout = H << (m->cfg.num_stages - 1), Wout = W << (m->cfg.num_stages - 1);
     const size_t Pout = (size_t)Hout * Wout;
     cache_init(d, &d->head_cache, (size_t)m->head.cin * Pout, &fail);
-    col = max_z(col, max_z((size_t)m->head.kt * m->head.cin * 9 * Wout,
-                           (size_t)m->head.kt * m->head.cin * 9 * Pout <= COL_BUDGET_FLOATS
-                               ? (size_t)m->head.kt * m->head.cin * 9 * Pout
-                               : COL_BUDGET_FLOATS));
+    col = max_z(col, col_need(&m->head, Hout, Wout));
     d->col_floats = col;
     d->col = dec_alloc(d, col, &fail);
     d->z = dec_alloc(d, (size_t)m->cfg.z_dim * P0, &fail);
@@ -770,89 +868,73 @@ int vae_decoder_new(VaeDecoder **out, const VaeModel *m, int H, int W, Error *er
     d->tmp_a = dec_alloc(d, max_frame, &fail);
     d->tmp_b = dec_alloc(d, max_frame, &fail);
     d->ss = dec_alloc(d, max_pix, &fail);
+    d->rgb = malloc(3 * Pout * sizeof(float));
+    d->bytes += 3 * Pout * sizeof(float);
+    if (!d->rgb) fail = 1;
     if (fail) {
         size_t bytes = d->bytes;
         vae_decoder_free(d);
         return error_set(err, "out of memory for the VAE decoder of %dx%d latents (%.1f GiB)", H, W,
                          (double)bytes / (1024.0 * 1024.0 * 1024.0));
     }
+    if (ops->check && ops->check(ctx, err)) {
+        vae_decoder_free(d);
+        return -1;
+    }
     *out = d;
     return 0;
+}
+
+int vae_decoder_new(VaeDecoder **out, const VaeModel *m, int H, int W, Error *err) {
+    return vae_decoder_create(out, m, H, W, &CPU_OPS, NULL, err);
 }
 
 size_t vae_decoder_bytes(const VaeDecoder *d) { return d->bytes; }
 
 void vae_decoder_free(VaeDecoder *d) {
     if (!d) return;
-    free(d->in_cache.frames);
-    free(d->head_cache.frames);
+    dec_release(d, d->in_cache.frames);
+    dec_release(d, d->head_cache.frames);
     if (d->blocks)
         for (int j = 0; j < d->m->num_blocks; j++) {
-            free(d->blocks[j].c1.frames);
-            free(d->blocks[j].c2.frames);
-            free(d->blocks[j].time_out);
+            dec_release(d, d->blocks[j].c1.frames);
+            dec_release(d, d->blocks[j].c2.frames);
+            dec_release(d, d->blocks[j].time_out);
         }
     free(d->blocks);
-    free(d->z);
-    free(d->z2);
-    free(d->buf[0]);
-    free(d->buf[1]);
-    free(d->tmp_a);
-    free(d->tmp_b);
-    free(d->ss);
-    free(d->col);
-    free(d->q);
-    free(d->k);
-    free(d->v);
-    free(d->att);
-    free(d->att_scratch);
+    float *bufs[] = {d->z, d->z2, d->buf[0], d->buf[1], d->tmp_a, d->tmp_b, d->ss, d->col,
+                     d->q, d->k,  d->v,      d->att,    d->att_scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dec_release(d, bufs[i]);
+    free(d->rgb);
+    if (d->ops->destroy) d->ops->destroy(d->ctx);
     free(d);
 }
 
 static float *other_buf(VaeDecoder *d, const float *x) { return x == d->buf[0] ? d->buf[1] : d->buf[0]; }
 
+static void conv(VaeDecoder *d, const VaeConv *c, const float *const *taps, int h, int w, int upsample, float *out,
+                 int accumulate) {
+    d->ops->conv(d->ctx, c, taps, h, w, upsample, out, accumulate, d->col, d->col_floats);
+}
+
 static void residual_block(VaeDecoder *d, const VaeBlock *k, BlockState *s, const float *x, float *out, int h,
                            int w) {
     const size_t P = (size_t)h * w;
     const float *taps[3];
-    rms_norm_channels(d->tmp_a, x, k->gamma1, k->cin, P, d->ss, 1);
+    d->ops->rms_norm(d->ctx, d->tmp_a, x, k->gamma1, k->cin, P, d->ss, 1);
     cache_taps(&s->c1, d->tmp_a, taps);
-    conv_apply(&k->conv1, taps, h, w, 0, d->tmp_b, 0, d->col, d->col_floats);
-    cache_push(&s->c1, d->tmp_a);
-    rms_norm_channels(d->tmp_a, d->tmp_b, k->gamma2, k->cout, P, d->ss, 1);
+    conv(d, &k->conv1, taps, h, w, 0, d->tmp_b, 0);
+    cache_push(d, &s->c1, d->tmp_a);
+    d->ops->rms_norm(d->ctx, d->tmp_a, d->tmp_b, k->gamma2, k->cout, P, d->ss, 1);
     cache_taps(&s->c2, d->tmp_a, taps);
-    conv_apply(&k->conv2, taps, h, w, 0, out, 0, d->col, d->col_floats);
-    cache_push(&s->c2, d->tmp_a);
+    conv(d, &k->conv2, taps, h, w, 0, out, 0);
+    cache_push(d, &s->c2, d->tmp_a);
     if (k->has_shortcut) {
         const float *one[1] = {x};
-        conv_apply(&k->shortcut, one, h, w, 0, out, 1, d->col, d->col_floats);
+        conv(d, &k->shortcut, one, h, w, 0, out, 1);
     } else {
-        const size_t n = (size_t)k->cout * P;
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN_FLOATS)
-        for (size_t i = 0; i < n; i++) out[i] += x[i];
+        d->ops->add(d->ctx, out, x, (size_t)k->cout * P);
     }
-}
-
-/* Single-head self-attention over the h*w pixels of one frame (AttentionBlock): q, k, v are the contiguous thirds
- * of to_qkv's output channels; out = x + proj(attention). */
-static void attention_block(VaeDecoder *d, const VaeBlock *k, const float *x, float *out, int h, int w) {
-    const int C = k->cin, P = h * w;
-    rms_norm_channels(d->tmp_a, x, k->gamma1, C, (size_t)P, d->ss, 0);
-    float *qkv[3] = {d->q, d->k, d->v};
-    for (int j = 0; j < 3; j++) {
-        /* [P][C] = xn^T [P][C_in] . Wj^T, rows of W's third j; start from the bias. */
-        const float *bias = k->conv1.b + (size_t)j * C;
-        for (int p = 0; p < P; p++) memcpy(qkv[j] + (size_t)p * C, bias, (size_t)C * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, P, C, C, 1.0f, d->tmp_a, P, k->conv1.w + (size_t)j * C * C,
-                    C, 1.0f, qkv[j], C);
-    }
-    attention(d->att, d->q, d->k, d->v, P, P, 1, C, d->att_scratch);
-    for (int o = 0; o < C; o++) {
-        float *row = out + (size_t)o * P;
-        const float *xr = x + (size_t)o * P;
-        for (int p = 0; p < P; p++) row[p] = xr[p] + k->conv2.b[o];
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, P, C, 1.0f, k->conv2.w, C, d->att, C, 1.0f, out, P);
 }
 
 /* The head: RMS_norm, SiLU, causal conv to RGB, clamp; then the frame goes to the caller. */
@@ -861,12 +943,13 @@ static int head(VaeDecoder *d, const float *x, VaeFrameFn fn, void *user, Error 
     const int h = d->H << (m->cfg.num_stages - 1), w = d->W << (m->cfg.num_stages - 1);
     const size_t P = (size_t)h * w;
     const float *taps[3];
-    rms_norm_channels(d->tmp_a, x, m->head_gamma, m->head.cin, P, d->ss, 1);
+    d->ops->rms_norm(d->ctx, d->tmp_a, x, m->head_gamma, m->head.cin, P, d->ss, 1);
     cache_taps(&d->head_cache, d->tmp_a, taps);
-    conv_apply(&m->head, taps, h, w, 0, d->tmp_b, 0, d->col, d->col_floats);
-    cache_push(&d->head_cache, d->tmp_a);
-    for (size_t i = 0; i < 3 * P; i++) d->tmp_b[i] = fminf(fmaxf(d->tmp_b[i], -1.0f), 1.0f);
-    return fn(user, d->frames_out++, d->tmp_b, h, w, err);
+    conv(d, &m->head, taps, h, w, 0, d->tmp_b, 0);
+    cache_push(d, &d->head_cache, d->tmp_a);
+    d->ops->clamp_to_host(d->ctx, d->rgb, d->tmp_b, 3 * P);
+    if (d->ops->check && d->ops->check(d->ctx, err)) return -1;
+    return fn(user, d->frames_out++, d->rgb, h, w, err);
 }
 
 /* Runs one frame x (in d->buf[] or an upsampler's time_out) through blocks b.. and the head. A temporal upsampler
@@ -879,34 +962,31 @@ static int run_from(VaeDecoder *d, int b, const float *x, VaeFrameFn fn, void *u
         BlockState *s = &d->blocks[b];
         const int h = d->H << k->level, w = d->W << k->level;
         float *out = other_buf(d, x);
+        const float *one[1] = {x};
         switch (k->kind) {
         case VAE_BLOCK_RESIDUAL:
             residual_block(d, k, s, x, out, h, w);
             break;
         case VAE_BLOCK_ATTENTION:
-            attention_block(d, k, x, out, h, w);
+            d->ops->attention(d->ctx, k, x, out, h * w, d->tmp_a, d->ss, d->q, d->k, d->v, d->att, d->att_scratch);
             break;
-        case VAE_BLOCK_UPSAMPLE2D: {
-            const float *one[1] = {x};
-            conv_apply(&k->conv1, one, 2 * h, 2 * w, 1, out, 0, d->col, d->col_floats);
+        case VAE_BLOCK_UPSAMPLE2D:
+            conv(d, &k->conv1, one, 2 * h, 2 * w, 1, out, 0);
             break;
-        }
         case VAE_BLOCK_UPSAMPLE3D: {
-            const float *one[1] = {x};
             if (s->seen++ == 0) { /* the first frame never enters time_conv (the official 'Rep' marker) */
-                conv_apply(&k->conv1, one, 2 * h, 2 * w, 1, out, 0, d->col, d->col_floats);
+                conv(d, &k->conv1, one, 2 * h, 2 * w, 1, out, 0);
                 break;
             }
             const float *taps[3];
             cache_taps(&s->c2, x, taps);
-            conv_apply(&k->conv2, taps, h, w, 0, s->time_out, 0, d->col, d->col_floats);
-            cache_push(&s->c2, x);
+            conv(d, &k->conv2, taps, h, w, 0, s->time_out, 0);
+            cache_push(d, &s->c2, x);
             /* time_conv's 2C channels: the first C are frame 2t, the last C frame 2t+1. */
             for (int half = 0; half < 2; half++) {
                 const float *frame[1] = {s->time_out + (size_t)half * k->cin * h * w};
-                float *o = d->buf[0];
-                conv_apply(&k->conv1, frame, 2 * h, 2 * w, 1, o, 0, d->col, d->col_floats);
-                if (run_from(d, b + 1, o, fn, user, err)) return -1;
+                conv(d, &k->conv1, frame, 2 * h, 2 * w, 1, d->buf[0], 0);
+                if (run_from(d, b + 1, d->buf[0], fn, user, err)) return -1;
             }
             return 0;
         }
@@ -918,19 +998,14 @@ static int run_from(VaeDecoder *d, int b, const float *x, VaeFrameFn fn, void *u
 
 int vae_decoder_push(VaeDecoder *d, const float *z, VaeFrameFn fn, void *user, Error *err) {
     const VaeModel *m = d->m;
-    const size_t P = (size_t)d->H * d->W;
-    /* WanVAE_.decode: z / (1/std) + mean, as the official code computes it. */
-    for (int c = 0; c < m->cfg.z_dim; c++) {
-        const float inv_std = 1.0f / LATENT_STD[c];
-        for (size_t p = 0; p < P; p++) d->z[c * P + p] = z[c * P + p] / inv_std + LATENT_MEAN[c];
-    }
-    const float *one[1] = {d->z};
-    conv_apply(&m->conv2, one, d->H, d->W, 0, d->z2, 0, d->col, d->col_floats);
-    const float *taps[3];
+    const float *taps[3], *one[1] = {d->z};
+    d->ops->denormalise(d->ctx, d->z, z, m->cfg.z_dim, (size_t)d->H * d->W);
+    conv(d, &m->conv2, one, d->H, d->W, 0, d->z2, 0);
     cache_taps(&d->in_cache, d->z2, taps);
-    conv_apply(&m->conv_in, taps, d->H, d->W, 0, d->buf[0], 0, d->col, d->col_floats);
-    cache_push(&d->in_cache, d->z2);
-    return run_from(d, 0, d->buf[0], fn, user, err);
+    conv(d, &m->conv_in, taps, d->H, d->W, 0, d->buf[0], 0);
+    cache_push(d, &d->in_cache, d->z2);
+    if (run_from(d, 0, d->buf[0], fn, user, err)) return -1;
+    return d->ops->check ? d->ops->check(d->ctx, err) : 0;
 }
 
 int vae_decode(const VaeModel *m, const float *latents, int F, int H, int W, VaeFrameFn fn, void *user, Error *err) {

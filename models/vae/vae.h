@@ -20,6 +20,10 @@
 #include "core/error.h"
 #include "models/safetensors.h"
 
+#ifdef __cplusplus
+extern "C" { /* usable from the CUDA decoder (models/vae/vae_cuda.cu) */
+#endif
+
 #define VAE_MAX_STAGES 4
 #define VAE_Z_DIM 16 /* the Wan2.1 latent: the only one whose de-normalisation constants are published */
 
@@ -114,5 +118,9 @@ int vae_decode(const VaeModel *m, const float *latents, int F, int H, int W, Vae
 void vae_frame_to_rgb8(const float *rgb, int height, int width, uint8_t *out);
 /* Whole decode into uint8 RGB video [T][8H][8W][3] (T = vae_num_frames): what a run record stores in /video. */
 int vae_decode_video(const VaeModel *m, const float *latents, int F, int H, int W, uint8_t *video, Error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
