@@ -17,6 +17,9 @@
 #include "metrics/image.h"
 #include "models/safetensors.h"
 #include "models/vae/vae.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/vae/vae_cuda.h"
+#endif
 
 static void decode_usage(FILE *out) {
     fprintf(out,
@@ -29,6 +32,7 @@ static void decode_usage(FILE *out) {
             "  --vae FILE         VAE checkpoint (required)\n"
             "  --out DIR          write DIR/frame_000.png, frame_001.png, ... (created if missing)\n"
             "  --out-tensor FILE  write tensor `video` [3, T, 8H, 8W] F32 in [-1, 1] (before quantisation)\n"
+            "  --backend cpu|cuda compute backend (default cpu; cuda needs a CUDA build and a GPU)\n"
             "  --help             this text\n"
             "At least one of --out and --out-tensor. Progress per latent frame on stderr.\n"
             "Exit status: 0 done, 1 error, 2 bad usage.\n");
@@ -147,13 +151,14 @@ static int finish_stage(const char *stage, const char *dir, int frames, int keep
 }
 
 int cmd_decode(int argc, char **argv) {
-    enum { OPT_VAE = 1000, OPT_OUT, OPT_TENSOR, OPT_HELP };
+    enum { OPT_VAE = 1000, OPT_OUT, OPT_TENSOR, OPT_BACKEND, OPT_HELP };
     static const struct option options[] = {{"vae", required_argument, 0, OPT_VAE},
                                             {"out", required_argument, 0, OPT_OUT},
                                             {"out-tensor", required_argument, 0, OPT_TENSOR},
+                                            {"backend", required_argument, 0, OPT_BACKEND},
                                             {"help", no_argument, 0, OPT_HELP},
                                             {0, 0, 0, 0}};
-    const char *vae_path = NULL, *dir = NULL, *tensor_path = NULL;
+    const char *vae_path = NULL, *dir = NULL, *tensor_path = NULL, *backend = "cpu";
     int opt;
     opterr = 0;
     optind = 1;
@@ -162,6 +167,11 @@ int cmd_decode(int argc, char **argv) {
         case OPT_VAE: vae_path = optarg; break;
         case OPT_OUT: dir = optarg; break;
         case OPT_TENSOR: tensor_path = optarg; break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+                return cli_usage_error("decode", "invalid value '%s' for --backend: use cpu or cuda", optarg);
+            backend = optarg;
+            break;
         case OPT_HELP: decode_usage(stdout); return 0;
         default: return cli_usage_error("decode", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -184,7 +194,16 @@ int cmd_decode(int argc, char **argv) {
     h = H << (m.cfg.num_stages - 1);
     w = W << (m.cfg.num_stages - 1);
     o.T = T;
-    if (vae_decoder_new(&dec, &m, H, W, &err)) goto done;
+    if (strcmp(backend, "cuda") == 0) {
+#ifdef CACHEBENCH_CUDA
+        if (vae_decoder_new_cuda(&dec, &m, H, W, &err)) goto done;
+#else
+        error_set(&err, "--backend cuda: this build has no CUDA (nvcc was not found when it was built)");
+        goto done;
+#endif
+    } else if (vae_decoder_new(&dec, &m, H, W, &err)) {
+        goto done;
+    }
     if (dir) {
         if (sweep_make_dirs(dir, &err)) goto done;
         snprintf(stage, sizeof stage, "%s/.decode-XXXXXX", dir);

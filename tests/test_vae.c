@@ -14,6 +14,9 @@
 #include "models/safetensors.h"
 #include "models/vae/vae.h"
 #include "tests/fixtures.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/vae/vae_cuda.h"
+#endif
 
 typedef struct {
     float *video; /* [3][T][h][w] */
@@ -429,4 +432,67 @@ Test(vae, convert_script_keeps_names_and_values, .timeout = 120) {
     vae_free(&c);
     fixture_rmdir(dir);
     free(dir);
+}
+
+/* ---- the CUDA decoder against the CPU (FP32 both; skipped without a GPU) ---- */
+
+#ifdef CACHEBENCH_CUDA
+/* Pushes every latent frame of z [16][F][H][W] through d into c. */
+static void push_all(VaeDecoder *d, const float *z, int F, int H, int W, Collect *c) {
+    const size_t P = (size_t)H * W;
+    float *frame = malloc((size_t)VAE_Z_DIM * P * sizeof(float));
+    Error err = {0};
+    for (int f = 0; f < F; f++) {
+        for (int ch = 0; ch < VAE_Z_DIM; ch++) memcpy(frame + ch * P, z + ((size_t)ch * F + f) * P, P * sizeof(float));
+        cr_assert_eq(vae_decoder_push(d, frame, collect_frame, c, &err), 0, "%s", err.msg);
+    }
+    free(frame);
+}
+
+static void cuda_matches_cpu(const VaeConfig *cfg, int F, int H, int W) {
+    VaeModel m;
+    Error err = {0};
+    cr_assert_eq(vae_init_random(&m, cfg, 41, &err), 0, "%s", err.msg);
+    VaeDecoder *d;
+    if (vae_decoder_new_cuda(&d, &m, H, W, &err)) {
+        vae_free(&m);
+        if (strstr(err.msg, "no CUDA device")) cr_skip_test("%s", err.msg);
+        cr_assert_fail("%s", err.msg);
+    }
+    const size_t nz = (size_t)VAE_Z_DIM * F * H * W;
+    float *z = malloc(nz * sizeof(float));
+    fixture_random(z, nz, 42);
+    const int up = 1 << (cfg->num_stages - 1);
+    Collect c = {.T = vae_num_frames(cfg, F), .h = H * up, .w = W * up};
+    c.video = calloc((size_t)3 * c.T * c.h * c.w, sizeof(float));
+    push_all(d, z, F, H, W, &c);
+    cr_assert_eq(c.calls, c.T);
+    int T;
+    float *cpu = decode_all(&m, z, F, H, W, &T);
+    double max_diff = 0, max_ref = 0;
+    for (size_t i = 0; i < (size_t)3 * T * c.h * c.w; i++) {
+        max_diff = fmax(max_diff, fabs((double)c.video[i] - cpu[i]));
+        max_ref = fmax(max_ref, fabs((double)cpu[i]));
+    }
+    cr_log_info("CUDA vs CPU: max diff %.3g of max %.3g", max_diff, max_ref);
+    cr_assert(max_diff <= 1e-4 * max_ref, "max |CUDA - CPU| = %.3g, max |CPU| = %.3g (tolerance 1e-4 relative)",
+              max_diff, max_ref);
+    vae_decoder_free(d);
+    free(c.video);
+    free(cpu);
+    free(z);
+    vae_free(&m);
+}
+#endif
+
+Test(vae_cuda, matches_cpu_small_and_real_width, .timeout = 300) {
+#ifndef CACHEBENCH_CUDA
+    cr_skip_test("built without CUDA");
+#else
+    const int mult[] = {1, 2, 4, 4}, temporal[] = {1, 1, 0};
+    VaeConfig small = small_config(8, 4, mult, 2, temporal);
+    cuda_matches_cpu(&small, 3, 4, 6);
+    VaeConfig wan = vae_config_wan21(); /* the real widths (attention over 384 channels), 2 latent frames of 4x6 */
+    cuda_matches_cpu(&wan, 2, 4, 6);
+#endif
 }
