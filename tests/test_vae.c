@@ -496,3 +496,32 @@ Test(vae_cuda, matches_cpu_small_and_real_width, .timeout = 300) {
     cuda_matches_cpu(&wan, 2, 4, 6);
 #endif
 }
+
+/* vae_decode_video (the hook for run records): [T][h][w][3] uint8, the quantisation of the float decode. */
+Test(vae, decode_video_is_the_quantised_decode) {
+    const int mult[] = {1, 2}, temporal[] = {1};
+    VaeConfig cfg = small_config(4, 2, mult, 1, temporal);
+    VaeModel m;
+    Error err = {0};
+    cr_assert_eq(vae_init_random(&m, &cfg, 8, &err), 0, "%s", err.msg);
+    const int F = 3, H = 2, W = 3, h = 4, w = 6;
+    float z[VAE_Z_DIM * 3 * 2 * 3];
+    fixture_random(z, sizeof z / sizeof z[0], 3);
+    int T;
+    float *v = decode_all(&m, z, F, H, W, &T);
+    cr_assert_eq(T, 5);
+    uint8_t *video = malloc((size_t)T * h * w * 3), want[4 * 6 * 3];
+    float frame[3 * 4 * 6];
+    cr_assert_eq(vae_decode_video(&m, z, F, H, W, video, &err), 0, "%s", err.msg);
+    int distinct = 0;
+    for (int t = 0; t < T; t++) {
+        for (int c = 0; c < 3; c++) memcpy(frame + c * h * w, v + ((size_t)c * T + t) * h * w, sizeof(float) * h * w);
+        vae_frame_to_rgb8(frame, h, w, want);
+        cr_assert_eq(memcmp(video + (size_t)t * h * w * 3, want, sizeof want), 0, "frame %d", t);
+        for (size_t i = 1; i < sizeof want; i++) distinct += want[i] != want[0];
+    }
+    cr_assert(distinct > 0, "a constant video cannot show a quantisation error");
+    free(video);
+    free(v);
+    vae_free(&m);
+}
