@@ -599,47 +599,6 @@ static void im2col3x3(float *col, const float *const *taps, int k0, int kt, int 
     }
 }
 
-/* out [cout][H][W] (= or += when accumulate) conv over taps[0..kt) (leading NULLs are zero frames: a causal
- * conv's padding). ks 1: one GEMM per tap; ks 3: im2col in tiles of whole output rows. */
-static void conv_apply(const VaeConv *c, const float *const *taps, int H, int W, int upsample, float *out,
-                       int accumulate, float *col, size_t col_floats) {
-    const size_t HW = (size_t)H * W;
-    if (accumulate) {
-        for (int o = 0; o < c->cout; o++) {
-            float *row = out + (size_t)o * HW;
-            const float b = c->b[o];
-#pragma omp simd
-            for (size_t p = 0; p < HW; p++) row[p] += b;
-        }
-    } else {
-#pragma omp parallel for schedule(static) if ((size_t)c->cout * HW >= PAR_MIN_FLOATS)
-        for (int o = 0; o < c->cout; o++) {
-            float *row = out + (size_t)o * HW;
-            for (size_t p = 0; p < HW; p++) row[p] = c->b[o];
-        }
-    }
-    int k0 = 0;
-    while (k0 < c->kt && !taps[k0]) k0++;
-    if (k0 == c->kt) return;
-    if (c->ks == 1) {
-        for (int t = k0; t < c->kt; t++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)HW, c->cin, 1.0f,
-                        c->w + (size_t)t * c->cin, c->kt * c->cin, taps[t], (int)HW, 1.0f, out, (int)HW);
-        return;
-    }
-    const size_t K_all = (size_t)c->kt * c->cin * 9, K = (size_t)(c->kt - k0) * c->cin * 9;
-    int rows = (int)(col_floats / (K * (size_t)W));
-    if (rows < 1) rows = 1;
-    if (rows > H) rows = H;
-    for (int y0 = 0; y0 < H; y0 += rows) {
-        const int y1 = y0 + rows < H ? y0 + rows : H;
-        const int N = (y1 - y0) * W;
-        im2col3x3(col, taps, k0, c->kt, c->cin, H, W, upsample, y0, y1);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, N, (int)K, 1.0f,
-                    c->w + (size_t)k0 * c->cin * 9, (int)K_all, col, N, 1.0f, out + (size_t)y0 * W, (int)HW);
-    }
-}
-
 /* ---------------------------------------------------------------------------------------------- */
 /* CPU backend */
 
@@ -664,10 +623,31 @@ static void cpu_rms_norm(void *ctx, float *out, const float *x, const float *gam
     rms_norm_channels(out, x, gamma, C, P, ss, silu_after);
 }
 
-static void cpu_conv(void *ctx, const VaeConv *c, const float *const *taps, int H, int W, int upsample, float *out,
-                     int accumulate, float *col, size_t col_floats) {
+static void cpu_bias(void *ctx, float *out, const float *b, int rows, size_t n, int accumulate) {
     (void)ctx;
-    conv_apply(c, taps, H, W, upsample, out, accumulate, col, col_floats);
+#pragma omp parallel for schedule(static) if ((size_t)rows * n >= PAR_MIN_FLOATS)
+    for (int r = 0; r < rows; r++) {
+        float *row = out + (size_t)r * n;
+        const float v = b[r];
+        if (accumulate) {
+#pragma omp simd
+            for (size_t i = 0; i < n; i++) row[i] += v;
+        } else {
+            for (size_t i = 0; i < n; i++) row[i] = v;
+        }
+    }
+}
+
+static void cpu_gemm(void *ctx, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                     int ldc) {
+    (void)ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+}
+
+static void cpu_im2col(void *ctx, float *col, const float *const *taps, int k0, int kt, int cin, int H, int W,
+                       int upsample, int y0, int y1) {
+    (void)ctx;
+    im2col3x3(col, taps, k0, kt, cin, H, W, upsample, y0, y1);
 }
 
 static void cpu_add(void *ctx, float *out, const float *x, size_t n) {
@@ -721,7 +701,9 @@ static void cpu_clamp_to_host(void *ctx, float *host, const float *x, size_t n) 
 static const VaeOps CPU_OPS = {.alloc = cpu_alloc,
                                .release = cpu_release,
                                .copy = cpu_copy,
-                               .conv = cpu_conv,
+                               .bias = cpu_bias,
+                               .gemm = cpu_gemm,
+                               .im2col = cpu_im2col,
                                .rms_norm = cpu_rms_norm,
                                .add = cpu_add,
                                .attention_scratch = cpu_attention_scratch,
@@ -912,9 +894,34 @@ void vae_decoder_free(VaeDecoder *d) {
 
 static float *other_buf(VaeDecoder *d, const float *x) { return x == d->buf[0] ? d->buf[1] : d->buf[0]; }
 
-static void conv(VaeDecoder *d, const VaeConv *c, const float *const *taps, int h, int w, int upsample, float *out,
+/* out [cout][H][W] (= or += when accumulate) conv over taps[0..kt) (leading NULLs are zero frames: a causal
+ * conv's padding, whose taps the GEMM skips). ks 1: one GEMM per tap; ks 3: im2col in tiles of whole output rows
+ * (d->col_floats), inputs read with nearest x2 upsampling when upsample. */
+static void conv(VaeDecoder *d, const VaeConv *c, const float *const *taps, int H, int W, int upsample, float *out,
                  int accumulate) {
-    d->ops->conv(d->ctx, c, taps, h, w, upsample, out, accumulate, d->col, d->col_floats);
+    const VaeOps *ops = d->ops;
+    const size_t HW = (size_t)H * W;
+    ops->bias(d->ctx, out, c->b, c->cout, HW, accumulate);
+    int k0 = 0;
+    while (k0 < c->kt && !taps[k0]) k0++;
+    if (k0 == c->kt) return;
+    if (c->ks == 1) {
+        for (int t = k0; t < c->kt; t++)
+            ops->gemm(d->ctx, c->cout, (int)HW, c->cin, c->w + (size_t)t * c->cin, c->kt * c->cin, taps[t], (int)HW,
+                      out, (int)HW);
+        return;
+    }
+    const size_t K_all = (size_t)c->kt * c->cin * 9, K = (size_t)(c->kt - k0) * c->cin * 9;
+    int rows = (int)(d->col_floats / (K * (size_t)W));
+    if (rows < 1) rows = 1;
+    if (rows > H) rows = H;
+    for (int y0 = 0; y0 < H; y0 += rows) {
+        const int y1 = y0 + rows < H ? y0 + rows : H;
+        const int N = (y1 - y0) * W;
+        ops->im2col(d->ctx, d->col, taps, k0, c->kt, c->cin, H, W, upsample, y0, y1);
+        ops->gemm(d->ctx, c->cout, N, (int)K, c->w + (size_t)k0 * c->cin * 9, (int)K_all, d->col, N,
+                  out + (size_t)y0 * W, (int)HW);
+    }
 }
 
 static void residual_block(VaeDecoder *d, const VaeBlock *k, BlockState *s, const float *x, float *out, int h,

@@ -20,10 +20,14 @@ typedef struct {
     float *(*alloc)(void *ctx, size_t floats);
     void (*release)(void *ctx, float *p);
     void (*copy)(void *ctx, float *dst, const float *src, size_t n);
-    /* out [cout][H][W] = (or += when accumulate) conv over taps[0..kt) (leading NULLs: zero frames); inputs
-     * (H/2)x(W/2) read with nearest x2 upsampling when upsample. col: col_floats of scratch. */
-    void (*conv)(void *ctx, const VaeConv *c, const float *const *taps, int H, int W, int upsample, float *out,
-                 int accumulate, float *col, size_t col_floats);
+    /* out[r][i] = (accumulate ? out[r][i] : 0) + b[r] for r < rows, i < n (b: a model weight) */
+    void (*bias)(void *ctx, float *out, const float *b, int rows, size_t n, int accumulate);
+    /* row-major C[M][N] += A[M][K] B[K][N] (A: a model weight) */
+    void (*gemm)(void *ctx, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
+    /* the im2col block of a 3x3 conv for output rows [y0, y1): col[((t - k0) cin + ci) 9 + ky 3 + kx][p] from
+     * taps[k0..kt) ([cin][H][W] frames, or (H/2)x(W/2) read with nearest x2 upsampling when upsample) */
+    void (*im2col)(void *ctx, float *col, const float *const *taps, int k0, int kt, int cin, int H, int W,
+                   int upsample, int y0, int y1);
     /* out = x / max(||x|| over channels, 1e-12) * sqrt(C) * gamma per pixel, then SiLU when silu; ss: P floats */
     void (*rms_norm)(void *ctx, float *out, const float *x, const float *gamma, int C, size_t P, float *ss, int silu);
     /* out += x */

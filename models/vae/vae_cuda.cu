@@ -213,38 +213,28 @@ static void op_copy(void *ctx, float *dst, const float *src, size_t n) {
     note_cuda((CudaVae *)ctx, cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice), "cache copy");
 }
 
-static void op_conv(void *ctx, const VaeConv *cv, const float *const *taps, int H, int W, int upsample, float *out,
-                    int accumulate, float *col, size_t col_floats) {
+static void op_bias(void *ctx, float *out, const float *b, int rows, size_t n, int accumulate) {
     CudaVae *c = (CudaVae *)ctx;
-    const size_t HW = (size_t)H * W, n = (size_t)cv->cout * HW;
-    const float *w = dev(c, cv->w);
-    k_bias<<<blocks_for(n, THREADS), THREADS>>>(out, dev(c, cv->b), HW, n, accumulate);
+    const size_t total = (size_t)rows * n;
+    k_bias<<<blocks_for(total, THREADS), THREADS>>>(out, dev(c, b), n, total, accumulate);
     note_cuda(c, cudaGetLastError(), "conv bias");
-    int k0 = 0;
-    while (k0 < cv->kt && !taps[k0]) k0++;
-    if (k0 == cv->kt) return;
-    if (cv->ks == 1) {
-        for (int t = k0; t < cv->kt; t++)
-            gemm(c, false, false, cv->cout, (int)HW, cv->cin, 1.0f, w + (size_t)t * cv->cin, cv->kt * cv->cin, taps[t],
-                 (int)HW, 1.0f, out, (int)HW, "conv 1x1 (cuBLAS)");
-        return;
-    }
-    /* Taps shifted so that k_im2col's tap index k0 + tc / cin addresses them for any kt (1 or 3). */
+}
+
+static void op_gemm(void *ctx, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                    int ldc) {
+    CudaVae *c = (CudaVae *)ctx;
+    gemm(c, false, false, M, N, K, 1.0f, dev(c, A), lda, B, ldb, 1.0f, C, ldc, "conv (cuBLAS)");
+}
+
+static void op_im2col(void *ctx, float *col, const float *const *taps, int k0, int kt, int cin, int H, int W,
+                      int upsample, int y0, int y1) {
+    /* Taps shifted so that k_im2col's tap index (k0 + shift) + tc / cin addresses them for kt 1 or 3. */
     Taps tp = {{NULL, NULL, NULL}};
-    const int shift = 3 - cv->kt;
-    for (int t = 0; t < cv->kt; t++) tp.t[t + shift] = taps[t];
-    const size_t K_all = (size_t)cv->kt * cv->cin * 9, K = (size_t)(cv->kt - k0) * cv->cin * 9;
-    int rows = (int)(col_floats / (K * (size_t)W));
-    if (rows < 1) rows = 1;
-    if (rows > H) rows = H;
-    for (int y0 = 0; y0 < H; y0 += rows) {
-        const int y1 = y0 + rows < H ? y0 + rows : H;
-        const int N = (y1 - y0) * W;
-        k_im2col<<<blocks_for(K * N, THREADS), THREADS>>>(col, tp, k0 + shift, cv->cin, H, W, upsample, y0, y1);
-        note_cuda(c, cudaGetLastError(), "im2col");
-        gemm(c, false, false, cv->cout, N, (int)K, 1.0f, w + (size_t)k0 * cv->cin * 9, (int)K_all, col, N, 1.0f,
-             out + (size_t)y0 * W, (int)HW, "conv 3x3 (cuBLAS)");
-    }
+    const int shift = 3 - kt;
+    for (int t = 0; t < kt; t++) tp.t[t + shift] = taps[t];
+    const size_t n = (size_t)(kt - k0) * cin * 9 * (size_t)(y1 - y0) * W;
+    k_im2col<<<blocks_for(n, THREADS), THREADS>>>(col, tp, k0 + shift, cin, H, W, upsample, y0, y1);
+    note_cuda((CudaVae *)ctx, cudaGetLastError(), "im2col");
 }
 
 static void op_rms_norm(void *ctx, float *out, const float *x, const float *gamma, int C, size_t P, float *ss,
@@ -322,9 +312,11 @@ static void op_destroy(void *ctx) {
     free(c);
 }
 
-static const VaeOps CUDA_OPS = {op_alloc,  op_release,           op_copy,      op_conv,        op_rms_norm,
-                                op_add,    op_attention_scratch, op_attention, op_denormalise, op_clamp_to_host,
-                                op_check,  op_destroy};
+static const VaeOps CUDA_OPS = {op_alloc,       op_release,   op_copy,
+                                op_bias,        op_gemm,      op_im2col,
+                                op_rms_norm,    op_add,       op_attention_scratch,
+                                op_attention,   op_denormalise, op_clamp_to_host,
+                                op_check,       op_destroy};
 
 extern "C" int vae_decoder_new_cuda(VaeDecoder **d, const VaeModel *m, int H, int W, Error *err) {
     *d = NULL;
