@@ -21,6 +21,7 @@ static const Command COMMANDS[] = {
     {"plot", cmd_plot, "redraw a sweep's summary.tsv, plots and report.md from its run files"},
     {"export", cmd_export, "write the frames of a run record as PNG files"},
     {"encode", cmd_encode, "turn prompt text into umT5 contexts (Wan2.1's text encoder) in a .safetensors file"},
+    {"decode", cmd_decode, "decode latents to RGB video with the Wan2.1 VAE decoder"},
 };
 
 static void usage(FILE *out) {

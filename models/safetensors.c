@@ -120,7 +120,13 @@ static int json_to_u64(const cJSON *item, uint64_t *out) {
     return 0;
 }
 
-static void format_shape(char *buf, size_t cap, const int64_t *shape, int ndim) {
+size_t st_numel(int ndim, const int64_t *shape) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    return n;
+}
+
+void st_format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t len = (size_t)snprintf(buf, cap, "[");
     for (int d = 0; d < ndim && len < cap; d++)
         len += (size_t)snprintf(buf + len, cap - len, "%s%" PRId64, d ? ", " : "", shape[d]);
@@ -157,7 +163,7 @@ static int parse_entry(const cJSON *entry, uint64_t data_size, StTensor *t, Span
         overflow |= __builtin_mul_overflow(nbytes, dim, &nbytes);
     }
     char shape_str[256];
-    format_shape(shape_str, sizeof shape_str, t->shape, ndim);
+    st_format_shape(shape_str, sizeof shape_str, ndim, t->shape);
 
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
     if (!offsets) return error_set(err, "missing \"data_offsets\"");

@@ -84,20 +84,6 @@ int dit_for_each_tensor(DitModel *m, DitTensorFn fn, void *user) {
 }
 #undef TENSOR
 
-static size_t shape_numel(int ndim, const int64_t *shape) {
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    return n;
-}
-
-static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
-    size_t len = 0;
-    len += (size_t)snprintf(buf + len, cap - len, "[");
-    for (int i = 0; i < ndim && len < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (len < cap) snprintf(buf + len, cap - len, "]");
-}
-
 static int init_model(DitModel *m, const DitConfig *cfg, Error *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -126,8 +112,8 @@ static int check_tensor(LoadCtx *ctx, const char *name, int ndim, const int64_t 
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
     if (!same) {
-        format_shape(want, sizeof want, ndim, shape);
-        format_shape(got, sizeof got, t->ndim, t->shape);
+        st_format_shape(want, sizeof want, ndim, shape);
+        st_format_shape(got, sizeof got, t->ndim, t->shape);
         return error_set(ctx->err, "%s: tensor '%s' has shape %s, config %s needs %s", ctx->file->path, name, got,
                          ctx->m->cfg.name, want);
     }
@@ -143,7 +129,7 @@ static int count_tensor(void *user, const char *name, int ndim, const int64_t *s
     LoadCtx *ctx = user;
     const StTensor *t;
     if (check_tensor(ctx, name, ndim, shape, &t)) return -1;
-    if (needs_copy(t)) ctx->arena_floats += shape_numel(ndim, shape);
+    if (needs_copy(t)) ctx->arena_floats += st_numel(ndim, shape);
     return 0;
 }
 
@@ -151,7 +137,7 @@ static int bind_tensor(void *user, const char *name, int ndim, const int64_t *sh
     LoadCtx *ctx = user;
     const StTensor *t;
     if (check_tensor(ctx, name, ndim, shape, &t)) return -1;
-    size_t n = shape_numel(ndim, shape);
+    size_t n = st_numel(ndim, shape);
     const float *data;
     if (needs_copy(t)) {
         float *dst = ctx->m->arena + ctx->arena_used;
@@ -213,13 +199,13 @@ typedef struct {
 static int count_random(void *user, const char *name, int ndim, const int64_t *shape, const float **slot) {
     (void)name;
     (void)slot;
-    ((RandomCtx *)user)->used += shape_numel(ndim, shape);
+    ((RandomCtx *)user)->used += st_numel(ndim, shape);
     return 0;
 }
 
 static int fill_random(void *user, const char *name, int ndim, const int64_t *shape, const float **slot) {
     RandomCtx *ctx = user;
-    size_t n = shape_numel(ndim, shape);
+    size_t n = st_numel(ndim, shape);
     float *dst = ctx->m->arena + ctx->used;
     ctx->used += n;
     philox_normal(dst, n, ctx->seed, ctx->stream++);
