@@ -10,6 +10,7 @@
 #include "harness/experiment.h"
 #include "harness/solvers/solver.h"
 #include "harness/sweep.h"
+#include "harness/text_encoder.h"
 #include "strategies/strategy.h"
 
 static void run_usage(FILE *out) {
@@ -25,6 +26,10 @@ static void run_usage(FILE *out) {
             "  --contexts FILE      prompt contexts (safetensors: a [n_tokens, text_dim] tensor per prompt id and\n"
             "                       one for the negative prompt; scripts/make_contexts.py); required for Wan models\n"
             "                       unless --random-context\n"
+            "  --text-encoder PATH  umT5 encoder (.safetensors file or folder; see `cachebench encode`): the prompt\n"
+            "                       and the negative are encoded once and cached in DIR/contexts-<key>.safetensors,\n"
+            "                       then used as --contexts\n"
+            "  --tokenizer PATH     spiece.model for --text-encoder (default: looked up beside the encoder)\n"
             "  --negative-id ID     key of the negative prompt's context in --contexts (default __negative__)\n"
             "  --random-context     Wan models without --contexts: a seeded random stand-in for the text (timing\n"
             "                       only: the videos mean nothing)\n"
@@ -43,6 +48,9 @@ static void run_usage(FILE *out) {
             "  --frames N --height N --width N   latent/pixel grid (default: the config's)\n"
             "  --backend cpu|cuda   compute backend (default cpu)\n"
             "  --latents            also record x after every step (chunked, compressed)\n"
+            "  --vae FILE           Wan VAE decoder (safetensors; scripts/convert_wan_vae.py): the record's video is\n"
+            "                       the decoded final latent, so metrics compare pixels (without it a latent model\n"
+            "                       records a preview of three latent channels: video_space latent)\n"
             "  --out DIR            output folder, created if missing (default results/runs)\n"
             "  --quiet              no progress line\n"
             "  --help               this text\n"
@@ -55,7 +63,8 @@ static void run_usage(FILE *out) {
 int cmd_run(int argc, char **argv) {
     enum { OPT_PROMPT = 1000, OPT_PROMPT_ID, OPT_NEGATIVE, OPT_MODEL, OPT_WEIGHTS, OPT_STRATEGY, OPT_SEED, OPT_STEPS,
            OPT_SHIFT, OPT_GUIDANCE, OPT_SOLVER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT,
-           OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT };
+           OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER,
+           OPT_TOKENIZER };
     static const struct option options[] = {
         {"prompt", required_argument, 0, OPT_PROMPT},     {"prompt-id", required_argument, 0, OPT_PROMPT_ID},
         {"negative", required_argument, 0, OPT_NEGATIVE}, {"model", required_argument, 0, OPT_MODEL},
@@ -71,9 +80,12 @@ int cmd_run(int argc, char **argv) {
         {"contexts", required_argument, 0, OPT_CONTEXTS},
         {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
         {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
+        {"vae", required_argument, 0, OPT_VAE},
+        {"text-encoder", required_argument, 0, OPT_TEXT_ENCODER},
+        {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {0, 0, 0, 0}};
     const char *model = "tiny", *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
-    const char *contexts_path = NULL;
+    const char *contexts_path = NULL, *vae_path = NULL, *text_encoder = NULL, *tokenizer = NULL;
     ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
     long lv;
     double dv;
@@ -131,6 +143,9 @@ int cmd_run(int argc, char **argv) {
         case OPT_CONTEXTS: contexts_path = optarg; break;
         case OPT_NEGATIVE_ID: spec.negative_id = optarg; break;
         case OPT_RANDOM_CONTEXT: spec.random_context = 1; break;
+        case OPT_VAE: vae_path = optarg; break;
+        case OPT_TEXT_ENCODER: text_encoder = optarg; break;
+        case OPT_TOKENIZER: tokenizer = optarg; break;
         case OPT_HELP: run_usage(stdout); return 0;
         default: return cli_usage_error("run", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -148,10 +163,22 @@ int cmd_run(int argc, char **argv) {
         weights = default_weights;
     }
 
-    if (contexts_path && spec.random_context)
-        return cli_usage_error("run", "--contexts and --random-context exclude each other");
+    if ((contexts_path != NULL) + spec.random_context + (text_encoder != NULL) > 1)
+        return cli_usage_error("run", "--contexts, --text-encoder and --random-context exclude each other");
+    if (tokenizer && !text_encoder) return cli_usage_error("run", "--tokenizer goes with --text-encoder");
 
     Error err = {{0}};
+    char encoded[4200];
+    if (text_encoder) { /* before the DiT is loaded: the encoder and the DiT are never in memory together */
+        const char *ids[1] = {spec.prompt_id}, *texts[1] = {spec.prompt};
+        TextEncodeJob job = {.encoder = text_encoder, .tokenizer = tokenizer, .ids = ids, .texts = texts, .n = 1,
+                             .negative = spec.negative_prompt, .progress = "cachebench run"};
+        if (text_contexts_cached(&job, out_dir, encoded, sizeof encoded, &err)) {
+            fprintf(stderr, "cachebench run: --text-encoder: %s\n", err.msg);
+            return 1;
+        }
+        contexts_path = encoded;
+    }
     /* The text conditioning first: a missing context should not cost a model load. */
     if (experiment_check_conditioning(model, contexts_path, spec.negative_id, spec.random_context, &spec.prompt_id,
                                       1, &err)) {
@@ -163,7 +190,8 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
         return 1;
     }
-    if (contexts_path && experiment_use_contexts(&ctx, contexts_path, &err)) {
+    if ((contexts_path && experiment_use_contexts(&ctx, contexts_path, &err)) ||
+        (vae_path && experiment_use_vae(&ctx, vae_path, &err))) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
         experiment_close(&ctx);
         return 1;

@@ -50,6 +50,11 @@ static void sweep_usage(FILE *out) {
             "  --negative-prompt TEXT  text of the uncond branch, as recorded (default: empty; Wan: the official\n"
             "                       default negative prompt)\n"
             "  --random-context     Wan models without --contexts: seeded random text (timing only)\n"
+            "  --text-encoder PATH  umT5 encoder (see `cachebench encode`): every prompt and the negative are\n"
+            "                       encoded once into OUT/contexts-<key>.safetensors (reused on resume), then used as\n"
+            "                       --contexts; --tokenizer PATH gives its spiece.model\n"
+            "  --vae FILE           Wan VAE decoder: every run records its decoded video, metrics compare pixels\n"
+            "                       (a sweep folder never mixes decoded and latent videos)\n"
             "  --out DIR            sweep folder, created if missing\n"
             "  --config FILE        read these settings from an INI file (below); flags given as well override it\n"
             "                       (a --strategy or --seeds flag replaces the file's list)\n"
@@ -64,7 +69,8 @@ static void sweep_usage(FILE *out) {
             "  steps   = 50\n"
             "  out     = results/demo            ; also: solver, model, weights, backend,\n"
             "                                    ; strategy = TEMPLATE (repeatable), contexts, negative_id,\n"
-            "                                    ; negative_prompt, random_context = true\n"
+            "                                    ; negative_prompt, random_context = true, text_encoder,\n"
+            "                                    ; tokenizer, vae\n"
             "  [strategy static]\n"
             "  interval = 2 | 3 | 4\n"
             "  [strategy easycache]\n"
@@ -153,8 +159,12 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
     else printf("default steps");
     printf(", solver %s", plan->solver);
     printf(", backend %s\n", d->cfg->backend[0] ? d->cfg->backend : "cpu");
-    if (d->cfg->contexts[0]) printf("text: contexts from %s\n", d->cfg->contexts);
+    if (d->cfg->text_encoder[0])
+        printf("text: umT5 encoder %s, contexts %s\n", d->cfg->text_encoder,
+               plan->contexts[0] ? plan->contexts : "encoded into this folder when the sweep runs");
+    else if (d->cfg->contexts[0]) printf("text: contexts from %s\n", d->cfg->contexts);
     else if (d->cfg->random_context) printf("text: seeded random stand-in where the model has no vocabulary (timing only)\n");
+    if (d->cfg->vae[0]) printf("video: decoded by the VAE %s\n", d->cfg->vae);
     printf("finished already: %ld, to run: %ld\n", st->finished_before, st->total - st->finished_before);
     char eta[32];
     format_duration(eta, sizeof eta, st->eta_seconds);
@@ -219,7 +229,7 @@ static void cb_run_done(void *user, const SweepStatus *st, const char *run_id, c
 int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
            OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
-           OPT_RANDOM_CONTEXT };
+           OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER, OPT_TOKENIZER };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -231,6 +241,9 @@ int cmd_sweep(int argc, char **argv) {
         {"contexts", required_argument, 0, OPT_CONTEXTS}, {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
         {"negative-prompt", required_argument, 0, OPT_NEGATIVE_PROMPT},
         {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
+        {"vae", required_argument, 0, OPT_VAE},
+        {"text-encoder", required_argument, 0, OPT_TEXT_ENCODER},
+        {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {0, 0, 0, 0}};
     SweepConfig *cfg = malloc(sizeof *cfg);
     SweepPlan plan;
@@ -304,6 +317,9 @@ int cmd_sweep(int argc, char **argv) {
         case OPT_NEGATIVE_ID: snprintf(cfg->negative_id, sizeof cfg->negative_id, "%s", optarg); break;
         case OPT_NEGATIVE_PROMPT: snprintf(cfg->negative_prompt, sizeof cfg->negative_prompt, "%s", optarg); break;
         case OPT_RANDOM_CONTEXT: cfg->random_context = 1; break;
+        case OPT_VAE: snprintf(cfg->vae, sizeof cfg->vae, "%s", optarg); break;
+        case OPT_TEXT_ENCODER: snprintf(cfg->text_encoder, sizeof cfg->text_encoder, "%s", optarg); break;
+        case OPT_TOKENIZER: snprintf(cfg->tokenizer, sizeof cfg->tokenizer, "%s", optarg); break;
         case OPT_DRY_RUN: dry_run = 1; break;
         case OPT_QUIET: quiet = 1; break;
         default: break;

@@ -11,6 +11,7 @@
 #include "harness/solvers/solver.h"
 #include "models/dit/dit.h"
 #include "models/dit/engine.h"
+#include "models/vae/vae.h"
 #include "results/record.h"
 #include "strategies/strategy.h"
 
@@ -20,6 +21,8 @@ typedef struct {
     char **vocab;               /* NULL for models without a word vocabulary */
     int vocab_size;
     PromptContexts *contexts;   /* owned; NULL unless experiment_use_contexts */
+    VaeModel *vae;              /* owned; NULL unless experiment_use_vae: a latent model's video is then decoded */
+    char vae_sha256[65];
 } ExperimentContext;
 
 typedef struct {
@@ -51,6 +54,10 @@ typedef struct {
 int experiment_open(ExperimentContext *ctx, const char *model_name, const char *weights, const char *backend,
                     Error *err);
 void experiment_close(ExperimentContext *ctx);
+
+/* Decodes every run's final latent with the Wan VAE decoder at path (harness records /video in pixels, video_space
+ * "pixel"). Refused for a model whose latent is not the VAE's (in_dim != z_dim) or that works in pixels (tiny). */
+int experiment_use_vae(ExperimentContext *ctx, const char *path, Error *err);
 /* Conditions every following run on the prompt contexts in path (harness/contexts.h), for the model's text shape. */
 int experiment_use_contexts(ExperimentContext *ctx, const char *path, Error *err);
 

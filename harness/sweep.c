@@ -19,6 +19,7 @@
 
 #include "harness/experiment.h"
 #include "harness/solvers/solver.h"
+#include "harness/text_encoder.h"
 #include "metrics/metrics.h"
 #include "strategies/strategy.h"
 
@@ -286,6 +287,8 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
         {"model", c->model, sizeof c->model},       {"weights", c->weights, sizeof c->weights},
         {"backend", c->backend, sizeof c->backend}, {"out", c->out, sizeof c->out},
         {"prompts", c->prompts, sizeof c->prompts}, {"contexts", c->contexts, sizeof c->contexts},
+        {"text_encoder", c->text_encoder, sizeof c->text_encoder}, {"tokenizer", c->tokenizer, sizeof c->tokenizer},
+        {"vae", c->vae, sizeof c->vae},
         {"negative_id", c->negative_id, sizeof c->negative_id},
         {"negative_prompt", c->negative_prompt, sizeof c->negative_prompt},
     };
@@ -325,7 +328,8 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
     }
     return ini_fail(st,
                     "unknown key '%s' in [sweep] (valid: strategy, prompts, seeds, steps, solver, model, weights, "
-                    "backend, out, contexts, negative_id, negative_prompt, random_context)",
+                    "backend, out, contexts, negative_id, negative_prompt, random_context, text_encoder, tokenizer, "
+                    "vae)",
                     name);
 }
 
@@ -606,10 +610,14 @@ static int check_identity(const RunRecord *r, const ExperimentContext *ctx, cons
     else if (ctx->contexts && strcmp(r->contexts_sha256, ctx->contexts->sha256))
         what = "contexts", snprintf(have, sizeof have, "%s (sha256 %.12s)", r->contexts_path, r->contexts_sha256),
         snprintf(want, sizeof want, "%s (sha256 %.12s)", ctx->contexts->file.path, ctx->contexts->sha256);
+    else if (strcmp(r->vae_sha256, ctx->vae ? ctx->vae_sha256 : "")) /* pixels and latents never share a sweep */
+        what = "VAE", snprintf(have, sizeof have, "%s", r->vae_path[0] ? r->vae_path : "none (latent video)"),
+        snprintf(want, sizeof want, "%s", ctx->vae ? ctx->vae->weights_path : "none (latent video)");
     if (!what) return 0;
     return error_set(err,
                      "%s: made with %s %s, this sweep has %s %s. A sweep folder holds runs of one model, weights, "
-                     "step count, solver, backend and text conditioning: use another --out folder, or remove the file",
+                     "step count, solver, backend, text conditioning and VAE: use another --out folder, or remove the "
+                     "file",
                      path, what, have, what, want);
 }
 
@@ -669,15 +677,35 @@ static int attach_metrics(RunRecord *rec, const RunRecord *base, const char *bas
 }
 
 /* Every prompt id's context and the negative one, before the sweep touches its folder or loads weights. */
-static int check_conditioning(const SweepConfig *c, const SweepPlan *plan, const char *model, const char *negative_id,
-                              Error *err) {
-    if (c->contexts[0] && c->random_context)
-        return error_set(err, "contexts and random_context exclude each other");
+static int check_conditioning(const SweepConfig *c, SweepPlan *plan, const char *model, const char *negative_id,
+                              int dry_run, Error *err) {
+    if ((c->contexts[0] != 0) + (c->random_context != 0) + (c->text_encoder[0] != 0) > 1)
+        return error_set(err, "contexts, text_encoder and random_context exclude each other");
     const char **ids = malloc((size_t)plan->prompts.count * sizeof *ids);
     if (!ids) return error_set(err, "out of memory");
     for (int i = 0; i < plan->prompts.count; i++) ids[i] = plan->prompts.items[i].id;
-    int rc = experiment_check_conditioning(model, c->contexts, negative_id, c->random_context, ids,
-                                           plan->prompts.count, err);
+    int rc = 0;
+    if (c->text_encoder[0]) { /* encoded before the DiT is loaded: the two are never in memory together */
+        const char **texts = malloc((size_t)plan->prompts.count * sizeof *texts);
+        if (!texts) rc = error_set(err, "out of memory");
+        for (int i = 0; texts && i < plan->prompts.count; i++) texts[i] = plan->prompts.items[i].text;
+        TextEncodeJob job = {.encoder = c->text_encoder, .tokenizer = c->tokenizer[0] ? c->tokenizer : NULL,
+                             .ids = ids, .texts = texts, .n = plan->prompts.count, .negative = c->negative_prompt,
+                             .progress = "cachebench sweep"};
+        if (rc == 0) rc = dry_run ? text_contexts_cache_path(&job, c->out, plan->contexts, sizeof plan->contexts, err)
+                                  : text_contexts_cached(&job, c->out, plan->contexts, sizeof plan->contexts, err);
+        if (rc) error_prefix(err, "text_encoder %s", c->text_encoder);
+        if (rc == 0 && dry_run && access(plan->contexts, R_OK) != 0) plan->contexts[0] = 0; /* encoded when run */
+        free(texts);
+        if (rc || !plan->contexts[0]) {
+            free(ids);
+            return rc;
+        }
+    } else {
+        snprintf(plan->contexts, sizeof plan->contexts, "%s", c->contexts);
+    }
+    rc = experiment_check_conditioning(model, plan->contexts, negative_id, c->random_context, ids,
+                                       plan->prompts.count, err);
     free(ids);
     return rc;
 }
@@ -699,7 +727,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     else if (strcmp(model, "tiny") == 0) experiment_default_weights(weights, sizeof weights);
     else return error_set(err, "model %s needs weights (--weights FILE or weights = FILE, or random)", model);
     const char *negative_id = c->negative_id[0] ? c->negative_id : NULL;
-    if (check_conditioning(c, plan, model, negative_id, err)) return -1;
+    if (check_conditioning(c, plan, model, negative_id, opt->dry_run, err)) return -1;
 
     if (!opt->dry_run) {
         snprintf(runs_dir, sizeof runs_dir, "%s/runs", c->out);
@@ -727,7 +755,8 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
 
     if (experiment_open(&ctx, model, weights, backend, err)) goto done;
     ctx_open = 1;
-    if (c->contexts[0] && experiment_use_contexts(&ctx, c->contexts, err)) goto done;
+    if (plan->contexts[0] && experiment_use_contexts(&ctx, plan->contexts, err)) goto done;
+    if (c->vae[0] && experiment_use_vae(&ctx, c->vae, err)) goto done;
     const int steps = c->steps > 0 ? c->steps : ctx.model.cfg.default_steps;
     const SolverKind *solver = experiment_solver(&ctx.model.cfg, c->solver[0] ? solver_by_name(c->solver) : NULL);
     if (!solver) {

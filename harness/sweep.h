@@ -14,7 +14,7 @@
  *
  * Config file (INI, read with inih): a [sweep] section with the keys of the command-line flags
  *     strategy (repeatable, one template each), prompts, seeds, steps, solver, model, weights, backend, out,
- *     contexts, negative_id, negative_prompt, random_context (true/false)
+ *     contexts, negative_id, negative_prompt, random_context (true/false), text_encoder, tokenizer, vae
  * and one section per strategy, "[strategy NAME]" or "[strategy NAME LABEL]" (LABEL tells apart two grids of one
  * strategy), whose keys are the strategy's parameters and whose values are lists/ranges as above; spaces around
  * '|' are allowed there. Such a section is the template NAME:key=value,... in the order of the keys. A section
@@ -87,6 +87,9 @@ typedef struct {
     int n_seeds;                /* 0: seed 0 */
     uint64_t seeds[SWEEP_MAX_SEEDS];
     char contexts[1024];        /* prompt contexts file (harness/contexts.h); "" none */
+    char text_encoder[1024];    /* umT5 encoder: the prompts are encoded once into OUT/contexts-<key>.safetensors */
+    char tokenizer[1024];       /* its spiece.model; "": looked up beside the encoder */
+    char vae[1024];             /* VAE decoder: runs record decoded pixels (harness/experiment.h experiment_use_vae) */
     char negative_id[64];       /* key of the negative context; "" CONTEXTS_NEGATIVE_KEY */
     char negative_prompt[512];  /* "": ExperimentSpec's default */
     int random_context;         /* models without a vocabulary and without contexts: the seeded stand-in */
@@ -105,6 +108,8 @@ typedef struct {
     int n_seeds;
     uint64_t seeds[SWEEP_MAX_SEEDS];
     const char *solver;         /* the solver every run uses, set by sweep_run once the model is open */
+    char contexts[4200];        /* the contexts file every run uses (--contexts, or the text encoder's cache); set by
+                                 * sweep_run; "" none (or, in a dry run, not encoded yet) */
 } SweepPlan;
 
 /* Expands the templates, reads the prompt file. */

@@ -215,7 +215,9 @@ static int write_root_attrs(hid_t f, const RunRecord *r, Error *err) {
         attr_i32(f, "height", r->height, err) || attr_i32(f, "width", r->width, err) ||
         ATTR_STR(f, "conditioning", r->conditioning, err) || ATTR_STR(f, "contexts_path", r->contexts_path, err) ||
         ATTR_STR(f, "contexts_sha256", r->contexts_sha256, err) ||
-        ATTR_STR(f, "contexts_negative_id", r->contexts_negative_id, err))
+        ATTR_STR(f, "contexts_negative_id", r->contexts_negative_id, err) ||
+        ATTR_STR(f, "video_space", r->video_space, err) || ATTR_STR(f, "vae_path", r->vae_path, err) ||
+        ATTR_STR(f, "vae_sha256", r->vae_sha256, err))
         return -1;
     return 0;
 }
@@ -669,7 +671,10 @@ static int read_root_attrs(hid_t f, RunRecord *r, Error *err) {
         ATTR_READ_STR_OPTIONAL(f, "/", "conditioning", r->conditioning, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_path", r->contexts_path, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_sha256", r->contexts_sha256, err) ||
-        ATTR_READ_STR_OPTIONAL(f, "/", "contexts_negative_id", r->contexts_negative_id, err))
+        ATTR_READ_STR_OPTIONAL(f, "/", "contexts_negative_id", r->contexts_negative_id, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "video_space", r->video_space, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "vae_path", r->vae_path, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "vae_sha256", r->vae_sha256, err))
         return -1;
     if (strcmp(status, "complete") == 0) r->failed = 0;
     else if (strcmp(status, "failed") == 0) r->failed = 1;
@@ -1088,6 +1093,10 @@ int record_print_info(const char *path, FILE *out, Error *err) {
     else if (r.conditioning[0])
         fprintf(out, "  text       %s%s\n", r.conditioning,
                 strcmp(r.conditioning, "random-stand-in") == 0 ? " (seeded random contexts: timing only)" : "");
+    if (r.vae_path[0])
+        fprintf(out, "  video      decoded by the VAE %s (sha256 %s)\n", r.vae_path, r.vae_sha256);
+    else if (strcmp(r.video_space, "latent") == 0)
+        fprintf(out, "  video      latent space (no VAE: metrics compare latents, not pixels)\n");
     fprintf(out, "  seed       %llu\n", (unsigned long long)r.seed);
     fprintf(out, "  sampling   %d steps, solver %s, shift %g, guidance %g\n", r.steps, r.solver, r.shift, r.guidance);
     fprintf(out, "  backend    %s on %s, cachebench %s\n", r.backend, r.device, r.version);

@@ -7,7 +7,10 @@
  *                     status ("complete" | "failed"), failed_step, failure, frames, height, width,
  *                     conditioning (how the text was encoded: "vocabulary" | "contexts" | "random-stand-in"),
  *                     contexts_path, contexts_sha256, contexts_negative_id ("" unless conditioning is "contexts").
- *                     The last four are optional on reading (records written before them read as "").
+ *                     video_space ("pixel": /video holds pixels, of a pixel-space model such as tiny or decoded
+ *                     by a VAE; "latent": a preview of the first three latent channels of a latent model run
+ *                     without a VAE, whose metrics then compare latents), vae_path, vae_sha256 ("" without a VAE).
+ *                     The last seven are optional on reading (records written before them read as "").
  *   /steps            dims step[steps], branch[2] (0 = cond, 1 = uncond; attribute "names" = "cond,uncond")
  *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
  *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
@@ -55,6 +58,9 @@ typedef struct {
     char contexts_path[1024];       /* contexts file, its sha256 and the key of the negative context */
     char contexts_sha256[65];
     char contexts_negative_id[64];
+    char video_space[16];           /* "pixel" | "latent" ("" in older records): what /video and its metrics are */
+    char vae_path[1024];            /* VAE decoder checkpoint and its sha256; "" without one */
+    char vae_sha256[65];
     uint64_t seed;
     int steps;
     char solver[16];

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "harness/text_encoder.h"
 #include "models/dit/config.h"
 #include "models/safetensors.h"
 #include "models/t5/t5.h"
@@ -492,6 +493,59 @@ Test(t5, cli_encode_writes_trimmed_contexts, .timeout = 60) {
     cr_assert(strstr(out, "reserved"), "%s", out);
     t5_encoder_close(&enc);
     spm_model_free(spm);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+/* run/sweep --text-encoder: each set of texts is encoded once into DIR/contexts-<key>.safetensors; the key changes
+ * with any text, the negative or the encoder file, and an unchanged set is read back, not encoded again. */
+Test(t5, text_contexts_are_encoded_once_and_cached, .timeout = 60) {
+    char *dir = fixture_tmpdir();
+    SpmModel *spm = trained_spm(dir);
+    T5Config cfg = SMALL;
+    cfg.vocab = spm_model_vocab_size(spm);
+    spm_model_free(spm);
+    char weights[512], cache[600];
+    snprintf(weights, sizeof weights, "%s/umt5.safetensors", dir);
+    snprintf(cache, sizeof cache, "%s/sweep", dir);
+    cr_assert_eq(write_t5(weights, &cfg, 9, ST_F32, 0, (WriteFaults){0}), 0);
+    const char *ids[2] = {"cat", "dog"}, *texts[2] = {"A cat walks on the grass.", "A dog runs."};
+    TextEncodeJob job = {.encoder = weights, .ids = ids, .texts = texts, .n = 2, .progress = "test"};
+    Error err = {{0}};
+    char first[4200], again[4200], other[4200];
+    cr_assert_eq(text_contexts_cached(&job, cache, first, sizeof first, &err), 0, "%s", err.msg);
+    cr_assert(strncmp(first, cache, strlen(cache)) == 0 && strstr(first, "/contexts-"), "%s", first);
+    struct stat a, b;
+    cr_assert_eq(stat(first, &a), 0);
+    StFile st;
+    cr_assert_eq(st_open(&st, first, &err), 0, "%s", err.msg);
+    cr_assert_eq(st.num_tensors, 3);
+    cr_assert_not_null(st_find(&st, "cat"));
+    cr_assert_not_null(st_find(&st, "__negative__"));
+    st_close(&st);
+    /* The same job again: the same file, untouched (a rewrite would be a new inode: st_write renames a .tmp). */
+    cr_assert_eq(text_contexts_cached(&job, cache, again, sizeof again, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(again, first);
+    cr_assert_eq(stat(again, &b), 0);
+    cr_assert(a.st_ino == b.st_ino && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec, "the cached file was rewritten");
+    /* Any change of the texts, the negative or the encoder gives another file. */
+    const char *texts2[2] = {"A cat walks on the grass.", "A dog sleeps."};
+    TextEncodeJob changed = job;
+    changed.texts = texts2;
+    cr_assert_eq(text_contexts_cache_path(&changed, cache, other, sizeof other, &err), 0, "%s", err.msg);
+    cr_assert_str_neq(other, first);
+    changed = job;
+    changed.negative = "blurry";
+    cr_assert_eq(text_contexts_cache_path(&changed, cache, other, sizeof other, &err), 0, "%s", err.msg);
+    cr_assert_str_neq(other, first);
+    cr_assert_eq(write_t5(weights, &cfg, 10, ST_F32, 0, (WriteFaults){0}), 0); /* new weights, same path */
+    cr_assert_eq(text_contexts_cache_path(&job, cache, other, sizeof other, &err), 0, "%s", err.msg);
+    cr_assert_str_neq(other, first);
+    /* A missing encoder is an error naming it, and nothing is written. */
+    TextEncodeJob missing = job;
+    missing.encoder = "/nonexistent/umt5.safetensors";
+    cr_assert_neq(text_contexts_cached(&missing, cache, other, sizeof other, &err), 0);
+    cr_assert(strstr(err.msg, "/nonexistent/umt5.safetensors"), "%s", err.msg);
     fixture_rmdir(dir);
     free(dir);
 }

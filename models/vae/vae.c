@@ -61,6 +61,8 @@ int vae_config_check(const VaeConfig *c, Error *err) {
 /* Decoder3d's dims: [dim * dim_mult[-1]] + [dim * m for m in reversed(dim_mult)]. */
 static int stage_width(const VaeConfig *c, int i) { return c->dim * c->dim_mult[c->num_stages - 1 - i]; }
 
+int vae_spatial_scale(const VaeConfig *cfg) { return 1 << (cfg->num_stages - 1); }
+
 int vae_num_frames(const VaeConfig *cfg, int F) {
     if (F <= 0) return 0;
     int k = 0;
@@ -838,7 +840,7 @@ int vae_decoder_create(VaeDecoder **out, const VaeModel *m, int H, int W, const 
             break;
         }
     }
-    const int Hout = H << (m->cfg.num_stages - 1), Wout = W << (m->cfg.num_stages - 1);
+    const int Hout = H * vae_spatial_scale(&m->cfg), Wout = W * vae_spatial_scale(&m->cfg);
     const size_t Pout = (size_t)Hout * Wout;
     cache_init(d, &d->head_cache, (size_t)m->head.cin * Pout, &fail);
     col = max_z(col, col_need(&m->head, Hout, Wout));

@@ -92,6 +92,8 @@ void vae_free(VaeModel *m);
 
 /* Parameters of the decoder of cfg (what vae_load reads), 0 for an invalid config. */
 size_t vae_num_params(const VaeConfig *cfg);
+/* The spatial upsampling of the decoder: video frames are (scale H) x (scale W) for latents of H x W (Wan2.1: 8). */
+int vae_spatial_scale(const VaeConfig *cfg);
 /* Frames the decoder gives for F latent frames. */
 int vae_num_frames(const VaeConfig *cfg, int F);
 /* Nominal FLOPs (2 per multiply-add, every causal tap counted, as PyTorch computes them) of decoding F latent
