@@ -20,8 +20,8 @@ static void calibrate_usage(FILE *out) {
             "relative L1 change of the model output, fits output = poly4(input) by least squares and writes the five\n"
             "coefficients (highest degree first) as a TeaCache coefficient file. Prints R^2 of the fit.\n\n"
             "  --prompts FILE     prompt set, lines \"id<TAB>prompt\" (required)\n"
-            "  --model NAME       model config (default tiny)\n"
-            "  --weights FILE     checkpoint (default: the embedded tiny model)\n"
+            "  --model NAME       built-in model config (default: the checkpoint's own; tiny for random weights)\n"
+            "  --weights PATH     model folder or safetensors file (default: the embedded tiny model)\n"
             "  --variant e|e0     signal: time embedding e (default) or time projection e0 (retention steps)\n"
             "  --seeds LIST       comma-separated seeds (default 0)\n"
             "  --steps N          sampling steps (default: the config's)\n"
@@ -42,7 +42,7 @@ int cmd_calibrate(int argc, char **argv) {
         {"out", required_argument, 0, OPT_OUT},         {"samples", required_argument, 0, OPT_SAMPLES},
         {"backend", required_argument, 0, OPT_BACKEND}, {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0}};
-    const char *prompts_path = NULL, *model = "tiny", *weights = NULL, *out = NULL, *samples_path = NULL;
+    const char *prompts_path = NULL, *model = NULL, *weights = NULL, *out = NULL, *samples_path = NULL;
     const char *backend = "cpu", *seeds_text = "0";
     int use_e0 = 0;
     long steps = 0;
@@ -92,7 +92,8 @@ int cmd_calibrate(int argc, char **argv) {
 
     char default_weights[PATH_MAX];
     if (!weights) {
-        if (strcmp(model, "tiny") != 0) return cli_usage_error("calibrate", "--weights is required for %s", model);
+        if (model && strcmp(model, "tiny") != 0)
+            return cli_usage_error("calibrate", "--weights is required for %s", model);
         experiment_default_weights(default_weights, sizeof default_weights);
         weights = default_weights;
     }
@@ -148,7 +149,7 @@ int cmd_calibrate(int argc, char **argv) {
     snprintf(comment, sizeof comment,
              "TeaCache coefficients (variant %s) for model %s, weights %.300s (sha256 %s)\n"
              "fitted by cachebench calibrate on %.300s, %d seed(s), %zu samples; R^2 = %.4f",
-             use_e0 ? "e0" : "e", model, weights, ctx.model.weights_sha256, prompts_path, num_seeds, samples.count, r2);
+             use_e0 ? "e0" : "e", ctx.model.cfg.name, weights, ctx.model.weights_sha256, prompts_path, num_seeds, samples.count, r2);
     if (teacache_write_coeffs(out, coeffs, comment, &err)) goto fail;
     if (samples_path) {
         FILE *f = fopen(samples_path, "w");

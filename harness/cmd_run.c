@@ -20,8 +20,10 @@ static void run_usage(FILE *out) {
             "  --prompt TEXT        the prompt (required; the tiny model knows only its vocabulary words)\n"
             "  --prompt-id ID       id used in the run file name (default p0)\n"
             "  --negative TEXT      prompt of the unconditional branch (default: empty)\n"
-            "  --model NAME         model config: %s (default tiny)\n"
-            "  --weights FILE       safetensors checkpoint, or random[:SEED] for random weights\n"
+            "  --model NAME         built-in model config: %s (default: the checkpoint's\n"
+            "                       config.json, else inferred from its shapes; tiny for random weights)\n"
+            "  --weights PATH       model folder (official Wan2.1, diffusers, sharded), safetensors file (also\n"
+            "                       ComfyUI), or random[:SEED] for random weights\n"
             "                       (default: the embedded tiny model, models/tiny/tiny.safetensors)\n"
             "  --strategy SPEC      caching strategy, e.g. none, static:interval=3,warmup=5,\n"
             "                       teacache:thresh=0.08, easycache:thresh=0.05,warmup=10 (default none)\n"
@@ -57,7 +59,7 @@ int cmd_run(int argc, char **argv) {
         {"latents", no_argument, 0, OPT_LATENTS},         {"out", required_argument, 0, OPT_OUT},
         {"quiet", no_argument, 0, OPT_QUIET},             {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0}};
-    const char *model = "tiny", *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
+    const char *model = NULL, *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
     ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
     long lv;
     double dv;
@@ -119,7 +121,7 @@ int cmd_run(int argc, char **argv) {
 
     char default_weights[4096];
     if (!weights) {
-        if (strcmp(model, "tiny") != 0)
+        if (model && strcmp(model, "tiny") != 0)
             return cli_usage_error("run", "--weights is required for model %s (or --weights random)", model);
         experiment_default_weights(default_weights, sizeof default_weights);
         weights = default_weights;
@@ -131,6 +133,9 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
         return 1;
     }
+    if (ctx.model.file && spec.show_progress)
+        fprintf(stderr, "cachebench run: loaded %s (%s; config %s) in %.2f s, peak RSS %.0f MiB\n", weights,
+                ctx.model.weights_layout, ctx.model.cfg.name, ctx.load_seconds, ctx.load_peak_rss_kb / 1024.0);
     /* Validate the strategy spec before spending time: strategy_create in experiment_run reports it too,
      * but a usage error deserves exit code 2. */
     StrategyParams params;

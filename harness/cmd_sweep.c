@@ -37,8 +37,9 @@ static void sweep_usage(FILE *out) {
             "  --prompts FILE       prompt set, lines \"id<TAB>prompt\" (e.g. datasets/prompts_short.txt)\n"
             "  --seeds LIST         noise seeds: 0,1,2 or 0..4 or both (default 0)\n"
             "  --steps N            sampling steps (default: the model config's, 50)\n"
-            "  --model NAME         model config: %s (default tiny)\n"
-            "  --weights FILE       safetensors checkpoint, or random[:SEED] (default: the embedded tiny model)\n"
+            "  --model NAME         built-in model config: %s (default: the checkpoint's own)\n"
+            "  --weights PATH       model folder or safetensors file (see `run --help`), or random[:SEED]\n"
+            "                       (default: the embedded tiny model)\n"
             "  --backend cpu|cuda   compute backend (default cpu)\n"
             "  --out DIR            sweep folder, created if missing\n"
             "  --config FILE        read these settings from an INI file (below); flags given as well override it\n"
@@ -135,7 +136,7 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
     for (int i = 0; i < plan->prompts.count; i++) printf(" %s", plan->prompts.items[i].id);
     printf("\nseeds:");
     for (int i = 0; i < plan->n_seeds; i++) printf(" %llu", (unsigned long long)plan->seeds[i]);
-    printf("\nmodel %s, weights %s, ", d->cfg->model[0] ? d->cfg->model : "tiny",
+    printf("\nmodel %s, weights %s, ", d->cfg->model[0] ? d->cfg->model : d->cfg->weights[0] ? "(from the weights)" : "tiny",
            d->cfg->weights[0] ? d->cfg->weights : "(embedded tiny)");
     if (d->cfg->steps) printf("%d steps", d->cfg->steps);
     else printf("default steps");

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,12 +16,25 @@
 #include "harness/runner.h"
 #include "strategies/strategy.h"
 
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int experiment_open(ExperimentContext *ctx, const char *model_name, const char *weights, const char *backend,
                     Error *err) {
     memset(ctx, 0, sizeof *ctx);
-    const DitConfig *cfg = dit_config_by_name(model_name);
-    if (!cfg) return error_set(err, "unknown model '%s' (valid: %s)", model_name, dit_config_names());
-    if (strncmp(weights, "random", 6) == 0 && (weights[6] == '\0' || weights[6] == ':')) {
+    const int is_random = strncmp(weights, "random", 6) == 0 && (weights[6] == '\0' || weights[6] == ':');
+    /* Without --model, random weights are the tiny model and a checkpoint brings its own config. */
+    const DitConfig *preset = NULL;
+    if (model_name || is_random) {
+        preset = dit_config_by_name(model_name ? model_name : "tiny");
+        if (!preset) return error_set(err, "unknown model '%s' (valid: %s)", model_name, dit_config_names());
+    }
+    experiment_reset_peak_rss();
+    const double start = seconds_now();
+    if (is_random) {
         uint64_t seed = 0;
         if (weights[6] == ':') {
             char *end;
@@ -28,15 +42,20 @@ int experiment_open(ExperimentContext *ctx, const char *model_name, const char *
             seed = strtoull(weights + 7, &end, 10);
             if (errno || *end || end == weights + 7) return error_set(err, "bad random weights seed in '%s'", weights);
         }
-        if (dit_init_random(&ctx->model, cfg, seed, err)) return -1;
-    } else if (dit_load(&ctx->model, cfg, weights, err)) {
+        if (dit_init_random(&ctx->model, preset, seed, err)) return -1;
+    } else if (dit_load(&ctx->model, preset, weights, err)) {
         return -1;
     }
+    ctx->load_seconds = seconds_now() - start;
+    ctx->load_peak_rss_kb = experiment_peak_rss_kb();
+    const DitConfig *cfg = &ctx->model.cfg;
     if (cfg->vocab_size > 0) {
         char vocab_path[PATH_MAX + 16], dir[PATH_MAX];
         if (ctx->model.file) {
             snprintf(dir, sizeof dir, "%s", weights);
-            snprintf(vocab_path, sizeof vocab_path, "%s/vocab.txt", dirname(dir));
+            struct stat st;
+            int is_dir = stat(weights, &st) == 0 && S_ISDIR(st.st_mode);
+            snprintf(vocab_path, sizeof vocab_path, "%s/vocab.txt", is_dir ? dir : dirname(dir));
         } else {
             /* Random weights: any vocabulary of the right size works; use the tiny one when present. */
             char def[PATH_MAX];

@@ -17,6 +17,8 @@ typedef struct {
     Engine *engine;
     char **vocab;               /* NULL for models without a word vocabulary */
     int vocab_size;
+    double load_seconds;        /* opening, validating, converting and hashing the weights */
+    long load_peak_rss_kb;      /* peak resident memory of the process while loading them */
 } ExperimentContext;
 
 typedef struct {
@@ -35,7 +37,9 @@ typedef struct {
     void *progress_user;
 } ExperimentSpec;
 
-/* weights: a safetensors path, or "random" / "random:SEED" for random weights (benchmarks, tests).
+/* weights: a safetensors file, a model folder (models/dit/checkpoint.h), or "random" / "random:SEED" for random
+ * weights (benchmarks, tests). model_name: a built-in config (--model), or NULL for the checkpoint's own
+ * (config.json, or inferred from a single file) and tiny for random weights.
  * The vocabulary is read from vocab.txt beside the weights (models with vocab_size > 0). */
 int experiment_open(ExperimentContext *ctx, const char *model_name, const char *weights, const char *backend,
                     Error *err);

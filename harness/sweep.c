@@ -653,11 +653,11 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     LpipsNet *lpips = NULL;
     RunRecord base = {0}, rec = {0};
     int have_base = 0;
-    const char *model = c->model[0] ? c->model : "tiny", *backend = c->backend[0] ? c->backend : "cpu";
+    const char *model = c->model[0] ? c->model : NULL, *backend = c->backend[0] ? c->backend : "cpu";
     char runs_dir[2048], weights[4096];
 
     if (c->weights[0]) snprintf(weights, sizeof weights, "%s", c->weights);
-    else if (strcmp(model, "tiny") == 0) experiment_default_weights(weights, sizeof weights);
+    else if (!model || strcmp(model, "tiny") == 0) experiment_default_weights(weights, sizeof weights);
     else return error_set(err, "model %s needs weights (--weights FILE or weights = FILE, or random)", model);
 
     if (!opt->dry_run) {

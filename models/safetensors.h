@@ -43,6 +43,10 @@ void st_close(StFile *f);
 /* NULL when absent. */
 const StTensor *st_find(const StFile *f, const char *name);
 
+/* Releases the resident pages of t's bytes (whole pages only; they are re-read from the file if touched again):
+ * after a tensor was converted to a copy, its mapping need not count towards the process's memory. */
+void st_drop_pages(const StTensor *t);
+
 /* Converts any of F32/F16/BF16 to float32 (dst has prod(shape) floats). Returns -1 for other dtypes. */
 int st_to_f32(const StTensor *t, float *dst, Error *err);
 
