@@ -15,25 +15,21 @@ import os
 import struct
 import sys
 
-import numpy as np
-import torch
 
-# torch dtype -> (safetensors dtype, numpy dtype of the raw little-endian bytes)
-DTYPES = {
-    torch.float32: ("F32", np.dtype(np.float32)),
-    torch.float16: ("F16", np.dtype(np.float16)),
-    torch.bfloat16: ("BF16", np.dtype(np.int16)),  # raw bits: numpy has no bfloat16
-    torch.float64: ("F64", np.dtype(np.float64)),
-    torch.int64: ("I64", np.dtype(np.int64)),
-    torch.int32: ("I32", np.dtype(np.int32)),
-    torch.int16: ("I16", np.dtype(np.int16)),
-    torch.int8: ("I8", np.dtype(np.int8)),
-    torch.uint8: ("U8", np.dtype(np.uint8)),
-    torch.bool: ("BOOL", np.dtype(np.bool_)),
-}
-DTYPE_SIZES = {name: np_dtype.itemsize for name, np_dtype in DTYPES.values()}
-DTYPE_SIZES["BF16"] = 2
-TARGETS = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+def torch_dtypes():
+    """torch dtype -> (safetensors dtype, numpy dtype of the raw little-endian bytes)."""
+    return {
+        torch.float32: ("F32", np.dtype(np.float32)),
+        torch.float16: ("F16", np.dtype(np.float16)),
+        torch.bfloat16: ("BF16", np.dtype(np.int16)),  # raw bits: numpy has no bfloat16
+        torch.float64: ("F64", np.dtype(np.float64)),
+        torch.int64: ("I64", np.dtype(np.int64)),
+        torch.int32: ("I32", np.dtype(np.int32)),
+        torch.int16: ("I16", np.dtype(np.int16)),
+        torch.int8: ("I8", np.dtype(np.int8)),
+        torch.uint8: ("U8", np.dtype(np.uint8)),
+        torch.bool: ("BOOL", np.dtype(np.bool_)),
+    }
 
 
 def fail(msg):
@@ -57,13 +53,13 @@ def load_state_dict(path):
     return obj
 
 
-def tensor_bytes(t, target):
+def tensor_bytes(t, target, dtypes):
     t = t.detach().cpu()
     if target is not None and t.is_floating_point():
         t = t.to(target)
-    if t.dtype not in DTYPES:
+    if t.dtype not in dtypes:
         raise ValueError(f"dtype {t.dtype} has no safetensors equivalent here")
-    name, np_dtype = DTYPES[t.dtype]
+    name, np_dtype = dtypes[t.dtype]
     t = t.contiguous()
     raw = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
     return name, list(t.shape), raw.numpy().astype(np_dtype.newbyteorder("<"), copy=False).tobytes()
@@ -71,14 +67,16 @@ def tensor_bytes(t, target):
 
 def write_safetensors(path, state, target):
     header, blobs, offset, converted = {"__metadata__": {"format": "pt"}}, [], 0, []
+    dtypes = torch_dtypes()
+    sizes = {name: np_dtype.itemsize for name, np_dtype in dtypes.values()}
     for name in state:
         try:
-            converted.append((name, *tensor_bytes(state[name], target)))
+            converted.append((name, *tensor_bytes(state[name], target, dtypes)))
         except ValueError as e:
             fail(f"tensor {name!r}: {e}")
     # Wider elements first: every tensor then starts aligned to its element size, so cachebench can use F32
     # tensors in place in the memory map instead of copying them.
-    converted.sort(key=lambda c: (-DTYPE_SIZES[c[1]], c[0]))
+    converted.sort(key=lambda c: (-sizes[c[1]], c[0]))
     for name, dtype, shape, data in converted:
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
@@ -106,14 +104,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("input", help="PyTorch state dict (.pth)")
     parser.add_argument("output", help="safetensors file to write")
-    parser.add_argument("--dtype", choices=["keep", *TARGETS], default="keep")
+    parser.add_argument("--dtype", choices=["keep", "f32", "f16", "bf16"], default="keep")
     args = parser.parse_args()
     if not os.path.isfile(args.input):
         fail(f"{args.input}: no such file")
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         fail(f"{args.output}: would overwrite the input")
+    global np, torch  # imported only now: argument errors are reported without torch's start-up time
+    import numpy as np
+    import torch
+
     state = load_state_dict(args.input)
-    count, nbytes = write_safetensors(args.output, state, TARGETS.get(args.dtype))
+    target = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}.get(args.dtype)
+    count, nbytes = write_safetensors(args.output, state, target)
     print(f"{args.output}: {count} tensors, {nbytes / 2**20:.1f} MiB of data")
 
 
