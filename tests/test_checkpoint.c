@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "core/sha256.h"
 #include "models/dit/checkpoint.h"
 #include "models/dit/dit.h"
 #include "models/safetensors.h"
@@ -648,4 +649,41 @@ Test(checkpoint, convert_wan_py_round_trip, .timeout = 60) {
     cr_assert(strstr(msg, missing), "%s", msg);
     struct stat st;
     cr_assert_neq(stat(out, &st), 0);
+}
+
+/* ---- SHA-256 of weight files (the identity in every run record; hardware SHA path where the CPU has it) ---- */
+
+Test(sha256, long_input_matches_hashlib) {
+    char path[2200], cmd[4600], want[80] = {0}, got[65];
+    char *tmp = fixture_tmpdir();
+    cr_assert_not_null(tmp);
+    snprintf(path, sizeof path, "%s/blob.bin", tmp);
+    const size_t n = (1u << 20) + 17; /* many whole blocks plus a tail */
+    float *data = malloc(n);
+    fixture_random(data, n / sizeof(float), 9);
+    FILE *f = fopen(path, "wb");
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' -c \"import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())\" '%s'",
+             fixture_python(), path);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    cr_assert_not_null(fgets(want, sizeof want, p));
+    pclose(p);
+    want[strcspn(want, "\n")] = '\0';
+    Error err;
+    cr_assert_eq(sha256_file_hex(path, got, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(got, want);
+    /* Fed in uneven pieces: the buffered and the whole-block paths agree. */
+    Sha256 h;
+    sha256_init(&h);
+    for (size_t at = 0, step = 1; at < n; at += step, step = step * 3 % 1000 + 1)
+        sha256_update(&h, (const uint8_t *)data + at, at + step <= n ? step : n - at);
+    uint8_t digest[32];
+    sha256_final(&h, digest);
+    for (int i = 0; i < 32; i++) snprintf(got + 2 * i, 3, "%02x", digest[i]);
+    cr_assert_str_eq(got, want);
+    free(data);
+    fixture_rmdir(tmp);
+    free(tmp);
 }
