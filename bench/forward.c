@@ -5,11 +5,12 @@
  * Then the real-size model from a checkpoint folder: a Wan2.1-T2V-1.3B-shaped official folder with random weights
  * (config.json, 2 shards + index; F32 5.7 GB and BF16 2.8 GB) is written once under $CACHEBENCH_WAN_DIR (default
  * /tmp/cachebench-wan13b) when at least 10 GB are free there, else that part is skipped with a note. Each is
- * loaded as `run --weights DIR` loads it (time, of which SHA-256, and the process's peak RSS while loading:
+ * loaded as `run --weights DIR` loads it (time; the SHA-256 part of it, timed again alone; the peak RSS while loading:
  * F32 tensors stay in the page-cache-backed mapping, BF16 ones are converted into memory and their file pages
  * released), and the F32 model runs the full 30-layer forward at a 1x16x16 latent (64 tokens; the cross-attention
- * over 512 text tokens dominates at this size). Load times are with a warm page cache (the folder was just
- * written or read). CACHEBENCH_WAN_KEEP=0 deletes the folder afterwards. */
+ * over 512 text tokens dominates at this size). Load times depend on the page cache: the folder was just written
+ * or read, but a machine short of memory re-reads part of it from disk. CACHEBENCH_WAN_KEEP=0 deletes the folder
+ * afterwards. */
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
@@ -146,7 +147,7 @@ static int wan_folder_bench(double sgemm_peak) {
     }
     printf("\nWan2.1-T2V-1.3B-shaped official folder (config.json + 2 shards + index, random weights), %d threads\n",
            omp_get_max_threads());
-    printf("%-6s %9s %9s %11s %14s\n", "dtype", "size GB", "load s", "of it sha s", "peak RSS MiB");
+    printf("%-6s %9s %9s %11s %14s\n", "dtype", "size GB", "load s", "sha256 s", "peak RSS MiB");
     DitModel f32_model;
     int have_f32 = 0;
     /* BF16 first: the F32 model stays loaded for the forward below and its resident pages would count. */

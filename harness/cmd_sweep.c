@@ -136,8 +136,8 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
     for (int i = 0; i < plan->prompts.count; i++) printf(" %s", plan->prompts.items[i].id);
     printf("\nseeds:");
     for (int i = 0; i < plan->n_seeds; i++) printf(" %llu", (unsigned long long)plan->seeds[i]);
-    printf("\nmodel %s, weights %s, ", d->cfg->model[0] ? d->cfg->model : d->cfg->weights[0] ? "(from the weights)" : "tiny",
-           d->cfg->weights[0] ? d->cfg->weights : "(embedded tiny)");
+    const char *model = d->cfg->model[0] ? d->cfg->model : d->cfg->weights[0] ? "(from the weights)" : "tiny";
+    printf("\nmodel %s, weights %s, ", model, d->cfg->weights[0] ? d->cfg->weights : "(embedded tiny)");
     if (d->cfg->steps) printf("%d steps", d->cfg->steps);
     else printf("default steps");
     printf(", backend %s\n", d->cfg->backend[0] ? d->cfg->backend : "cpu");
