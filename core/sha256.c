@@ -34,6 +34,55 @@ static void compress(uint32_t s[8], const uint8_t b[64]) {
     s[0] += a, s[1] += bb, s[2] += c, s[3] += d, s[4] += e, s[5] += f, s[6] += g, s[7] += h;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_SHA_NI 1
+
+/* The same compression with the x86 SHA extensions (about 10x the portable loop; weight files of many GB are hashed
+ * on every load). State is kept as ABEF / CDGH as sha256rnds2 wants it. Message schedule for rounds 4i..4i+3:
+ * W = msg2(msg1(W[t-16..], W[t-12..]) + W[t-7..t-4], W[t-4..t-1]). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_sha_ni(uint32_t s[8], const uint8_t *data,
+                                                                       size_t blocks) {
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&s[0]), 0xB1); /* CDAB */
+    __m128i state1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&s[4]), 0x1B); /* HGFE */
+    __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);                                 /* ABEF */
+    state1 = _mm_blend_epi16(state1, tmp, 0xF0);                                      /* CDGH */
+    for (size_t b = 0; b < blocks; b++, data += 64) {
+        const __m128i abef = state0, cdgh = state1;
+        __m128i w[4];
+        for (int i = 0; i < 16; i++) {
+            if (i < 4) {
+                w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * i)), bswap);
+            } else {
+                __m128i t = _mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]);
+                t = _mm_add_epi32(t, _mm_alignr_epi8(w[(i + 3) & 3], w[(i + 2) & 3], 4));
+                w[i & 3] = _mm_sha256msg2_epu32(t, w[(i + 3) & 3]);
+            }
+            __m128i k = _mm_add_epi32(w[i & 3], _mm_loadu_si128((const __m128i *)&K[4 * i]));
+            state1 = _mm_sha256rnds2_epu32(state1, state0, k);
+            state0 = _mm_sha256rnds2_epu32(state0, state1, _mm_shuffle_epi32(k, 0x0E));
+        }
+        state0 = _mm_add_epi32(state0, abef);
+        state1 = _mm_add_epi32(state1, cdgh);
+    }
+    tmp = _mm_shuffle_epi32(state0, 0x1B);       /* FEBA */
+    state1 = _mm_shuffle_epi32(state1, 0xB1);    /* DCHG */
+    _mm_storeu_si128((__m128i *)&s[0], _mm_blend_epi16(tmp, state1, 0xF0)); /* DCBA */
+    _mm_storeu_si128((__m128i *)&s[4], _mm_alignr_epi8(state1, tmp, 8));    /* HGFE */
+}
+#endif
+
+static void compress_blocks(uint32_t s[8], const uint8_t *data, size_t blocks) {
+#ifdef HAVE_SHA_NI
+    if (__builtin_cpu_supports("sha")) {
+        compress_sha_ni(s, data, blocks);
+        return;
+    }
+#endif
+    for (size_t b = 0; b < blocks; b++) compress(s, data + 64 * b);
+}
+
 void sha256_init(Sha256 *h) {
     static const uint32_t init[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -46,11 +95,17 @@ void sha256_update(Sha256 *h, const void *data, size_t n) {
     const uint8_t *p = data;
     h->bytes += n;
     while (n) {
+        if (h->fill == 0 && n >= 64) { /* whole blocks straight from the input */
+            size_t blocks = n / 64;
+            compress_blocks(h->state, p, blocks);
+            p += 64 * blocks, n -= 64 * blocks;
+            continue;
+        }
         size_t take = 64 - h->fill < n ? 64 - h->fill : n;
         memcpy(h->block + h->fill, p, take);
         h->fill += take, p += take, n -= take;
         if (h->fill == 64) {
-            compress(h->state, h->block);
+            compress_blocks(h->state, h->block, 1);
             h->fill = 0;
         }
     }

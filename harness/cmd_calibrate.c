@@ -21,8 +21,8 @@ static void calibrate_usage(FILE *out) {
             "relative L1 change of the model output, fits output = poly4(input) by least squares and writes the five\n"
             "coefficients (highest degree first) as a TeaCache coefficient file. Prints R^2 of the fit.\n\n"
             "  --prompts FILE     prompt set, lines \"id<TAB>prompt\" (required)\n"
-            "  --model NAME       model config (default tiny)\n"
-            "  --weights FILE     checkpoint (default: the embedded tiny model)\n"
+            "  --model NAME       built-in model config (default: the checkpoint's own; tiny for random weights)\n"
+            "  --weights PATH     model folder or safetensors file (default: the embedded tiny model)\n"
             "  --variant e|e0     signal: time embedding e (default) or time projection e0 (retention steps)\n"
             "  --seeds LIST       comma-separated seeds (default 0)\n"
             "  --steps N          sampling steps (default: the config's)\n"
@@ -52,7 +52,7 @@ int cmd_calibrate(int argc, char **argv) {
         {"contexts", required_argument, 0, OPT_CONTEXTS}, {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
         {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
         {0, 0, 0, 0}};
-    const char *prompts_path = NULL, *model = "tiny", *weights = NULL, *out = NULL, *samples_path = NULL;
+    const char *prompts_path = NULL, *model = NULL, *weights = NULL, *out = NULL, *samples_path = NULL;
     const char *backend = "cpu", *seeds_text = "0", *contexts_path = NULL, *negative_id = NULL;
     const SolverKind *solver = NULL; /* the config's */
     int use_e0 = 0, random_context = 0;
@@ -110,7 +110,8 @@ int cmd_calibrate(int argc, char **argv) {
 
     char default_weights[PATH_MAX];
     if (!weights) {
-        if (strcmp(model, "tiny") != 0) return cli_usage_error("calibrate", "--weights is required for %s", model);
+        if (model && strcmp(model, "tiny") != 0)
+            return cli_usage_error("calibrate", "--weights is required for %s", model);
         experiment_default_weights(default_weights, sizeof default_weights);
         weights = default_weights;
     }
@@ -133,7 +134,7 @@ int cmd_calibrate(int argc, char **argv) {
     const char **ids = malloc((size_t)prompts.count * sizeof *ids);
     for (int p = 0; ids && p < prompts.count; p++) ids[p] = prompts.items[p].id;
     int bad = !ids ? error_set(&err, "out of memory")
-                   : experiment_check_conditioning(model, contexts_path, negative_id, random_context, ids,
+                   : experiment_check_conditioning(model, weights, contexts_path, negative_id, random_context, ids,
                                                    prompts.count, &err);
     free(ids);
     ExperimentContext ctx;
@@ -180,7 +181,7 @@ int cmd_calibrate(int argc, char **argv) {
     snprintf(comment, sizeof comment,
              "TeaCache coefficients (variant %s) for model %s, weights %.300s (sha256 %s)\n"
              "fitted by cachebench calibrate on %.300s, %d seed(s), solver %s, %zu samples; R^2 = %.4f",
-             use_e0 ? "e0" : "e", model, weights, ctx.model.weights_sha256, prompts_path, num_seeds,
+             use_e0 ? "e0" : "e", ctx.model.cfg.name, weights, ctx.model.weights_sha256, prompts_path, num_seeds,
              experiment_solver(&ctx.model.cfg, solver)->name, samples.count, r2);
     if (teacache_write_coeffs(out, coeffs, comment, &err)) goto fail;
     if (samples_path) {

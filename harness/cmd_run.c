@@ -33,8 +33,10 @@ static void run_usage(FILE *out) {
             "  --negative-id ID     key of the negative prompt's context in --contexts (default __negative__)\n"
             "  --random-context     Wan models without --contexts: a seeded random stand-in for the text (timing\n"
             "                       only: the videos mean nothing)\n"
-            "  --model NAME         model config: %s (default tiny)\n"
-            "  --weights FILE       safetensors checkpoint, or random[:SEED] for random weights\n"
+            "  --model NAME         built-in model config: %s (default: the checkpoint's\n"
+            "                       config.json, else inferred from its shapes; tiny for random weights)\n"
+            "  --weights PATH       model folder (official Wan2.1, diffusers, sharded), safetensors file (also\n"
+            "                       ComfyUI), or random[:SEED] for random weights\n"
             "                       (default: the embedded tiny model, models/tiny/tiny.safetensors)\n"
             "  --strategy SPEC      caching strategy, e.g. none, static:interval=3,warmup=5,\n"
             "                       teacache:thresh=0.08, easycache:thresh=0.05,warmup=10 (default none)\n"
@@ -84,7 +86,7 @@ int cmd_run(int argc, char **argv) {
         {"text-encoder", required_argument, 0, OPT_TEXT_ENCODER},
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {0, 0, 0, 0}};
-    const char *model = "tiny", *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
+    const char *model = NULL, *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
     const char *contexts_path = NULL, *vae_path = NULL, *text_encoder = NULL, *tokenizer = NULL;
     ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
     long lv;
@@ -157,7 +159,7 @@ int cmd_run(int argc, char **argv) {
 
     char default_weights[4096];
     if (!weights) {
-        if (strcmp(model, "tiny") != 0)
+        if (model && strcmp(model, "tiny") != 0)
             return cli_usage_error("run", "--weights is required for model %s (or --weights random)", model);
         experiment_default_weights(default_weights, sizeof default_weights);
         weights = default_weights;
@@ -180,8 +182,8 @@ int cmd_run(int argc, char **argv) {
         contexts_path = encoded;
     }
     /* The text conditioning first: a missing context should not cost a model load. */
-    if (experiment_check_conditioning(model, contexts_path, spec.negative_id, spec.random_context, &spec.prompt_id,
-                                      1, &err)) {
+    if (experiment_check_conditioning(model, weights, contexts_path, spec.negative_id, spec.random_context,
+                                      &spec.prompt_id, 1, &err)) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
         return 1;
     }
@@ -190,6 +192,9 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
         return 1;
     }
+    if (ctx.model.file && spec.show_progress)
+        fprintf(stderr, "cachebench run: loaded %s (%s; config %s) in %.2f s, peak RSS %.0f MiB\n", weights,
+                ctx.model.weights_layout, ctx.model.cfg.name, ctx.load_seconds, ctx.load_peak_rss_kb / 1024.0);
     if ((contexts_path && experiment_use_contexts(&ctx, contexts_path, &err)) ||
         (vae_path && experiment_use_vae(&ctx, vae_path, &err))) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);

@@ -40,8 +40,9 @@ static void sweep_usage(FILE *out) {
             "  --steps N            sampling steps (default: the model config's, 50)\n"
             "  --solver NAME        sampler for every run: %s (default: the model config's,\n"
             "                       unipc for the Wan configs as in Wan2.1, euler for tiny)\n"
-            "  --model NAME         model config: %s (default tiny)\n"
-            "  --weights FILE       safetensors checkpoint, or random[:SEED] (default: the embedded tiny model)\n"
+            "  --model NAME         built-in model config: %s (default: the checkpoint's own)\n"
+            "  --weights PATH       model folder or safetensors file (see `run --help`), or random[:SEED]\n"
+            "                       (default: the embedded tiny model)\n"
             "  --backend cpu|cuda   compute backend (default cpu)\n"
             "  --contexts FILE      prompt contexts (safetensors: a tensor per prompt id and one for the negative\n"
             "                       prompt; scripts/make_contexts.py); required for Wan models unless\n"
@@ -153,8 +154,8 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
     for (int i = 0; i < plan->prompts.count; i++) printf(" %s", plan->prompts.items[i].id);
     printf("\nseeds:");
     for (int i = 0; i < plan->n_seeds; i++) printf(" %llu", (unsigned long long)plan->seeds[i]);
-    printf("\nmodel %s, weights %s, ", d->cfg->model[0] ? d->cfg->model : "tiny",
-           d->cfg->weights[0] ? d->cfg->weights : "(embedded tiny)");
+    const char *model = d->cfg->model[0] ? d->cfg->model : d->cfg->weights[0] ? "(from the weights)" : "tiny";
+    printf("\nmodel %s, weights %s, ", model, d->cfg->weights[0] ? d->cfg->weights : "(embedded tiny)");
     if (d->cfg->steps) printf("%d steps", d->cfg->steps);
     else printf("default steps");
     printf(", solver %s", plan->solver);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,14 +15,38 @@
 #include "core/rng.h"
 #include "core/sha256.h"
 #include "harness/runner.h"
+#include "models/dit/checkpoint.h"
 #include "strategies/strategy.h"
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int is_random_weights(const char *weights) {
+    return strncmp(weights, "random", 6) == 0 && (weights[6] == '\0' || weights[6] == ':');
+}
+
+/* --model NAME, or tiny for random weights without one; NULL (the checkpoint's own config) otherwise. */
+static int preset_for(const char *model_name, const char *weights, const DitConfig **preset, Error *err) {
+    *preset = NULL;
+    if (!model_name && !is_random_weights(weights)) return 0;
+    *preset = dit_config_by_name(model_name ? model_name : "tiny");
+    if (!*preset) return error_set(err, "unknown model '%s' (valid: %s)", model_name, dit_config_names());
+    return 0;
+}
 
 int experiment_open(ExperimentContext *ctx, const char *model_name, const char *weights, const char *backend,
                     Error *err) {
     memset(ctx, 0, sizeof *ctx);
-    const DitConfig *cfg = dit_config_by_name(model_name);
-    if (!cfg) return error_set(err, "unknown model '%s' (valid: %s)", model_name, dit_config_names());
-    if (strncmp(weights, "random", 6) == 0 && (weights[6] == '\0' || weights[6] == ':')) {
+    const int is_random = is_random_weights(weights);
+    /* Without --model, random weights are the tiny model and a checkpoint brings its own config. */
+    const DitConfig *preset;
+    if (preset_for(model_name, weights, &preset, err)) return -1;
+    experiment_reset_peak_rss();
+    const double start = seconds_now();
+    if (is_random) {
         uint64_t seed = 0;
         if (weights[6] == ':') {
             char *end;
@@ -29,15 +54,20 @@ int experiment_open(ExperimentContext *ctx, const char *model_name, const char *
             seed = strtoull(weights + 7, &end, 10);
             if (errno || *end || end == weights + 7) return error_set(err, "bad random weights seed in '%s'", weights);
         }
-        if (dit_init_random(&ctx->model, cfg, seed, err)) return -1;
-    } else if (dit_load(&ctx->model, cfg, weights, err)) {
+        if (dit_init_random(&ctx->model, preset, seed, err)) return -1;
+    } else if (dit_load(&ctx->model, preset, weights, err)) {
         return -1;
     }
+    ctx->load_seconds = seconds_now() - start;
+    ctx->load_peak_rss_kb = experiment_peak_rss_kb();
+    const DitConfig *cfg = &ctx->model.cfg;
     if (cfg->vocab_size > 0) {
         char vocab_path[PATH_MAX + 16], dir[PATH_MAX];
         if (ctx->model.file) {
             snprintf(dir, sizeof dir, "%s", weights);
-            snprintf(vocab_path, sizeof vocab_path, "%s/vocab.txt", dirname(dir));
+            struct stat st;
+            int is_dir = stat(weights, &st) == 0 && S_ISDIR(st.st_mode);
+            snprintf(vocab_path, sizeof vocab_path, "%s/vocab.txt", is_dir ? dir : dirname(dir));
         } else {
             /* Random weights: any vocabulary of the right size works; use the tiny one when present. */
             char def[PATH_MAX];
@@ -199,10 +229,26 @@ static const char *no_text_encoder_hint(void) {
            "mean nothing)";
 }
 
-int experiment_check_conditioning(const char *model_name, const char *contexts_path, const char *negative_id,
-                                  int random_context, const char *const *ids, int n_ids, Error *err) {
-    const DitConfig *cfg = dit_config_by_name(model_name);
-    if (!cfg) return 0;
+int experiment_peek_config(const char *model_name, const char *weights, DitConfig *out, Error *err) {
+    const DitConfig *preset;
+    if (preset_for(model_name, weights, &preset, err)) return -1;
+    if (preset) { /* experiment_open holds the checkpoint to it (config.json must agree) */
+        *out = *preset;
+        return 0;
+    }
+    Checkpoint ck;
+    if (checkpoint_open(&ck, weights, err)) return -1;
+    int rc = checkpoint_config(&ck, preset, out, err);
+    checkpoint_close(&ck);
+    return rc;
+}
+
+int experiment_check_conditioning(const char *model_name, const char *weights, const char *contexts_path,
+                                  const char *negative_id, int random_context, const char *const *ids, int n_ids,
+                                  Error *err) {
+    DitConfig peeked;
+    if (experiment_peek_config(model_name, weights, &peeked, err)) return -1;
+    const DitConfig *cfg = &peeked;
     if (contexts_path && contexts_path[0])
         return contexts_check_all(contexts_path, ids, n_ids, negative_id ? negative_id : CONTEXTS_NEGATIVE_KEY,
                                   cfg->text_len, cfg->text_dim, err);

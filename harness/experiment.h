@@ -23,6 +23,8 @@ typedef struct {
     PromptContexts *contexts;   /* owned; NULL unless experiment_use_contexts */
     VaeModel *vae;              /* owned; NULL unless experiment_use_vae: a latent model's video is then decoded */
     char vae_sha256[65];
+    double load_seconds;        /* opening, validating, converting and hashing the weights */
+    long load_peak_rss_kb;      /* peak resident memory of the process while loading them */
 } ExperimentContext;
 
 typedef struct {
@@ -49,7 +51,9 @@ typedef struct {
     void *progress_user;
 } ExperimentSpec;
 
-/* weights: a safetensors path, or "random" / "random:SEED" for random weights (benchmarks, tests).
+/* weights: a safetensors file, a model folder (models/dit/checkpoint.h), or "random" / "random:SEED" for random
+ * weights (benchmarks, tests). model_name: a built-in config (--model), or NULL for the checkpoint's own
+ * (config.json, or inferred from a single file) and tiny for random weights.
  * The vocabulary is read from vocab.txt beside the weights (models with vocab_size > 0). */
 int experiment_open(ExperimentContext *ctx, const char *model_name, const char *weights, const char *backend,
                     Error *err);
@@ -75,12 +79,17 @@ int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Stra
  * none). */
 const SolverKind *experiment_solver(const DitConfig *cfg, const SolverKind *spec_solver);
 
+/* The config experiment_open would run: model_name's preset (experiment_open then holds the checkpoint to it),
+ * tiny for random weights without one, else the checkpoint's own, read from its headers and config.json without
+ * loading its tensors. */
+int experiment_peek_config(const char *model_name, const char *weights, DitConfig *out, Error *err);
+
 /* What `run` and `sweep` check before any work (before loading weights): with contexts_path, that the file holds
- * a valid context for every id and for negative_id (NULL: CONTEXTS_NEGATIVE_KEY) for model_name's text shape;
- * without, that the model has a vocabulary or random_context is set. An unknown model passes (experiment_open
- * reports it). */
-int experiment_check_conditioning(const char *model_name, const char *contexts_path, const char *negative_id,
-                                  int random_context, const char *const *ids, int n_ids, Error *err);
+ * a valid context for every id and for negative_id (NULL: CONTEXTS_NEGATIVE_KEY) for the model's text shape
+ * (experiment_peek_config); without, that the model has a vocabulary or random_context is set. */
+int experiment_check_conditioning(const char *model_name, const char *weights, const char *contexts_path,
+                                  const char *negative_id, int random_context, const char *const *ids, int n_ids,
+                                  Error *err);
 
 /* File-name-safe run id: "<strategy spec with ':' ',' '=' replaced>__<prompt_id>__s<seed>". */
 void experiment_run_id(const char *strategy_spec, const char *prompt_id, uint64_t seed, char *buf, size_t cap);

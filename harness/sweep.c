@@ -677,8 +677,8 @@ static int attach_metrics(RunRecord *rec, const RunRecord *base, const char *bas
 }
 
 /* Every prompt id's context and the negative one, before the sweep touches its folder or loads weights. */
-static int check_conditioning(const SweepConfig *c, SweepPlan *plan, const char *model, const char *negative_id,
-                              int dry_run, Error *err) {
+static int check_conditioning(const SweepConfig *c, SweepPlan *plan, const char *model, const char *weights,
+                              const char *negative_id, int dry_run, Error *err) {
     if ((c->contexts[0] != 0) + (c->random_context != 0) + (c->text_encoder[0] != 0) > 1)
         return error_set(err, "contexts, text_encoder and random_context exclude each other");
     const char **ids = malloc((size_t)plan->prompts.count * sizeof *ids);
@@ -704,7 +704,7 @@ static int check_conditioning(const SweepConfig *c, SweepPlan *plan, const char 
     } else {
         snprintf(plan->contexts, sizeof plan->contexts, "%s", c->contexts);
     }
-    rc = experiment_check_conditioning(model, plan->contexts, negative_id, c->random_context, ids,
+    rc = experiment_check_conditioning(model, weights, plan->contexts, negative_id, c->random_context, ids,
                                        plan->prompts.count, err);
     free(ids);
     return rc;
@@ -720,14 +720,14 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     LpipsNet *lpips = NULL;
     RunRecord base = {0}, rec = {0};
     int have_base = 0;
-    const char *model = c->model[0] ? c->model : "tiny", *backend = c->backend[0] ? c->backend : "cpu";
+    const char *model = c->model[0] ? c->model : NULL, *backend = c->backend[0] ? c->backend : "cpu";
     char runs_dir[2048], weights[4096];
 
     if (c->weights[0]) snprintf(weights, sizeof weights, "%s", c->weights);
-    else if (strcmp(model, "tiny") == 0) experiment_default_weights(weights, sizeof weights);
+    else if (!model || strcmp(model, "tiny") == 0) experiment_default_weights(weights, sizeof weights);
     else return error_set(err, "model %s needs weights (--weights FILE or weights = FILE, or random)", model);
     const char *negative_id = c->negative_id[0] ? c->negative_id : NULL;
-    if (check_conditioning(c, plan, model, negative_id, opt->dry_run, err)) return -1;
+    if (check_conditioning(c, plan, model, weights, negative_id, opt->dry_run, err)) return -1;
 
     if (!opt->dry_run) {
         snprintf(runs_dir, sizeof runs_dir, "%s/runs", c->out);

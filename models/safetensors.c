@@ -343,6 +343,12 @@ const StTensor *st_find(const StFile *f, const char *name) {
     return bsearch(&key, f->tensors, (size_t)f->num_tensors, sizeof *f->tensors, compare_tensor_names);
 }
 
+void st_drop_pages(const StTensor *t) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), begin = (uintptr_t)t->data, end = begin + t->nbytes;
+    const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+}
+
 int st_to_f32(const StTensor *t, float *dst, Error *err) {
     const uint8_t *src = t->data;
     size_t count = t->nbytes / (t->dtype == ST_F32 ? 4 : 2);

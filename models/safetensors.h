@@ -46,6 +46,9 @@ const StTensor *st_find(const StFile *f, const char *name);
 /* Elements of a shape (1 for ndim 0), and the shape as "[a, b, c]" for messages (truncated to cap). */
 size_t st_numel(int ndim, const int64_t *shape);
 void st_format_shape(char *buf, size_t cap, int ndim, const int64_t *shape);
+/* Releases the resident pages of t's bytes (whole pages only; they are re-read from the file if touched again):
+ * after a tensor was converted to a copy, its mapping need not count towards the process's memory. */
+void st_drop_pages(const StTensor *t);
 
 /* Converts any of F32/F16/BF16 to float32 (dst has prod(shape) floats). Returns -1 for other dtypes. */
 int st_to_f32(const StTensor *t, float *dst, Error *err);

@@ -51,7 +51,7 @@ static void write_contexts(const char *path, const CtxSpec *specs, int n, StDtyp
 static const DitConfig *wan_small(void) {
     static DitConfig c;
     c = *fixture_small_config();
-    c.name = "wan-small";
+    snprintf(c.name, sizeof c.name, "wan-small");
     c.vocab_size = 0;
     c.prediction = DIT_PREDICT_VELOCITY;
     c.text_dim = 8;

@@ -1,6 +1,7 @@
 /* The pieces of a real Wan run put together in the harness: the VAE decodes a latent model's final latent into the
  * run record's video (experiment_use_vae), so metrics compare pixels; records say which space their video is in. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@
 static const DitConfig *latent_small(int channels) {
     static DitConfig c;
     c = *fixture_small_config();
-    c.name = "wan-latent-small";
+    snprintf(c.name, sizeof c.name, "wan-latent-small");
     c.in_dim = c.out_dim = channels;
     c.vocab_size = 0;
     c.prediction = DIT_PREDICT_VELOCITY;

@@ -1,5 +1,7 @@
 #include "models/dit/config.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* tiny: the embedded default model (DESIGN §6): pixel space RGB, 8 frames of 64x64, 8x8 patches
@@ -34,3 +36,39 @@ const DitConfig *dit_config_by_name(const char *name) {
 }
 
 const char *dit_config_names(void) { return "tiny, wan2.1-t2v-1.3b, wan2.1-t2v-14b"; }
+
+int dit_config_compare(const DitConfig *a, const DitConfig *b, const char **field, char *a_val, char *b_val,
+                       size_t cap) {
+    const struct { const char *name; int a, b; } ints[] = {
+        {"dim", a->dim, b->dim},                   {"num_heads", a->num_heads, b->num_heads},
+        {"num_layers", a->num_layers, b->num_layers}, {"ffn_dim", a->ffn_dim, b->ffn_dim},
+        {"in_dim", a->in_dim, b->in_dim},          {"out_dim", a->out_dim, b->out_dim},
+        {"patch_size[0]", a->patch_t, b->patch_t}, {"patch_size[1]", a->patch_h, b->patch_h},
+        {"patch_size[2]", a->patch_w, b->patch_w}, {"freq_dim", a->freq_dim, b->freq_dim},
+        {"text_dim", a->text_dim, b->text_dim},    {"text_len", a->text_len, b->text_len},
+        {"vocab_size", a->vocab_size, b->vocab_size},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (ints[i].a != ints[i].b) {
+            *field = ints[i].name;
+            snprintf(a_val, cap, "%d", ints[i].a);
+            snprintf(b_val, cap, "%d", ints[i].b);
+            return -1;
+        }
+    /* eps arrives as a JSON double and is stored as float: equal within float rounding. */
+    if (fabsf(a->eps - b->eps) > 1e-6f * fmaxf(fabsf(a->eps), fabsf(b->eps))) {
+        *field = "eps";
+        snprintf(a_val, cap, "%g", (double)a->eps);
+        snprintf(b_val, cap, "%g", (double)b->eps);
+        return -1;
+    }
+    return 0;
+}
+
+const DitConfig *dit_config_matching(const DitConfig *c) {
+    const char *field;
+    char x[32], y[32];
+    for (size_t i = 0; i < sizeof CONFIGS / sizeof CONFIGS[0]; i++)
+        if (dit_config_compare(c, &CONFIGS[i], &field, x, y, sizeof x) == 0) return &CONFIGS[i];
+    return NULL;
+}

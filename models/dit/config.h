@@ -3,6 +3,8 @@
 #ifndef CACHEBENCH_CONFIG_H
 #define CACHEBENCH_CONFIG_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" { /* usable from the CUDA engine (models/dit/engine_cuda.cu) */
 #endif
@@ -13,8 +15,10 @@ extern "C" { /* usable from the CUDA engine (models/dit/engine_cuda.cu) */
  * predicts x0 (training/tiny/TRAINING.md says why). */
 typedef enum { DIT_PREDICT_VELOCITY = 0, DIT_PREDICT_X0 = 1 } DitPrediction;
 
+#define DIT_CONFIG_NAME_MAX 64
+
 typedef struct {
-    const char *name;
+    char name[DIT_CONFIG_NAME_MAX]; /* a value, so a config read from a checkpoint's config.json carries its own */
     int in_dim, out_dim;            /* latent (or pixel) channels in and out */
     int patch_t, patch_h, patch_w;  /* Conv3d kernel = stride */
     int dim, ffn_dim, num_heads, num_layers;
@@ -41,6 +45,11 @@ typedef struct {
 
 /* NULL when the name is unknown. */
 const DitConfig *dit_config_by_name(const char *name);
+/* The built-in config whose architecture (every field a checkpoint determines) equals c's; NULL if none. */
+const DitConfig *dit_config_matching(const DitConfig *c);
+/* 0 when a and b have the same architecture; else -1 with the first differing field's name in *field and both
+ * values printed into a_val / b_val. */
+int dit_config_compare(const DitConfig *a, const DitConfig *b, const char **field, char *a_val, char *b_val, size_t cap);
 /* Comma-separated list of known names, for error messages. */
 const char *dit_config_names(void);
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/rng.h"
-#include "core/sha256.h"
+#include "models/dit/checkpoint.h"
 #include "models/kernels.h"
 #include "models/safetensors.h"
 #include "models/sparse_attention.h"
@@ -93,10 +93,11 @@ static int init_model(DitModel *m, const DitConfig *cfg, Error *err) {
     return 0;
 }
 
-/* Pass 1 of loading: count the floats that need the arena (non-F32 or misaligned tensors). */
+/* Loading binds every tensor the config needs through the checkpoint's official-name table: pass 1 checks them
+ * and counts the floats that need the arena (non-F32 or misaligned), pass 2 converts or points into the mapping. */
 typedef struct {
     DitModel *m;
-    const StFile *file;
+    Checkpoint *ck;
     size_t arena_floats;
     size_t arena_used;
     Error *err;
@@ -104,72 +105,81 @@ typedef struct {
 
 static int needs_copy(const StTensor *t) { return t->dtype != ST_F32 || ((uintptr_t)t->data % sizeof(float)) != 0; }
 
-static int check_tensor(LoadCtx *ctx, const char *name, int ndim, const int64_t *shape, const StTensor **out) {
-    const StTensor *t = st_find(ctx->file, name);
-    char want[96], got[96];
-    if (!t) return error_set(ctx->err, "%s: missing tensor '%s' (config %s needs it)", ctx->file->path, name,
+static int check_tensor(LoadCtx *ctx, const char *name, int ndim, const int64_t *shape, StTensor *view,
+                        const char **file) {
+    const CheckpointTensor *t = checkpoint_find(ctx->ck, name);
+    char want[96], got[96], official[160] = "";
+    if (!t) return error_set(ctx->err, "%s: missing tensor '%s' (config %s needs it)", ctx->ck->path, name,
                              ctx->m->cfg.name);
-    int same = t->ndim == ndim;
-    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    checkpoint_view(t, view);
+    *file = t->file;
+    if (strcmp(view->name, name) != 0) snprintf(official, sizeof official, " (official '%s')", name);
+    int same = view->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = view->shape[i] == shape[i];
     if (!same) {
         st_format_shape(want, sizeof want, ndim, shape);
-        st_format_shape(got, sizeof got, t->ndim, t->shape);
-        return error_set(ctx->err, "%s: tensor '%s' has shape %s, config %s needs %s", ctx->file->path, name, got,
-                         ctx->m->cfg.name, want);
+        st_format_shape(got, sizeof got, view->ndim, view->shape);
+        return error_set(ctx->err, "%s: tensor '%s'%s has shape %s%s, config %s needs %s", t->file, view->name,
+                         official, got, t->parts > 1 ? " per fused part" : "", ctx->m->cfg.name, want);
     }
-    if (t->dtype == ST_OTHER)
-        return error_set(ctx->err, "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported",
-                         ctx->file->path, name, t->dtype_name);
-    *out = t;
+    if (view->dtype == ST_OTHER)
+        return error_set(ctx->err, "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported", t->file,
+                         view->name, view->dtype_name);
     return 0;
 }
 
 static int count_tensor(void *user, const char *name, int ndim, const int64_t *shape, const float **slot) {
     (void)slot;
     LoadCtx *ctx = user;
-    const StTensor *t;
-    if (check_tensor(ctx, name, ndim, shape, &t)) return -1;
-    if (needs_copy(t)) ctx->arena_floats += st_numel(ndim, shape);
+    StTensor t;
+    const char *file;
+    if (check_tensor(ctx, name, ndim, shape, &t, &file)) return -1;
+    if (needs_copy(&t)) ctx->arena_floats += st_numel(ndim, shape);
     return 0;
 }
 
 static int bind_tensor(void *user, const char *name, int ndim, const int64_t *shape, const float **slot) {
     LoadCtx *ctx = user;
-    const StTensor *t;
-    if (check_tensor(ctx, name, ndim, shape, &t)) return -1;
+    StTensor t;
+    const char *file;
+    if (check_tensor(ctx, name, ndim, shape, &t, &file)) return -1;
     size_t n = st_numel(ndim, shape);
     const float *data;
-    if (needs_copy(t)) {
+    if (needs_copy(&t)) {
         float *dst = ctx->m->arena + ctx->arena_used;
         ctx->arena_used += n;
-        if (st_to_f32(t, dst, ctx->err)) return error_prefix(ctx->err, "%s: tensor '%s'", ctx->file->path, name);
+        if (st_to_f32(&t, dst, ctx->err)) return error_prefix(ctx->err, "%s: tensor '%s'", file, t.name);
+        st_drop_pages(&t); /* converted: its file pages need not stay resident beside the copy */
         data = dst;
     } else {
-        data = t->data;
+        data = t.data;
     }
     for (size_t i = 0; i < n; i++)
         if (!isfinite(data[i]))
-            return error_set(ctx->err, "%s: tensor '%s' holds a non-finite value (%g at index %zu)", ctx->file->path,
-                             name, (double)data[i], i);
+            return error_set(ctx->err, "%s: tensor '%s' holds a non-finite value (%g at index %zu)", file, t.name,
+                             (double)data[i], i);
     *slot = data;
     return 0;
 }
 
-int dit_load(DitModel *m, const DitConfig *cfg, const char *path, Error *err) {
-    if (init_model(m, cfg, err)) return -1;
-    StFile *file = calloc(1, sizeof *file);
-    if (!file) {
-        dit_free(m);
-        return error_set(err, "out of memory");
-    }
-    if (st_open(file, path, err)) {
-        free(file);
-        dit_free(m);
+int dit_load(DitModel *m, const DitConfig *preset, const char *path, Error *err) {
+    memset(m, 0, sizeof *m);
+    Checkpoint *ck = calloc(1, sizeof *ck);
+    if (!ck) return error_set(err, "out of memory");
+    DitConfig cfg;
+    if (checkpoint_open(ck, path, err)) {
+        free(ck);
         return -1;
     }
-    m->file = file;
+    if (checkpoint_config(ck, preset, &cfg, err) || init_model(m, &cfg, err)) {
+        checkpoint_close(ck);
+        free(ck);
+        return -1;
+    }
+    m->file = ck;
     snprintf(m->weights_path, sizeof m->weights_path, "%s", path);
-    LoadCtx ctx = {.m = m, .file = file, .err = err};
+    snprintf(m->weights_layout, sizeof m->weights_layout, "%s", ck->layout);
+    LoadCtx ctx = {.m = m, .ck = ck, .err = err};
     if (dit_for_each_tensor(m, count_tensor, &ctx)) goto fail;
     if (ctx.arena_floats) {
         m->arena = malloc(ctx.arena_floats * sizeof(float));
@@ -180,7 +190,8 @@ int dit_load(DitModel *m, const DitConfig *cfg, const char *path, Error *err) {
         m->arena_floats = ctx.arena_floats;
     }
     if (dit_for_each_tensor(m, bind_tensor, &ctx)) goto fail;
-    if (sha256_file_hex(path, m->weights_sha256, err)) goto fail;
+    if (checkpoint_check_all_used(ck, m->cfg.name, err)) goto fail;
+    if (checkpoint_sha256(ck, m->weights_sha256, err)) goto fail;
     return 0;
 fail:
     dit_free(m);
@@ -252,7 +263,7 @@ int dit_init_random(DitModel *m, const DitConfig *cfg, uint64_t seed, Error *err
 
 void dit_free(DitModel *m) {
     if (m->file) {
-        st_close(m->file);
+        checkpoint_close(m->file);
         free(m->file);
     }
     free(m->arena);

@@ -50,16 +50,21 @@ typedef struct {
     DitWeights w;
     char weights_path[1024];
     char weights_sha256[65];
+    char weights_layout[160];    /* how the checkpoint was read, e.g. "folder, 2 shards, official names" */
     /* owned */
-    void *file;                  /* StFile* of the open checkpoint (F32 weights point into its mapping); NULL if random */
+    void *file;                  /* Checkpoint* (models/dit/checkpoint.h; F32 weights point into its mappings); NULL if random */
     float *arena;
     size_t arena_floats;
     DitBlockWeights *block_storage;
 } DitModel;
 
-/* Loads and validates a safetensors checkpoint against cfg: every tensor the config needs must be present with the
- * exact shape, dtype F32/F16/BF16, and finite values. Errors name the file and the tensor. */
-int dit_load(DitModel *m, const DitConfig *cfg, const char *path, Error *err);
+/* Loads and validates a checkpoint: a safetensors file or a model folder (official, sharded, diffusers, ComfyUI:
+ * models/dit/checkpoint.h). The config is preset when non-NULL (a config.json must agree with it), else the
+ * checkpoint's own (config.json, or inferred from a single file's shapes). Every tensor the config needs must be
+ * present with the exact shape, dtype F32/F16/BF16, and finite values, and every tensor must be used. F32 tensors
+ * stay in the memory-mapped files; F16/BF16 are converted once into the arena and their file pages released.
+ * Errors name the file and the tensor. */
+int dit_load(DitModel *m, const DitConfig *preset, const char *path, Error *err);
 /* Random weights with Wan-like scales (Philox keyed by seed), for tests and benchmarks without a checkpoint. */
 int dit_init_random(DitModel *m, const DitConfig *cfg, uint64_t seed, Error *err);
 void dit_free(DitModel *m);
