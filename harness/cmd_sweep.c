@@ -38,6 +38,8 @@ static void sweep_usage(FILE *out) {
             "  --prompts FILE       prompt set, lines \"id<TAB>prompt\" (e.g. datasets/prompts_short.txt)\n"
             "  --seeds LIST         noise seeds: 0,1,2 or 0..4 or both (default 0)\n"
             "  --steps N            sampling steps (default: the model config's, 50)\n"
+            "  --frames N --height N --width N   latent (pixel) grid of every run (default: the config's; Wan:\n"
+            "                       21x60x104, 480p x 81 frames)\n"
             "  --solver NAME        sampler for every run: %s (default: the model config's,\n"
             "                       unipc for the Wan configs as in Wan2.1, euler for tiny)\n"
             "  --model NAME         built-in model config: %s (default: the checkpoint's own)\n"
@@ -71,7 +73,7 @@ static void sweep_usage(FILE *out) {
             "  out     = results/demo            ; also: solver, model, weights, backend,\n"
             "                                    ; strategy = TEMPLATE (repeatable), contexts, negative_id,\n"
             "                                    ; negative_prompt, random_context = true, text_encoder,\n"
-            "                                    ; tokenizer, vae\n"
+            "                                    ; tokenizer, vae, frames, height, width\n"
             "  [strategy static]\n"
             "  interval = 2 | 3 | 4\n"
             "  [strategy easycache]\n"
@@ -158,7 +160,7 @@ static void cb_plan(void *user, const SweepPlan *plan, const SweepStatus *st) {
     printf("\nmodel %s, weights %s, ", model, d->cfg->weights[0] ? d->cfg->weights : "(embedded tiny)");
     if (d->cfg->steps) printf("%d steps", d->cfg->steps);
     else printf("default steps");
-    printf(", solver %s", plan->solver);
+    printf(", solver %s, grid %dx%dx%d", plan->solver, plan->grid[0], plan->grid[1], plan->grid[2]);
     printf(", backend %s\n", d->cfg->backend[0] ? d->cfg->backend : "cpu");
     if (d->cfg->text_encoder[0])
         printf("text: umT5 encoder %s, contexts %s\n", d->cfg->text_encoder,
@@ -230,7 +232,7 @@ static void cb_run_done(void *user, const SweepStatus *st, const char *run_id, c
 int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
            OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
-           OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER, OPT_TOKENIZER };
+           OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER, OPT_TOKENIZER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -245,6 +247,8 @@ int cmd_sweep(int argc, char **argv) {
         {"vae", required_argument, 0, OPT_VAE},
         {"text-encoder", required_argument, 0, OPT_TEXT_ENCODER},
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"frames", required_argument, 0, OPT_FRAMES}, {"height", required_argument, 0, OPT_HEIGHT},
+        {"width", required_argument, 0, OPT_WIDTH},
         {0, 0, 0, 0}};
     SweepConfig *cfg = malloc(sizeof *cfg);
     SweepPlan plan;
@@ -303,6 +307,14 @@ int cmd_sweep(int argc, char **argv) {
             if (cli_parse_int("sweep", "--steps", optarg, 1, 10000, &lv)) goto done;
             cfg->steps = (int)lv;
             break;
+        case OPT_FRAMES:
+        case OPT_HEIGHT:
+        case OPT_WIDTH: {
+            const char *flag = opt == OPT_FRAMES ? "--frames" : opt == OPT_HEIGHT ? "--height" : "--width";
+            if (cli_parse_int("sweep", flag, optarg, 1, 8192, &lv)) goto done;
+            *(opt == OPT_FRAMES ? &cfg->frames : opt == OPT_HEIGHT ? &cfg->height : &cfg->width) = (int)lv;
+            break;
+        }
         case OPT_SOLVER:
             if (!solver_by_name(optarg)) {
                 rc = cli_usage_error("sweep", "unknown solver '%s' (valid: %s)", optarg, solver_names());

@@ -308,6 +308,17 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
         c->steps = (int)v;
         return 1;
     }
+    int *grid = strcmp(name, "frames") == 0 ? &c->frames : strcmp(name, "height") == 0 ? &c->height
+              : strcmp(name, "width") == 0 ? &c->width : NULL;
+    if (grid) {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < 1 || v > 8192)
+            return ini_fail(st, "[sweep] %s must be an integer in [1, 8192], got '%s'", name, value);
+        *grid = (int)v;
+        return 1;
+    }
     if (strcmp(name, "solver") == 0) {
         if (!solver_by_name(value))
             return ini_fail(st, "[sweep] unknown solver '%s' (valid: %s)", value, solver_names());
@@ -329,7 +340,7 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
     return ini_fail(st,
                     "unknown key '%s' in [sweep] (valid: strategy, prompts, seeds, steps, solver, model, weights, "
                     "backend, out, contexts, negative_id, negative_prompt, random_context, text_encoder, tokenizer, "
-                    "vae)",
+                    "vae, frames, height, width)",
                     name);
 }
 
@@ -553,11 +564,11 @@ typedef struct {
 } PlannedRun;
 
 /* Makes every spec canonical by creating the strategy exactly as experiment_run will (same environment). */
-static int canonicalize_specs(ExperimentContext *ctx, int steps, SpecList *specs, Error *err) {
+static int canonicalize_specs(ExperimentContext *ctx, int steps, const int grid[3], SpecList *specs, Error *err) {
     const DitConfig *cfg = &ctx->model.cfg;
-    if (ctx->engine->prepare(ctx->engine, cfg->frames, cfg->height, cfg->width, err)) return -1;
+    if (ctx->engine->prepare(ctx->engine, grid[0], grid[1], grid[2], err)) return -1;
     StrategyEnv env = {.num_steps = steps, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
-                       .dim = cfg->dim, .model_numel = (size_t)cfg->in_dim * cfg->frames * cfg->height * cfg->width,
+                       .dim = cfg->dim, .model_numel = (size_t)cfg->in_dim * grid[0] * grid[1] * grid[2],
                        .tokens_numel = (size_t)ctx->engine->L * cfg->dim, .ops = ctx->engine->ops,
                        .model_name = cfg->name, .weights_path = ctx->model.file ? ctx->model.weights_path : NULL};
     SpecList out = {0};
@@ -581,6 +592,7 @@ static int canonicalize_specs(ExperimentContext *ctx, int steps, SpecList *specs
 
 /* A finished file must be this sweep's run: one folder holds one model, weights, step count, solver and backend. */
 static int check_identity(const RunRecord *r, const ExperimentContext *ctx, const char *backend, int steps,
+                          const int grid[3],
                           const char *solver, const char *spec, const Prompt *prompt, uint64_t seed, const char *path, Error *err) {
     const char *what = NULL;
     const char *conditioning = ctx->contexts ? "contexts" : ctx->model.cfg.vocab_size > 0 ? "vocabulary"
@@ -596,6 +608,9 @@ static int check_identity(const RunRecord *r, const ExperimentContext *ctx, cons
                                 snprintf(want, sizeof want, "%d", steps);
     else if (strcmp(r->solver, solver)) what = "solver", snprintf(have, sizeof have, "%s", r->solver),
                                         snprintf(want, sizeof want, "%s", solver);
+    else if (r->lf && (r->lf != grid[0] || r->lh != grid[1] || r->lw != grid[2])) /* 0: records before the grid */
+        what = "grid", snprintf(have, sizeof have, "%dx%dx%d", r->lf, r->lh, r->lw),
+        snprintf(want, sizeof want, "%dx%dx%d", grid[0], grid[1], grid[2]);
     else if (strcmp(r->backend, backend)) what = "backend", snprintf(have, sizeof have, "%s", r->backend),
                                           snprintf(want, sizeof want, "%s", backend);
     else if (strcmp(r->strategy_spec, spec)) what = "strategy", snprintf(have, sizeof have, "%s", r->strategy_spec),
@@ -616,8 +631,8 @@ static int check_identity(const RunRecord *r, const ExperimentContext *ctx, cons
     if (!what) return 0;
     return error_set(err,
                      "%s: made with %s %s, this sweep has %s %s. A sweep folder holds runs of one model, weights, "
-                     "step count, solver, backend, text conditioning and VAE: use another --out folder, or remove the "
-                     "file",
+                     "step count, solver, grid, backend, text conditioning and VAE: use another --out folder, or "
+                     "remove the file",
                      path, what, have, what, want);
 }
 
@@ -764,7 +779,10 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
         goto done;
     }
     plan->solver = solver->name;
-    if (canonicalize_specs(&ctx, steps, &plan->specs, err)) goto done;
+    const int grid[3] = {c->frames ? c->frames : ctx.model.cfg.frames, c->height ? c->height : ctx.model.cfg.height,
+                         c->width ? c->width : ctx.model.cfg.width};
+    memcpy(plan->grid, grid, sizeof grid);
+    if (canonicalize_specs(&ctx, steps, grid, &plan->specs, err)) goto done;
 
     const int n_specs = plan->specs.count;
     const long total = sweep_plan_runs(plan);
@@ -797,7 +815,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
             continue;
         }
         int ok = 1;
-        if (check_identity(&rec, &ctx, backend, steps, solver->name, plan->specs.items[s],
+        if (check_identity(&rec, &ctx, backend, steps, grid, solver->name, plan->specs.items[s],
                            &plan->prompts.items[p], plan->seeds[seed_i], r->path, err)) {
             record_free(&rec);
             goto done;
@@ -858,7 +876,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
                                    .prompt = prompt->text, .negative_prompt = c->negative_prompt,
                                    .negative_id = negative_id, .random_context = c->random_context,
                                    .seed = plan->seeds[seed_i], .steps = steps, .solver = solver,
-                                   .show_progress = step_progress};
+                                   .F = grid[0], .H = grid[1], .W = grid[2], .show_progress = step_progress};
             if (experiment_run(&ctx, &spec, &rec, err)) {
                 error_prefix(err, "%s", r->run_id);
                 goto done;

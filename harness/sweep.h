@@ -14,7 +14,8 @@
  *
  * Config file (INI, read with inih): a [sweep] section with the keys of the command-line flags
  *     strategy (repeatable, one template each), prompts, seeds, steps, solver, model, weights, backend, out,
- *     contexts, negative_id, negative_prompt, random_context (true/false), text_encoder, tokenizer, vae
+ *     contexts, negative_id, negative_prompt, random_context (true/false), text_encoder, tokenizer, vae, frames,
+ *     height, width
  * and one section per strategy, "[strategy NAME]" or "[strategy NAME LABEL]" (LABEL tells apart two grids of one
  * strategy), whose keys are the strategy's parameters and whose values are lists/ranges as above; spaces around
  * '|' are allowed there. Such a section is the template NAME:key=value,... in the order of the keys. A section
@@ -81,6 +82,7 @@ typedef struct {
     char out[1024];             /* required */
     char prompts[1024];         /* required: "id<TAB>prompt" file (datasets/prompts.h) */
     int steps;                  /* 0: the model config's default */
+    int frames, height, width;  /* latent (pixel) grid of every run; 0: the model config's */
     char solver[16];            /* a registered solver name; "": the model config's default_solver */
     int n_templates;
     char templates[SWEEP_MAX_TEMPLATES][1024];
@@ -108,6 +110,7 @@ typedef struct {
     int n_seeds;
     uint64_t seeds[SWEEP_MAX_SEEDS];
     const char *solver;         /* the solver every run uses, set by sweep_run once the model is open */
+    int grid[3];                /* frames, height, width of every run, likewise */
     char contexts[4200];        /* the contexts file every run uses (--contexts, or the text encoder's cache); set by
                                  * sweep_run; "" none (or, in a dry run, not encoded yet) */
 } SweepPlan;

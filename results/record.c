@@ -217,7 +217,9 @@ static int write_root_attrs(hid_t f, const RunRecord *r, Error *err) {
         ATTR_STR(f, "contexts_sha256", r->contexts_sha256, err) ||
         ATTR_STR(f, "contexts_negative_id", r->contexts_negative_id, err) ||
         ATTR_STR(f, "video_space", r->video_space, err) || ATTR_STR(f, "vae_path", r->vae_path, err) ||
-        ATTR_STR(f, "vae_sha256", r->vae_sha256, err))
+        ATTR_STR(f, "vae_sha256", r->vae_sha256, err) || attr_i32(f, "latent_channels", r->lc, err) ||
+        attr_i32(f, "latent_frames", r->lf, err) || attr_i32(f, "latent_height", r->lh, err) ||
+        attr_i32(f, "latent_width", r->lw, err))
         return -1;
     return 0;
 }
@@ -566,6 +568,13 @@ static int attr_read_str_optional(hid_t obj, const char *obj_name, const char *n
 #define ATTR_READ_STR_OPTIONAL(obj, obj_name, name, field, err)                                                     \
     attr_read_str_optional(obj, obj_name, name, field, sizeof(field), err)
 
+/* An integer attribute added after the first records were written: absent reads as 0. */
+static int attr_read_int_optional(hid_t obj, const char *obj_name, const char *name, int *out, Error *err) {
+    *out = 0;
+    if (H5Aexists(obj, name) == 0) return 0;
+    return attr_read_int(obj, obj_name, name, out, err);
+}
+
 /* Opens group /name; *g stays invalid and 0 is returned when it is absent and optional. */
 static int group_open(hid_t f, const char *name, int required, hid_t *g, Error *err) {
     *g = H5I_INVALID_HID;
@@ -673,6 +682,10 @@ static int read_root_attrs(hid_t f, RunRecord *r, Error *err) {
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_sha256", r->contexts_sha256, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_negative_id", r->contexts_negative_id, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "video_space", r->video_space, err) ||
+        attr_read_int_optional(f, "/", "latent_channels", &r->lc, err) ||
+        attr_read_int_optional(f, "/", "latent_frames", &r->lf, err) ||
+        attr_read_int_optional(f, "/", "latent_height", &r->lh, err) ||
+        attr_read_int_optional(f, "/", "latent_width", &r->lw, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "vae_path", r->vae_path, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "vae_sha256", r->vae_sha256, err))
         return -1;
@@ -684,6 +697,10 @@ static int read_root_attrs(hid_t f, RunRecord *r, Error *err) {
         r->width > MAX_DIM)
         return error_set(err, "attributes frames/height/width = %d/%d/%d are out of range", r->frames, r->height,
                          r->width);
+    if (r->lc < 0 || r->lc > MAX_DIM || r->lf < 0 || r->lf > MAX_DIM || r->lh < 0 || r->lh > MAX_DIM || r->lw < 0 ||
+        r->lw > MAX_DIM)
+        return error_set(err, "attributes latent_channels/frames/height/width = %d/%d/%d/%d are out of range", r->lc,
+                         r->lf, r->lh, r->lw);
     return 0;
 }
 

@@ -10,7 +10,9 @@
  *                     video_space ("pixel": /video holds pixels, of a pixel-space model such as tiny or decoded
  *                     by a VAE; "latent": a preview of the first three latent channels of a latent model run
  *                     without a VAE, whose metrics then compare latents), vae_path, vae_sha256 ("" without a VAE).
- *                     The last seven are optional on reading (records written before them read as "").
+ *                     latent_channels, latent_frames, latent_height, latent_width (the grid the model ran on,
+ *                     whatever /video holds).
+ *                     The last eleven are optional on reading (older records read them as "" or 0).
  *   /steps            dims step[steps], branch[2] (0 = cond, 1 = uncond; attribute "names" = "cond,uncond")
  *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
  *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
