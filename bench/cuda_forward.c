@@ -9,9 +9,9 @@
  *
  * Options: --reps N (3), --layers N (30), --attention simple|mma|both (both), --precision bf16|fp32 (bf16),
  *          --grid FxHxW (21x60x104), --svg SPARSITY (0: off).
- * --svg s also times Sparse VideoGen forwards (models/sparse_attention.h) at sparsity s on the engine of the simple
- * kernel: layer 0 dense, every other layer's heads profiled on 64 rows and run spatial or temporal, as a sparse
- * sampling step does; it prints the attention FLOPs spent vs dense and a "RESULT ... attention=svg" line.
+ * --svg s also times Sparse VideoGen forwards (models/sparse_attention.h: official 128-token band and 128x128 blocks)
+ * at sparsity s on the engine of the simple kernel: layer 0 dense, every other layer's heads profiled on 64 rows and
+ * run spatial or temporal, as a sparse sampling step does; it prints the attention FLOPs spent vs dense and a "RESULT ... attention=svg" line.
  * Without CUDA in the build or without a device it prints "skipped: no CUDA device (...)" and exits 0, because
  * `make bench` runs every benchmark. Compare with PyTorch: bench/run_gpu.sh. */
 #include <math.h>
@@ -23,6 +23,7 @@
 #include "core/rng.h"
 #include "models/dit/dit.h"
 #include "models/dit/engine.h"
+#include "models/svg_grid.h"
 #ifdef CACHEBENCH_CUDA
 #include "models/dit/engine_cuda.h"
 #endif
@@ -172,7 +173,8 @@ int main(int argc, char **argv) {
                         patterns[(size_t)l * cfg.num_heads + h] = l == 0 ? ATTN_DENSE : ATTN_SPATIAL;
                     plans[l] = (AttentionPlan){.num_heads = cfg.num_heads,
                                                .pattern = patterns + (size_t)l * cfg.num_heads,
-                                               .sparsity = svg, .profile_rows = 64};
+                                               .sparsity = svg, .block = SVG_BLOCK, .profile_rows = 64,
+                                               .profile_seed = (unsigned long long)(r * layers + l)};
                 }
                 e->synchronize(e);
                 double t = now();

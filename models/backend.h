@@ -45,10 +45,12 @@ typedef struct {
     double flops_done;      /* filled by the backend: attention FLOPs actually spent */
     /* Sparse VideoGen (models/sparse_attention.h). Set by the strategy at every attention_plan call: */
     double sparsity;        /* target fraction of masked (query, key) pairs, used when band_tokens <= 0 */
+    int block;              /* SVG_BLOCK (models/svg_grid.h): the official band rounding and 128x128 blocks; 0: exact */
     int profile_rows;       /* > 0: classify every non-dense head now (spatial or temporal) from this many query rows */
+    unsigned long long profile_seed; /* seed of those rows (svg_profile_row) */
     /* Filled by the backend for a sparse layer: */
     int frames, tokens_per_frame; /* token grid of the call, frame-major: L = frames * tokens_per_frame */
-    int sink_tokens;        /* keys [0, sink_tokens) (the first frame) are always attended */
+    int sink_tokens;        /* pattern positions [0, sink_tokens) (P) are always attended */
     float *density;         /* [num_heads] or NULL (owner: whoever allocated the plan): mask density of each head */
 } AttentionPlan;
 

@@ -562,8 +562,8 @@ cudaError_t cuda_attention_simple(T *out, const T *q, const T *k, const T *v, in
  *
  * The simple kernel over the key sets of models/svg_grid.h: a block takes query tile [q0, q0 + 64) in its head's
  * pattern order (spatial: frame-major; temporal: token-major), so that both patterns are bands. Its K/V tiles are the
- * band keys [band_lo, band_hi) in pattern order, masked exactly inside (a key there is kept when it is within the
- * row's band or is a first-frame key), then the first-frame keys outside the band in their original order, all kept.
+ * band keys [band_lo, band_hi) in pattern order, then the sink ranges outside them, all masked exactly (a key is kept
+ * when it is within the row's band or at a sink position < P).
  * The layout permutation costs no copies: rows are gathered through svg_token() as the tiles load. Dense heads run
  * every key. Blocks of a head whose band is narrow stop after ~(64 + 2w)/32 key tiles instead of L/32: that is the
  * work skipped.
@@ -592,7 +592,7 @@ static __global__ void __launch_bounds__(SA_WARPS * 32)
         sa_load_kv(s, k, v, ld, col, hd, [&](int r) { return k0 + r < tk.band_hi ? svg_token(&g, p, k0 + r) : -1; });
         __syncthreads();
         const int kp = k0 + lane; /* this lane's key, in pattern order */
-        const bool in_tile = kp < tk.band_hi, sink = in_tile && svg_token(&g, p, kp) < P;
+        const bool in_tile = kp < tk.band_hi, sink = in_tile && kp < P;
         sa_tile_step<CH>(s, hd, lane, scale_log2,
                          [&](int r) {
                              const int dist = row0 + r - kp;
@@ -604,9 +604,9 @@ static __global__ void __launch_bounds__(SA_WARPS * 32)
         const int hi = tk.sink_hi[r];
         for (int j0 = tk.sink_lo[r]; j0 < hi; j0 += SA_BK) {
             __syncthreads();
-            sa_load_kv(s, k, v, ld, col, hd, [&](int t) { return j0 + t < hi ? j0 + t : -1; });
+            sa_load_kv(s, k, v, ld, col, hd, [&](int t) { return j0 + t < hi ? svg_token(&g, p, j0 + t) : -1; });
             __syncthreads();
-            const bool valid = j0 + lane < hi;
+            const bool valid = j0 + lane < hi && j0 + lane < P;
             sa_tile_step<CH>(s, hd, lane, scale_log2, [&](int) { return valid; }, o, m, l);
         }
     }
@@ -655,7 +655,7 @@ enum { PR_THREADS = 128 };
 template <typename T>
 static __global__ void __launch_bounds__(PR_THREADS)
     svg_profile_kernel(double *partials, const T *q, const T *k, const T *v, SvgShape g, int heads, int hd, int rows,
-                       CudaSvgHeads heads_of, float scale_log2) {
+                       unsigned long long seed, CudaSvgHeads heads_of, float scale_log2) {
     __shared__ float Qs[128], S[3][PR_THREADS], Pr[3][PR_THREADS];
     __shared__ double red[2][PR_THREADS];
     const int a = blockIdx.x, h = blockIdx.y, t = threadIdx.x;
@@ -664,7 +664,7 @@ static __global__ void __launch_bounds__(PR_THREADS)
         if (t == 0) part[0] = part[1] = 0.0;
         return;
     }
-    const int L = g.frames * g.tokens_per_frame, i = svg_profile_row(a, rows, L);
+    const int L = g.frames * g.tokens_per_frame, i = svg_profile_row(seed, a, svg_profile_limit(L));
     const size_t ld = (size_t)heads * hd, col = (size_t)h * hd;
     if (t < hd) Qs[t] = load_f(q + (size_t)i * ld + col + t);
     __syncthreads();
@@ -680,8 +680,8 @@ static __global__ void __launch_bounds__(PR_THREADS)
             sc = dot * scale_log2;
         }
         S[0][t] = sc;
-        S[1][t] = j < L && svg_mask(&g, ATTN_SPATIAL, i, j) ? sc : -INFINITY;
-        S[2][t] = j < L && svg_mask(&g, ATTN_TEMPORAL, i, j) ? sc : -INFINITY;
+        S[1][t] = j < L && svg_profile_mask(&g, ATTN_SPATIAL, i, j) ? sc : -INFINITY;
+        S[2][t] = j < L && svg_profile_mask(&g, ATTN_TEMPORAL, i, j) ? sc : -INFINITY;
         __syncthreads();
         float mnew[3];
         for (int x = 0; x < 3; x++) {
@@ -716,12 +716,13 @@ static __global__ void __launch_bounds__(PR_THREADS)
 
 template <typename T>
 cudaError_t cuda_svg_profile(double *partials, const T *q, const T *k, const T *v, SvgShape g, int heads,
-                             int head_dim, int rows, const CudaSvgHeads *heads_of, cudaStream_t st) {
+                             int head_dim, int rows, unsigned long long seed, const CudaSvgHeads *heads_of,
+                             cudaStream_t st) {
     if (!svg_args_ok(g, heads, head_dim) || !heads_of || rows <= 0 || rows > g.frames * g.tokens_per_frame ||
         rows > 65535)
         return cudaErrorInvalidValue;
     const dim3 grid((unsigned)rows, (unsigned)heads);
-    svg_profile_kernel<T><<<grid, PR_THREADS, 0, st>>>(partials, q, k, v, g, heads, head_dim, rows, *heads_of,
+    svg_profile_kernel<T><<<grid, PR_THREADS, 0, st>>>(partials, q, k, v, g, heads, head_dim, rows, seed, *heads_of,
                                                        softmax_scale_log2(head_dim));
     return cudaGetLastError();
 }
@@ -943,6 +944,6 @@ cudaError_t cuda_attention_mma(bf16 *out, const bf16 *q, const bf16 *k, const bf
     template cudaError_t cuda_svg_attention<T>(T *, const T *, const T *, const T *, SvgShape, int, int,            \
                                                const CudaSvgHeads *, cudaStream_t);                                 \
     template cudaError_t cuda_svg_profile<T>(double *, const T *, const T *, const T *, SvgShape, int, int, int,    \
-                                             const CudaSvgHeads *, cudaStream_t);
+                                             unsigned long long, const CudaSvgHeads *, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(bf16)

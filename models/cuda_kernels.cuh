@@ -99,12 +99,14 @@ typedef struct {
 template <typename T>
 cudaError_t cuda_svg_attention(T *out, const T *q, const T *k, const T *v, SvgShape g, int heads, int head_dim,
                                const CudaSvgHeads *heads_of, cudaStream_t st);
-/* Profiling of every head whose pattern is not ATTN_DENSE on `rows` query rows (svg_profile_row): partials (device,
+/* Profiling of every head whose pattern is not ATTN_DENSE on `rows` query rows (svg_profile_row(seed, a,
+ * svg_profile_limit(L))) under the fixed profiling masks (svg_profile_mask): partials (device,
  * [heads][rows][2] doubles) receive per row the sum over head_dim of (spatial output - exact output)^2 and of
  * (temporal output - exact output)^2 (zeros for dense heads). mse = sum over rows / (rows * head_dim), as
  * svg_profile_head computes it. */
 template <typename T>
 cudaError_t cuda_svg_profile(double *partials, const T *q, const T *k, const T *v, SvgShape g, int heads,
-                             int head_dim, int rows, const CudaSvgHeads *heads_of, cudaStream_t st);
+                             int head_dim, int rows, unsigned long long seed, const CudaSvgHeads *heads_of,
+                             cudaStream_t st);
 
 #endif

@@ -1,9 +1,9 @@
-/* Sparse VideoGen attention on the CPU: the mask, the layout permutation, the row-sampling profiler and the
+/* Sparse VideoGen attention on the CPU: the band, the layout permutation, the row-sampling profiler and the
  * block-sparse kernel. Definitions and formulas: models/sparse_attention.h.
  *
  * The kernel follows models/kernels.c attention(): one OpenMP task per (head, query tile), OpenBLAS GEMMs for QKᵀ
  * and PV (single-threaded inside our parallel region), one softmax over each query row's computed keys. What
- * differs is which keys a row sees: the band tiles plus the first-frame keys outside them, never the full row. */
+ * differs is which keys a row sees: the key blocks svg_tile_keys gives its tile (band and sink), never the full row. */
 #include "models/sparse_attention.h"
 #include "models/fast_math.h"
 
@@ -22,32 +22,42 @@ enum { PAR_MIN_FLOATS = 1 << 16 };
 /* ---------------------------------------------------------------------------------------------- */
 /* the mask */
 
-int svg_band_for_sparsity(int L, double sparsity) {
+int svg_band_for_sparsity(int L, int P, double sparsity, int block) {
     if (!(sparsity > 0.0)) return L; /* 0 (and NaN): dense */
-    if (sparsity >= 1.0) return 0;
-    /* The 1e-9 keeps an exact product (L = 512, s = 0.25: 256) from rounding up by one ulp. */
-    const double w = ceil((double)L * (1.0 - sqrt(sparsity)) - 1e-9);
+    double w;
+    if (block > 0 && P > 0) {
+        /* utils.py, operation for operation (context_length 0): sparsity_to_width turns the kept fraction into a
+         * width in frames, width_frame = L·(1 - sqrt(1 - kept·L²/L²)) / P; the mask rounds width_frame·P up to a
+         * multiple of 128 (round_to_multiple). */
+        const double kept = 1.0 - (sparsity < 1.0 ? sparsity : 1.0), total = (double)L * (double)L;
+        const double width_frame = (double)L * (1.0 - sqrt(1.0 - (kept * total - 0.0) / total)) / P;
+        w = ceil(width_frame * P / block) * block;
+    } else {
+        if (sparsity >= 1.0) return 0;
+        /* The 1e-9 keeps an exact product (L = 512, s = 0.25: 256) from rounding up by one ulp. */
+        w = ceil((double)L * (1.0 - sqrt(sparsity)) - 1e-9);
+    }
     return w <= 0.0 ? 0 : w >= L ? L : (int)w;
+}
+
+unsigned long long svg_call_seed(unsigned long long row_seed, int step, int branch, int layer) {
+    const unsigned long long call = ((unsigned long long)(unsigned)step << 32) ^
+                                    ((unsigned long long)(unsigned)branch << 24) ^ (unsigned long long)(unsigned)layer;
+    return svg_mix64(row_seed + svg_mix64(call + 1));
 }
 
 int svg_tile(int L) { return L < SVG_TILE ? (L > 0 ? L : 1) : SVG_TILE; }
 
-/* Sink keys (first frame; in pattern order at positions p0·stride, p0 < P) within positions [a, b], a >= 0. */
-static int sinks_within(int P, int stride, int a, int b) {
-    if (b < a) return 0;
-    const int n = svg_grid_min(P - 1, b / stride) - svg_grid_ceil_div(a, stride) + 1;
-    return n > 0 ? n : 0;
-}
-
 double svg_mask_density(const SvgShape *g, AttnPattern p) {
     const int P = g->tokens_per_frame, L = g->frames * P, w = g->band;
     if (p == ATTN_DENSE || w >= L - 1) return 1.0;
-    const int stride = svg_sink_stride(g, p);
-    /* Rows in pattern order (pos is a bijection): the band's keys plus the sink keys outside the band. */
+    /* Rows in pattern order (the mask is the same there for both patterns): the band's keys [a, b] plus the sink
+     * positions [0, P) outside it. */
     long long kept = 0;
     for (int i = 0; i < L; i++) {
         const int a = svg_grid_max(0, i - w), b = svg_grid_min(L - 1, i + w);
-        kept += (b - a + 1) + (P - sinks_within(P, stride, a, b));
+        const int sink_in_band = a <= P - 1 ? svg_grid_min(P - 1, b) - a + 1 : 0;
+        kept += (b - a + 1) + (P - sink_in_band);
     }
     return (double)kept / ((double)L * L);
 }
@@ -69,6 +79,18 @@ double svg_pattern_flops(const SvgShape *g, AttnPattern p, int head_dim) {
         pairs += (double)(q1 - q0) * tile_keys_count(&tk);
     }
     return 4.0 * head_dim * pairs;
+}
+
+long long svg_blocks_computed(const SvgShape *g, AttnPattern p) {
+    const int L = g->frames * g->tokens_per_frame, QB = g->block > 0 ? g->block : svg_tile(L), KB = svg_key_block(g);
+    long long blocks = 0;
+    for (int q0 = 0; q0 < L; q0 += QB) {
+        SvgTileKeys tk;
+        svg_tile_keys(g, p, q0, svg_grid_min(L, q0 + QB), &tk);
+        blocks += svg_grid_ceil_div(tk.band_hi - tk.band_lo, KB);
+        for (int s = 0; s < tk.nsink; s++) blocks += svg_grid_ceil_div(tk.sink_hi[s] - tk.sink_lo[s], KB);
+    }
+    return blocks;
 }
 
 void svg_permute_rows(float *dst, const float *src, const SvgShape *g, int ld, int col, int width, int inverse) {
@@ -103,26 +125,31 @@ size_t svg_thread_floats(int L, int head_dim) {
 
 static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); } /* b > 0 */
 
-/* Calls fn(lo, hi, user) for the ranges of keys [lo, hi) (frame-major) that query i attends under pattern p: the
- * first frame, then the band (spatial: one range, may overlap the first frame; temporal: one range per frame). */
+/* Calls fn(lo, hi, user) for the ranges of keys [lo, hi) (frame-major) whose positions in pattern p's order lie in
+ * [a, b): one range for spatial heads, one per frame for temporal ones (position q·F + f is key f·P + q). */
 typedef void (*RangeFn)(int lo, int hi, void *user);
-static void attended_ranges(const SvgShape *g, AttnPattern p, int i, RangeFn fn, void *user) {
-    const int F = g->frames, P = g->tokens_per_frame, L = F * P, w = g->band;
-    if (p == ATTN_DENSE || w >= L - 1) {
-        fn(0, L, user);
+static void position_ranges(const SvgShape *g, AttnPattern p, int a, int b, RangeFn fn, void *user) {
+    if (a >= b) return;
+    if (p != ATTN_TEMPORAL) {
+        fn(a, b, user);
         return;
     }
-    fn(0, P, user);
-    if (p == ATTN_SPATIAL) {
-        fn(svg_grid_max(0, i - w), svg_grid_min(L, i + w + 1), user);
-        return;
+    const int F = g->frames, P = g->tokens_per_frame;
+    for (int f = 0; f < F; f++) {
+        const int lo = svg_grid_max(0, -floor_div(-(a - f), F)), hi = svg_grid_min(P, -floor_div(-(b - f), F));
+        if (lo < hi) fn(f * P + lo, f * P + hi, user);
     }
-    /* Key f·P + q sits at q·F + f in token-major order: within the band for q in [ceil((pi-w-f)/F),
-     * floor((pi+w-f)/F)]. */
-    const int pi = svg_pos(g, p, i);
-    for (int f = 1; f < F; f++) {
-        const int lo = svg_grid_max(0, -floor_div(-(pi - w - f), F)), hi = svg_grid_min(P - 1, floor_div(pi + w - f, F));
-        if (lo <= hi) fn(f * P + lo, f * P + hi + 1, user);
+}
+
+/* The keys query i attends under pattern p's profiling mask (svg_profile_mask): the sink positions [0, P), then the
+ * blocks of SVG_PROFILE_BLOCK positions less than floor(2P / SVG_PROFILE_BLOCK) blocks from the query's (the two may
+ * overlap; every use below is idempotent). */
+static void profile_ranges(const SvgShape *g, AttnPattern p, int i, RangeFn fn, void *user) {
+    const int P = g->tokens_per_frame, L = g->frames * P, B = SVG_PROFILE_BLOCK, nb = 2 * P / B;
+    position_ranges(g, p, 0, P, fn, user);
+    if (nb > 0) {
+        const int qb = svg_pos(g, p, i) / B;
+        position_ranges(g, p, svg_grid_max(0, (qb - nb + 1) * B), svg_grid_min(L, (qb + nb) * B), fn, user);
     }
 }
 
@@ -167,12 +194,13 @@ static float row_sum(const float *x, int n) {
  * the first frame, so its sum underflows only when its best score is ~87 below the row's best; that row is then
  * recomputed from its attended keys alone. */
 void svg_profile_head(const float *q, const float *k, const float *v, const SvgShape *g, int heads, int head_dim,
-                      int head, int rows, float *scratch, double mse[2]) {
+                      int head, int rows, unsigned long long seed, float *scratch, double mse[2]) {
     const int L = g->frames * g->tokens_per_frame, ld = heads * head_dim, col = head * head_dim, hd = head_dim;
     const int T = svg_tile(L), c = T / 2 > 0 ? T / 2 : 1;
     mse[0] = mse[1] = 0.0;
     if (rows > L) rows = L;
     if (rows < 1) return;
+    const int limit = svg_profile_limit(L);
     float *E = scratch, *Pr = E + (size_t)c * L;
     float *Q = scratch + (size_t)(T + 1) * L, *O0 = Q + (size_t)c * hd, *O1 = O0 + (size_t)c * hd;
     float *z = O1 + (size_t)c * hd; /* c row sums: inside the thread's last T floats */
@@ -182,7 +210,7 @@ void svg_profile_head(const float *q, const float *k, const float *v, const SvgS
         const int n = svg_grid_min(c, rows - r0);
         int idx[SVG_TILE];
         for (int a = 0; a < n; a++) {
-            idx[a] = svg_profile_row(r0 + a, rows, L);
+            idx[a] = svg_profile_row(seed, r0 + a, limit);
             memcpy(Q + (size_t)a * hd, q + (size_t)idx[a] * ld + col, (size_t)hd * sizeof(float));
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, hd, scale, Q, hd, k + col, ld, 0.0f, E, L);
@@ -196,12 +224,12 @@ void svg_profile_head(const float *q, const float *k, const float *v, const SvgS
                 float *pr = Pr + (size_t)a * L;
                 memset(pr, 0, (size_t)L * sizeof(float));
                 CopyRange cr = {.dst = pr, .src = E + (size_t)a * L};
-                attended_ranges(g, p, idx[a], copy_range, &cr);
+                profile_ranges(g, p, idx[a], copy_range, &cr);
                 z[a] = row_sum(pr, L);
                 if (!(z[a] > 1e-30f)) {
                     for (int j = 0; j < L; j++) pr[j] = -INFINITY;
                     ScoreRange sr = {.dst = pr, .qi = Q + (size_t)a * hd, .k = k + col, .ld = ld, .hd = hd, .scale = scale};
-                    attended_ranges(g, p, idx[a], score_range, &sr);
+                    profile_ranges(g, p, idx[a], score_range, &sr);
                     z[a] = softmax_row_unnormalised_base_e(pr, L);
                 }
             }
@@ -232,11 +260,14 @@ typedef struct {
 static void tile_attention(const SvgArgs *A, int h, AttnPattern p, int q0, int rows, float *S, float *Qb, float *Ob,
                            float *rowsum) {
     const SvgShape *g = &A->g;
-    const int F = g->frames, P = g->tokens_per_frame, L = F * P, w = g->band;
+    const int P = g->tokens_per_frame, L = g->frames * P, w = g->band;
     const int ld = A->ld, hd = A->hd, col = h * hd, temporal = p == ATTN_TEMPORAL;
     SvgTileKeys tk;
     svg_tile_keys(g, p, q0, q0 + rows, &tk);
-    const int nb = tk.band_hi - tk.band_lo, n = tile_keys_count(&tk);
+    /* Key ranges in pattern order: the band tiles, then the sink ranges. */
+    int lo[3] = {tk.band_lo}, hi[3] = {tk.band_hi}, nr = 1 + tk.nsink, n = 0;
+    for (int s = 0; s < tk.nsink; s++) lo[1 + s] = tk.sink_lo[s], hi[1 + s] = tk.sink_hi[s];
+    for (int r = 0; r < nr; r++) n += hi[r] - lo[r];
 
     /* Queries in place for frame-major patterns; gathered into token-major order for temporal heads. */
     const float *Q = A->q + (size_t)q0 * ld + col;
@@ -246,35 +277,31 @@ static void tile_attention(const SvgArgs *A, int h, AttnPattern p, int q0, int r
             memcpy(Qb + (size_t)a * hd, A->q + (size_t)svg_token(g, p, q0 + a) * ld + col, (size_t)hd * sizeof(float));
         Q = Qb, ldq = hd;
     }
-    const float *Kb = (temporal ? A->k_perm : A->k) + (size_t)tk.band_lo * ld + col;
-    const float *Vb = (temporal ? A->v_perm : A->v) + (size_t)tk.band_lo * ld + col;
+    const float *K = (temporal ? A->k_perm : A->k) + col, *V = (temporal ? A->v_perm : A->v) + col;
     const float scale = 1.0f / sqrtf((float)hd);
 
-    /* Scores: the band tiles, then the sink ranges (first-frame rows in their original order). */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nb, hd, scale, Q, ldq, Kb, ld, 0.0f, S, n);
-    for (int s = 0, off = nb; s < tk.nsink; off += tk.sink_hi[s] - tk.sink_lo[s], s++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, tk.sink_hi[s] - tk.sink_lo[s], hd, scale, Q, ldq,
-                    A->k + (size_t)tk.sink_lo[s] * ld + col, ld, 0.0f, S + off, n);
+    for (int r = 0, off = 0; r < nr; off += hi[r] - lo[r], r++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, hi[r] - lo[r], hd, scale, Q, ldq,
+                    K + (size_t)lo[r] * ld, ld, 0.0f, S + off, n);
 
-    /* Inside the band tiles a key outside the row's band stays only when it is a sink key: j < P in frame-major
-     * order, j % F == 0 in token-major order. Only the tiles' edges can hold such keys. */
+    /* The mask, exactly: a computed key outside the row's band stays only when it is a sink position (< P). In the
+     * band tiles only their edges can hold such keys; the sink ranges lie outside every band of the tile. */
     if (p != ATTN_DENSE && w < L - 1) {
         for (int a = 0; a < rows; a++) {
-            float *s = S + (size_t)a * n - tk.band_lo; /* s[j] for pattern position j */
+            float *s = S + (size_t)a * n - tk.band_lo; /* s[j] for band position j */
             const int i = q0 + a;
             const int left_end = svg_grid_min(i - w, tk.band_hi), right_start = svg_grid_max(i + w + 1, tk.band_lo);
-            for (int j = tk.band_lo; j < left_end; j++)
-                if (temporal ? j % F != 0 : j >= P) s[j] = -INFINITY;
-            for (int j = right_start; j < tk.band_hi; j++)
-                if (temporal ? j % F != 0 : j >= P) s[j] = -INFINITY;
+            for (int j = svg_grid_max(tk.band_lo, P); j < left_end; j++) s[j] = -INFINITY;
+            for (int j = svg_grid_max(right_start, P); j < tk.band_hi; j++) s[j] = -INFINITY;
+            for (int r = 1, off = hi[0] - lo[0]; r < nr; off += hi[r] - lo[r], r++)
+                for (int j = svg_grid_max(lo[r], P); j < hi[r]; j++) S[(size_t)a * n + off + j - lo[r]] = -INFINITY;
         }
     }
     for (int a = 0; a < rows; a++) rowsum[a] = softmax_row_unnormalised_base_e(S + (size_t)a * n, n);
 
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, nb, 1.0f, S, n, Vb, ld, 0.0f, Ob, hd);
-    for (int s = 0, off = nb; s < tk.nsink; off += tk.sink_hi[s] - tk.sink_lo[s], s++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, tk.sink_hi[s] - tk.sink_lo[s], 1.0f, S + off,
-                    n, A->v + (size_t)tk.sink_lo[s] * ld + col, ld, 1.0f, Ob, hd);
+    for (int r = 0, off = 0; r < nr; off += hi[r] - lo[r], r++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, hi[r] - lo[r], 1.0f, S + off, n,
+                    V + (size_t)lo[r] * ld, ld, r ? 1.0f : 0.0f, Ob, hd);
 
     for (int a = 0; a < rows; a++) {
         const float inv = 1.0f / rowsum[a];
@@ -303,8 +330,9 @@ int svg_attention(float *out, const float *q, const float *k, const float *v, in
     }
     const int hd = head_dim, ld = heads * hd, T = svg_tile(L), ntiles = (L + T - 1) / T;
     SvgArgs A = {.q = q, .k = k, .v = v, .k_perm = k_perm, .v_perm = v_perm, .out = out, .ld = ld, .hd = hd};
-    A.g.frames = plan->frames, A.g.tokens_per_frame = plan->tokens_per_frame;
-    A.g.band = plan->band_tokens > 0 ? svg_grid_min(plan->band_tokens, L) : svg_band_for_sparsity(L, plan->sparsity);
+    A.g.frames = plan->frames, A.g.tokens_per_frame = plan->tokens_per_frame, A.g.block = plan->block;
+    A.g.band = plan->band_tokens > 0 ? svg_grid_min(plan->band_tokens, L)
+                                     : svg_band_for_sparsity(L, plan->tokens_per_frame, plan->sparsity, plan->block);
     plan->band_tokens = A.g.band;
     plan->sink_tokens = plan->tokens_per_frame;
     double flops = 0.0;
@@ -318,8 +346,8 @@ int svg_attention(float *out, const float *q, const float *k, const float *v, in
         for (int h = 0; h < heads; h++) {
             if (plan->pattern[h] == ATTN_DENSE) continue;
             double mse[2];
-            svg_profile_head(q, k, v, &A.g, heads, hd, h, rows, scratch + (size_t)omp_get_thread_num() * per_thread,
-                             mse);
+            svg_profile_head(q, k, v, &A.g, heads, hd, h, rows, plan->profile_seed,
+                             scratch + (size_t)omp_get_thread_num() * per_thread, mse);
             plan->pattern[h] = svg_pattern_for_mse(mse);
         }
         flops += nprof * 8.0 * hd * rows * (double)L;

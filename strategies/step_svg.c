@@ -3,10 +3,10 @@
  * strategy). No algorithm of its own: it creates the two strategies (strategies/easycache.c or teacache.c, and
  * strategies/svg.c, where the formulas and defaults are) and forwards each runner hook to the one that has it.
  *
- * Parameters (spec "easycache+svg:thresh=0.05,warmup=10,sparsity=0.75,dense_steps=0.2,dense_layers=0.03,rows=64",
- * "teacache+svg:thresh=0.08,variant=e,warmup=1,cutoff=1,sparsity=0.75,..."): the step strategy's parameters and
- * svg's sparsity, dense_steps, dense_layers, rows, each routed to its strategy with that strategy's default and
- * range. Step counts (warmup, dense_steps) are both counted from step 0 of the whole trajectory; a reused step runs
+ * Parameters (spec "easycache+svg:thresh=0.05,warmup=10,svg_version=5efea72,sparsity=0.75,...",
+ * "teacache+svg:thresh=0.08,variant=e,warmup=1,cutoff=1,svg_version=5efea72,..."): the step strategy's parameters and
+ * svg's svg_version, sparsity, dense_steps, dense_layers, rows, row_seed, band, each routed to its strategy with that
+ * strategy's default and range. Step counts (warmup, dense_steps) are both counted from step 0 of the whole trajectory; a reused step runs
  * no attention at all (a TeaCache-reused block stack runs no block, hence no attention either).
  * Canonical spec: "<step>+svg:" + the step strategy's parameters + "," + svg's, as each strategy writes them. */
 #include <stdio.h>
@@ -107,7 +107,8 @@ static int compose_create(Strategy *s, const StrategyParams *p, const StrategyEn
     return 0;
 }
 
-static const char *const ecsvg_params[] = {"thresh", "warmup", "sparsity", "dense_steps", "dense_layers", "rows", NULL};
+static const char *const ecsvg_params[] = {"thresh",       "warmup", "svg_version", "sparsity", "dense_steps",
+                                           "dense_layers", "rows",   "row_seed",    "band",     NULL};
 static int ecsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     return compose_create(s, p, env, &strategy_easycache_info, err);
 }
@@ -119,8 +120,9 @@ const StrategyInfo strategy_easycache_svg_info = {
     .create = ecsvg_create,
 };
 
-static const char *const tcsvg_params[] = {"thresh", "variant", "warmup", "cutoff", "coeffs", "sparsity",
-                                           "dense_steps", "dense_layers", "rows", NULL};
+static const char *const tcsvg_params[] = {"thresh",      "variant",     "warmup",       "cutoff", "coeffs",   "svg_version",
+                                           "sparsity",    "dense_steps", "dense_layers", "rows",   "row_seed", "band",
+                                           NULL};
 static int tcsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     return compose_create(s, p, env, &strategy_teacache_info, err);
 }

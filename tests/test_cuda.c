@@ -318,14 +318,17 @@ Test(cuda, attention_kernels_match_cpu, .timeout = 120) {
 /* ---------------------------------------------------------------- Sparse VideoGen on the GPU */
 
 /* The CUDA Sparse VideoGen kernel against the CPU's svg_attention (the specification) on the same plan: one spatial,
- * one temporal and one dense head; partial query tiles; bands from the sparsity, given, and dense (sparsity 0). Both
+ * one temporal and one dense head; partial query tiles; official 128x128 blocks and the exact variant's tiles; bands
+ * from the sparsity, given, and dense (sparsity 0); sink ranges that end inside a block (P = 50). Both
  * run the key sets of svg_tile_keys, so band, FLOPs and densities must be equal, not just close. fp32: 1e-4 (only the
  * summation order and the CPU's vectorised exp differ); bf16: 2e-2 (q, k, v rounded to 8 significant bits). */
 Test(cuda, svg_attention_matches_cpu, .timeout = 120) {
     require_device();
 #ifdef CACHEBENCH_CUDA
-    const struct { int F, P, hd, band; double sparsity; } shapes[] = {
-        {4, 16, 16, 0, 0.5}, {5, 30, 32, 0, 0.75}, {8, 64, 128, 0, 0.75}, {3, 21, 64, 7, 0.0}, {6, 13, 32, 0, 0.0},
+    const struct { int F, P, hd, band; double sparsity; int block; } shapes[] = {
+        {4, 16, 16, 0, 0.5, 0},          {5, 30, 32, 0, 0.75, 0},   {8, 64, 128, 0, 0.75, 0}, {3, 21, 64, 7, 0.0, 0},
+        {6, 13, 32, 0, 0.0, 0},          {8, 64, 64, 0, 0.75, SVG_BLOCK}, {10, 40, 32, 9, 0.0, SVG_BLOCK},
+        {7, 50, 16, 3, 0.0, SVG_BLOCK},  {21, 60, 64, 0, 0.9, SVG_BLOCK},
     };
     const CudaOptions *opts[] = {&FP32, &BF16};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
@@ -340,13 +343,15 @@ Test(cuda, svg_attention_matches_cpu, .timeout = 120) {
         AttnPattern pc[3] = {ATTN_SPATIAL, ATTN_TEMPORAL, ATTN_DENSE};
         float dc[3];
         AttentionPlan cpu = {.num_heads = heads, .pattern = pc, .band_tokens = shapes[i].band,
-                             .sparsity = shapes[i].sparsity, .frames = F, .tokens_per_frame = P, .density = dc};
+                             .sparsity = shapes[i].sparsity, .block = shapes[i].block, .frames = F,
+                             .tokens_per_frame = P, .density = dc};
         cr_assert_eq(svg_attention(ref, q, k, v, heads, hd, &cpu, kp, vp, scratch, scratch_floats), 0);
         for (size_t j = 0; j < sizeof opts / sizeof opts[0]; j++) {
             AttnPattern pg[3] = {ATTN_SPATIAL, ATTN_TEMPORAL, ATTN_DENSE};
             float dg[3];
             AttentionPlan gpu = {.num_heads = heads, .pattern = pg, .band_tokens = shapes[i].band,
-                                 .sparsity = shapes[i].sparsity, .frames = F, .tokens_per_frame = P, .density = dg};
+                                 .sparsity = shapes[i].sparsity, .block = shapes[i].block, .frames = F,
+                                 .tokens_per_frame = P, .density = dg};
             Error err = {{0}};
             cr_assert_eq(cuda_svg_attention_run(got, q, k, v, heads, hd, &gpu, opts[j], &err), 0, "%s", err.msg);
             const double r = rel_error(got, ref, n), tol = tolerance(opts[j]);
@@ -372,9 +377,9 @@ Test(cuda, svg_profile_classifies_like_cpu, .timeout = 120) {
     require_device();
 #ifdef CACHEBENCH_CUDA
     {
-        const int F = 4, P = 16, L = F * P, heads = 2, hd = 8, rows = 16;
+        const int F = 4, P = 64, L = F * P, heads = 2, hd = 8, rows = 32;
         const size_t n = (size_t)L * heads * hd;
-        const SvgShape g = {.frames = F, .tokens_per_frame = P, .band = 16};
+        const SvgShape g = {.frames = F, .tokens_per_frame = P, .band = 20, .block = SVG_BLOCK};
         float *q = malloc(n * sizeof(float)), *k = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float));
         float *got = malloc(n * sizeof(float)), *dense = malloc(n * sizeof(float));
         float *scratch = malloc(attention_scratch_floats(L, L, heads) * sizeof(float));
@@ -393,8 +398,8 @@ Test(cuda, svg_profile_classifies_like_cpu, .timeout = 120) {
             }
             attention(dense, qr, kr, vr, L, L, heads, hd, scratch);
             AttnPattern pg[2] = {ATTN_SPATIAL, ATTN_SPATIAL}; /* placeholders: profiling decides */
-            AttentionPlan plan = {.num_heads = heads, .pattern = pg, .band_tokens = 16, .frames = F,
-                                  .tokens_per_frame = P, .profile_rows = rows};
+            AttentionPlan plan = {.num_heads = heads, .pattern = pg, .band_tokens = 20, .block = SVG_BLOCK, .frames = F,
+                                  .tokens_per_frame = P, .profile_rows = rows, .profile_seed = 7};
             Error err = {{0}};
             cr_assert_eq(cuda_svg_attention_run(got, q, k, v, heads, hd, &plan, opts[j], &err), 0, "%s", err.msg);
             cr_assert_eq(pg[0], ATTN_SPATIAL, "%s: head 0 classified %d", label(opts[j]), pg[0]);
@@ -405,17 +410,18 @@ Test(cuda, svg_profile_classifies_like_cpu, .timeout = 120) {
         free(q), free(k), free(v), free(got), free(dense), free(scratch), free(qr), free(kr), free(vr);
     }
     {
-        const int F = 6, P = 40, L = F * P, heads = 6, hd = 64, rows = 64;
+        const int F = 6, P = 70, L = F * P, heads = 6, hd = 64, rows = 64;
         const size_t n = (size_t)L * heads * hd, scratch_floats = svg_thread_floats(L, hd);
-        const SvgShape g = {.frames = F, .tokens_per_frame = P, .band = svg_band_for_sparsity(L, 0.75)};
+        const SvgShape g = {.frames = F, .tokens_per_frame = P, .band = svg_band_for_sparsity(L, P, 0.75, SVG_BLOCK),
+                            .block = SVG_BLOCK};
         float *q = malloc(n * sizeof(float)), *k = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float));
         float *got = malloc(n * sizeof(float)), *scratch = malloc(scratch_floats * sizeof(float));
         cr_assert(q && k && v && got && scratch);
         fixture_random(q, n, 81), fixture_random(k, n, 82), fixture_random(v, n, 83);
         for (size_t j = 0; j < n; j++) q[j] *= 3.0f;
         AttnPattern pg[6] = {ATTN_SPATIAL, ATTN_SPATIAL, ATTN_SPATIAL, ATTN_SPATIAL, ATTN_SPATIAL, ATTN_DENSE};
-        AttentionPlan plan = {.num_heads = heads, .pattern = pg, .band_tokens = g.band, .frames = F,
-                              .tokens_per_frame = P, .profile_rows = rows};
+        AttentionPlan plan = {.num_heads = heads, .pattern = pg, .band_tokens = g.band, .block = SVG_BLOCK, .frames = F,
+                              .tokens_per_frame = P, .profile_rows = rows, .profile_seed = 11};
         Error err = {{0}};
         cr_assert_eq(cuda_svg_attention_run(got, q, k, v, heads, hd, &plan, &FP32, &err), 0, "%s", err.msg);
         cr_assert_eq(pg[5], ATTN_DENSE, "a dense head is not profiled");
@@ -423,7 +429,7 @@ Test(cuda, svg_profile_classifies_like_cpu, .timeout = 120) {
         double expect_flops = 5 * 8.0 * hd * rows * L + svg_pattern_flops(&g, ATTN_DENSE, hd);
         for (int h = 0; h < 5; h++) {
             double mse[2];
-            svg_profile_head(q, k, v, &g, heads, hd, h, rows, scratch, mse);
+            svg_profile_head(q, k, v, &g, heads, hd, h, rows, 11, scratch, mse);
             expect_flops += svg_pattern_flops(&g, pg[h], hd);
             if (fabs(mse[0] - mse[1]) <= 1e-3 * fmax(mse[0], mse[1])) continue;
             compared++;
@@ -664,10 +670,11 @@ Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
 Test(cuda, svg_run_matches_cpu, .timeout = 300) {
     require_device();
 #ifdef CACHEBENCH_CUDA
-    /* A whole svg trajectory (dense steps, then profiled sparse steps on every layer but the first) through both
-     * engines in fp32: the same heads classified the same way, the same attention FLOPs, the same video up to one
-     * 8-bit level (fp32 differences of ~1e-5 can move a pixel across a rounding boundary). */
-    const char *spec = "svg:sparsity=0.75,dense_steps=0.25,dense_layers=0.03,rows=32";
+    /* A whole svg trajectory (dense steps, then profiled sparse steps on every layer: HEAD keeps floor(0.03 · layers)
+     * = 0 layers dense) through both engines in fp32: the same heads classified the same way, the same attention
+     * FLOPs, the same video up to one 8-bit level (fp32 differences of ~1e-5 can move a pixel across a rounding
+     * boundary). */
+    const char *spec = "svg:svg_version=head,sparsity=0.75,dense_steps=0.25,dense_layers=0.03,rows=32";
     const int steps = 8;
     BothRuns r;
     both_run(&r, spec, steps, 4);

@@ -114,8 +114,9 @@ static cudaError_t svg_run(SvgScratch *scr, AttentionPlan *plan, T *out, const T
     SvgShape g;
     g.frames = plan->frames;
     g.tokens_per_frame = plan->tokens_per_frame;
+    g.block = plan->block;
     g.band = plan->band_tokens > 0 ? (plan->band_tokens < L ? plan->band_tokens : L)
-                                   : svg_band_for_sparsity(L, plan->sparsity);
+                                   : svg_band_for_sparsity(L, g.tokens_per_frame, plan->sparsity, plan->block);
     plan->band_tokens = g.band;
     plan->sink_tokens = g.tokens_per_frame;
     CudaSvgHeads heads_of;
@@ -128,7 +129,7 @@ static cudaError_t svg_run(SvgScratch *scr, AttentionPlan *plan, T *out, const T
         const int rows = plan->profile_rows < L ? plan->profile_rows : L;
         const size_t n = (size_t)heads * rows * 2;
         rc = svg_scratch_reserve(scr, n);
-        if (rc == cudaSuccess) rc = cuda_svg_profile<T>(scr->dev, q, k, v, g, heads, hd, rows, &heads_of, st);
+        if (rc == cudaSuccess) rc = cuda_svg_profile<T>(scr->dev, q, k, v, g, heads, hd, rows, plan->profile_seed, &heads_of, st);
         if (rc == cudaSuccess) rc = cudaMemcpy(scr->host, scr->dev, n * sizeof(double), cudaMemcpyDeviceToHost);
         if (rc != cudaSuccess) return rc;
         int nprof = 0;
