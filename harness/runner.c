@@ -139,6 +139,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     rec->frames = rs->F;
     rec->height = rs->H, rec->width = rs->W;
     rec->lc = cfg->in_dim, rec->lf = rs->F, rec->lh = rs->H, rec->lw = rs->W;
+    rec->grid[0] = rs->F, rec->grid[1] = rs->H, rec->grid[2] = rs->W;
     rec->failed = 0, rec->failed_step = -1;
     snprintf(rec->backend, sizeof rec->backend, "%s", e->backend);
     snprintf(rec->device, sizeof rec->device, "%s", e->device);

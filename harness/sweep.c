@@ -608,8 +608,8 @@ static int check_identity(const RunRecord *r, const ExperimentContext *ctx, cons
                                 snprintf(want, sizeof want, "%d", steps);
     else if (strcmp(r->solver, solver)) what = "solver", snprintf(have, sizeof have, "%s", r->solver),
                                         snprintf(want, sizeof want, "%s", solver);
-    else if (r->lf && (r->lf != grid[0] || r->lh != grid[1] || r->lw != grid[2])) /* 0: records before the grid */
-        what = "grid", snprintf(have, sizeof have, "%dx%dx%d", r->lf, r->lh, r->lw),
+    else if (r->grid[0] && memcmp(r->grid, grid, sizeof r->grid)) /* 0: records from before the grid attributes */
+        what = "grid", snprintf(have, sizeof have, "%dx%dx%d", r->grid[0], r->grid[1], r->grid[2]),
         snprintf(want, sizeof want, "%dx%dx%d", grid[0], grid[1], grid[2]);
     else if (strcmp(r->backend, backend)) what = "backend", snprintf(have, sizeof have, "%s", r->backend),
                                           snprintf(want, sizeof want, "%s", backend);

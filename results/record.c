@@ -217,9 +217,8 @@ static int write_root_attrs(hid_t f, const RunRecord *r, Error *err) {
         ATTR_STR(f, "contexts_sha256", r->contexts_sha256, err) ||
         ATTR_STR(f, "contexts_negative_id", r->contexts_negative_id, err) ||
         ATTR_STR(f, "video_space", r->video_space, err) || ATTR_STR(f, "vae_path", r->vae_path, err) ||
-        ATTR_STR(f, "vae_sha256", r->vae_sha256, err) || attr_i32(f, "latent_channels", r->lc, err) ||
-        attr_i32(f, "latent_frames", r->lf, err) || attr_i32(f, "latent_height", r->lh, err) ||
-        attr_i32(f, "latent_width", r->lw, err))
+        ATTR_STR(f, "vae_sha256", r->vae_sha256, err) || attr_i32(f, "latent_frames", r->grid[0], err) ||
+        attr_i32(f, "latent_height", r->grid[1], err) || attr_i32(f, "latent_width", r->grid[2], err))
         return -1;
     return 0;
 }
@@ -682,10 +681,9 @@ static int read_root_attrs(hid_t f, RunRecord *r, Error *err) {
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_sha256", r->contexts_sha256, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_negative_id", r->contexts_negative_id, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "video_space", r->video_space, err) ||
-        attr_read_int_optional(f, "/", "latent_channels", &r->lc, err) ||
-        attr_read_int_optional(f, "/", "latent_frames", &r->lf, err) ||
-        attr_read_int_optional(f, "/", "latent_height", &r->lh, err) ||
-        attr_read_int_optional(f, "/", "latent_width", &r->lw, err) ||
+        attr_read_int_optional(f, "/", "latent_frames", &r->grid[0], err) ||
+        attr_read_int_optional(f, "/", "latent_height", &r->grid[1], err) ||
+        attr_read_int_optional(f, "/", "latent_width", &r->grid[2], err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "vae_path", r->vae_path, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "vae_sha256", r->vae_sha256, err))
         return -1;
@@ -697,10 +695,10 @@ static int read_root_attrs(hid_t f, RunRecord *r, Error *err) {
         r->width > MAX_DIM)
         return error_set(err, "attributes frames/height/width = %d/%d/%d are out of range", r->frames, r->height,
                          r->width);
-    if (r->lc < 0 || r->lc > MAX_DIM || r->lf < 0 || r->lf > MAX_DIM || r->lh < 0 || r->lh > MAX_DIM || r->lw < 0 ||
-        r->lw > MAX_DIM)
-        return error_set(err, "attributes latent_channels/frames/height/width = %d/%d/%d/%d are out of range", r->lc,
-                         r->lf, r->lh, r->lw);
+    for (int i = 0; i < 3; i++)
+        if (r->grid[i] < 0 || r->grid[i] > MAX_DIM)
+            return error_set(err, "attributes latent_frames/height/width = %d/%d/%d are out of range", r->grid[0],
+                             r->grid[1], r->grid[2]);
     return 0;
 }
 

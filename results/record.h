@@ -10,9 +10,8 @@
  *                     video_space ("pixel": /video holds pixels, of a pixel-space model such as tiny or decoded
  *                     by a VAE; "latent": a preview of the first three latent channels of a latent model run
  *                     without a VAE, whose metrics then compare latents), vae_path, vae_sha256 ("" without a VAE).
- *                     latent_channels, latent_frames, latent_height, latent_width (the grid the model ran on,
- *                     whatever /video holds).
- *                     The last eleven are optional on reading (older records read them as "" or 0).
+ *                     latent_frames, latent_height, latent_width (the grid the model ran on, whatever /video holds).
+ *                     The last ten are optional on reading (older records read them as "" or 0).
  *   /steps            dims step[steps], branch[2] (0 = cond, 1 = uncond; attribute "names" = "cond,uncond")
  *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
  *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
@@ -63,6 +62,7 @@ typedef struct {
     char video_space[16];           /* "pixel" | "latent" ("" in older records): what /video and its metrics are */
     char vae_path[1024];            /* VAE decoder checkpoint and its sha256; "" without one */
     char vae_sha256[65];
+    int grid[3];                    /* latent (pixel) frames, height, width the model ran on; 0 in older records */
     uint64_t seed;
     int steps;
     char solver[16];

@@ -13,6 +13,8 @@
 #include "models/safetensors.h"
 #include "models/t5/t5.h"
 #include "models/t5/tokenizer.h"
+#include "models/vae/vae.h"
+#include "results/record.h"
 #include "tests/fixtures.h"
 
 /* ---- a reduced random umT5 ---- */
@@ -546,6 +548,94 @@ Test(t5, text_contexts_are_encoded_once_and_cached, .timeout = 60) {
     missing.encoder = "/nonexistent/umt5.safetensors";
     cr_assert_neq(text_contexts_cached(&missing, cache, other, sizeof other, &err), 0);
     cr_assert(strstr(err.msg, "/nonexistent/umt5.safetensors"), "%s", err.msg);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+/* ---- The whole Wan pipeline through the CLI, at toy sizes: prompt text -> umT5 contexts -> a 2-layer Wan folder
+ * (config.json) sampled with UniPC under EasyCache -> VAE-decoded pixels -> sweep summary; then a resume that
+ * neither encodes nor runs anything again. ---- */
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(t5, wan_folder_sweep_from_text_to_pixels, .timeout = 240) {
+    char *dir = fixture_tmpdir();
+    SpmModel *spm = trained_spm(dir);
+    T5Config tcfg = SMALL;
+    tcfg.vocab = spm_model_vocab_size(spm);
+    spm_model_free(spm);
+    char t5[600], spiece[600], wan[600], weights[700], vae[600], prompts[600], out[600], cmd[700];
+    snprintf(t5, sizeof t5, "%s/umt5.safetensors", dir);
+    snprintf(spiece, sizeof spiece, "%s/spiece.model", dir);
+    snprintf(wan, sizeof wan, "%s/Wan2.1-T2V-toy", dir);
+    snprintf(weights, sizeof weights, "%s/diffusion_pytorch_model.safetensors", wan);
+    snprintf(vae, sizeof vae, "%s/vae.safetensors", dir);
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", dir);
+    snprintf(out, sizeof out, "%s/sweep", dir);
+    cr_assert_eq(write_t5(t5, &tcfg, 9, ST_F32, 0, (WriteFaults){0}), 0);
+    /* The DiT: Wan's structure (16 latent channels, no vocabulary) at width 32, text width = the encoder's. */
+    DitConfig dcfg = *fixture_small_config();
+    dcfg.in_dim = dcfg.out_dim = VAE_Z_DIM;
+    dcfg.vocab_size = 0;
+    dcfg.prediction = DIT_PREDICT_VELOCITY;
+    dcfg.text_dim = tcfg.dim;
+    dcfg.text_len = 512;
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", wan);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(fixture_write_random_weights(weights, &dcfg, 4, 0), 0);
+    char json[1024], config_path[1024];
+    snprintf(json, sizeof json,
+             "{\"_class_name\": \"WanModel\", \"model_type\": \"t2v\", \"dim\": %d, \"ffn_dim\": %d, \"freq_dim\": %d, "
+             "\"in_dim\": %d, \"out_dim\": %d, \"num_heads\": %d, \"num_layers\": %d, \"text_len\": %d, "
+             "\"text_dim\": %d, \"eps\": 1e-06, \"patch_size\": [1, 2, 2]}\n",
+             dcfg.dim, dcfg.ffn_dim, dcfg.freq_dim, dcfg.in_dim, dcfg.out_dim, dcfg.num_heads, dcfg.num_layers,
+             dcfg.text_len, dcfg.text_dim);
+    snprintf(config_path, sizeof config_path, "%s/config.json", wan);
+    write_file(config_path, json);
+    VaeConfig vcfg = {.z_dim = VAE_Z_DIM, .dim = 4, .num_stages = 4, .dim_mult = {1, 2, 4, 4}, .num_res_blocks = 1,
+                      .temporal_upsample = {1, 1, 0}};
+    Error err = {{0}};
+    cr_assert_eq(vae_write_random(vae, &vcfg, 5, ST_F32, &err), 0, "%s", err.msg);
+    write_file(prompts, "cat\tA cat walks on the grass.\ndog\tA dog runs.\n");
+
+    char log[16384];
+    const char *args[] = {"sweep", "--weights", wan, "--text-encoder", t5, "--tokenizer", spiece, "--vae", vae,
+                          "--prompts", prompts, "--strategy", "easycache:thresh=3,warmup=1", "--steps", "8",
+                          "--frames", "2", "--height", "4", "--width", "4", "--out", out, "--quiet", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, args), 0, "%s", log);
+    cr_assert(strstr(log, "[3/3] __negative__") && strstr(log, "solver unipc") && strstr(log, "grid 2x4x4"), "%s",
+              log);
+    char run[800];
+    snprintf(run, sizeof run, "%s/runs/easycache_thresh-3_warmup-1__dog__s0.h5", out);
+    RunRecord r;
+    cr_assert_eq(record_read(run, &r, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(r.solver, "unipc");
+    cr_assert_str_eq(r.conditioning, "contexts");
+    cr_assert(strstr(r.contexts_path, "/sweep/contexts-"), "%s", r.contexts_path);
+    cr_assert_str_eq(r.negative_prompt, WAN_DEFAULT_NEGATIVE_PROMPT);
+    cr_assert_str_eq(r.video_space, "pixel");
+    cr_assert(r.frames == 5 && r.height == 32 && r.width == 32, "video %dx%dx%d", r.frames, r.height, r.width);
+    cr_assert(r.grid[0] == 2 && r.grid[1] == 4 && r.grid[2] == 4);
+    cr_assert_gt(r.calls_skipped, 0, "EasyCache reused nothing in 8 steps at thresh 3 (a random model changes fast)");
+    cr_assert(r.metrics.frames == 5 && isfinite(r.metrics.psnr_mean), "metrics on the decoded frames");
+    /* The UniPC grid, as the model received it: the first timestep is 999 (int64 of 1000 sigma). */
+    cr_assert_eq(r.step[0].timestep, 999.0f);
+    record_free(&r);
+    /* A resume: the contexts come from the cache and every run is finished. */
+    cr_assert_eq(fixture_run_cli(log, sizeof log, args), 0, "%s", log);
+    cr_assert(strstr(log, "from the cache") && strstr(log, "nothing to run"), "%s", log);
+    cr_assert_null(strstr(log, "[1/3]"), "encoded again:\n%s", log);
+    /* Another VAE (none) in the same folder is refused: pixels and latents never share a sweep. */
+    const char *latent[] = {"sweep", "--weights", wan, "--text-encoder", t5, "--tokenizer", spiece,
+                            "--prompts", prompts, "--strategy", "easycache:thresh=3,warmup=1", "--steps", "8",
+                            "--frames", "2", "--height", "4", "--width", "4", "--out", out, "--quiet", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, latent), 1, "%s", log);
+    cr_assert(strstr(log, "made with VAE"), "%s", log);
     fixture_rmdir(dir);
     free(dir);
 }

@@ -158,6 +158,7 @@ static void wan_defaults(DitConfig *c) {
     c->prediction = DIT_PREDICT_VELOCITY;
     c->frames = 21, c->height = 60, c->width = 104;
     c->default_steps = 50, c->default_shift = 5.0f, c->default_guidance = 5.0f;
+    c->default_solver = "unipc"; /* wan/text2video.py's sample_solver default */
 }
 
 /* Official keys (WanModel's constructor arguments; text_dim and patch_size are not saved by WanModel and default to
