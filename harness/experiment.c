@@ -16,6 +16,9 @@
 #include "core/sha256.h"
 #include "harness/runner.h"
 #include "models/dit/checkpoint.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/vae/vae_cuda.h"
+#endif
 #include "strategies/strategy.h"
 
 static double seconds_now(void) {
@@ -326,9 +329,21 @@ static int decode_video(ExperimentContext *ctx, const float *final_x, const RunS
     const size_t bytes = (size_t)frames * rs->H * scale * rs->W * scale * 3;
     uint8_t *video = calloc(bytes, 1);
     if (!video) return error_set(err, "out of memory for a %d-frame decoded video", frames);
-    if (!rec->failed && vae_decode_video(ctx->vae, final_x, rs->F, rs->H, rs->W, video, err)) {
-        free(video);
-        return error_prefix(err, "VAE decode");
+    if (!rec->failed) {
+        /* On the engine's device: a CUDA run decodes on the GPU (models/vae/vae_cuda.h). */
+        VaeDecoder *d = NULL;
+        int rc;
+#ifdef CACHEBENCH_CUDA
+        if (strcmp(ctx->engine->backend, "cuda") == 0) rc = vae_decoder_new_cuda(&d, ctx->vae, rs->H, rs->W, err);
+        else
+#endif
+            rc = vae_decoder_new(&d, ctx->vae, rs->H, rs->W, err);
+        if (!rc) rc = vae_decode_video_with(d, final_x, rs->F, video, err);
+        if (d) vae_decoder_free(d);
+        if (rc) {
+            free(video);
+            return error_prefix(err, "VAE decode");
+        }
     }
     free(rec->video);
     rec->video = video;

@@ -1017,23 +1017,25 @@ int vae_decoder_push(VaeDecoder *d, const float *z, VaeFrameFn fn, void *user, E
     return d->ops->check ? d->ops->check(d->ctx, err) : 0;
 }
 
-int vae_decode(const VaeModel *m, const float *latents, int F, int H, int W, VaeFrameFn fn, void *user, Error *err) {
+int vae_decode_with(VaeDecoder *d, const float *latents, int F, VaeFrameFn fn, void *user, Error *err) {
     if (F <= 0) return error_set(err, "no latent frames to decode");
-    VaeDecoder *d;
-    if (vae_decoder_new(&d, m, H, W, err)) return -1;
-    const size_t P = (size_t)H * W;
-    float *frame = malloc((size_t)m->cfg.z_dim * P * sizeof(float));
-    if (!frame) {
-        vae_decoder_free(d);
-        return error_set(err, "out of memory");
-    }
+    const int z_dim = d->m->cfg.z_dim;
+    const size_t P = (size_t)d->H * d->W;
+    float *frame = malloc((size_t)z_dim * P * sizeof(float));
+    if (!frame) return error_set(err, "out of memory");
     int rc = 0;
     for (int f = 0; f < F && !rc; f++) {
-        for (int c = 0; c < m->cfg.z_dim; c++)
-            memcpy(frame + c * P, latents + ((size_t)c * F + f) * P, P * sizeof(float));
+        for (int c = 0; c < z_dim; c++) memcpy(frame + c * P, latents + ((size_t)c * F + f) * P, P * sizeof(float));
         rc = vae_decoder_push(d, frame, fn, user, err);
     }
     free(frame);
+    return rc;
+}
+
+int vae_decode(const VaeModel *m, const float *latents, int F, int H, int W, VaeFrameFn fn, void *user, Error *err) {
+    VaeDecoder *d;
+    if (vae_decoder_new(&d, m, H, W, err)) return -1;
+    int rc = vae_decode_with(d, latents, F, fn, user, err);
     vae_decoder_free(d);
     return rc;
 }
@@ -1056,4 +1058,8 @@ static int store_rgb8(void *user, int t, const float *rgb, int height, int width
 
 int vae_decode_video(const VaeModel *m, const float *latents, int F, int H, int W, uint8_t *video, Error *err) {
     return vae_decode(m, latents, F, H, W, store_rgb8, video, err);
+}
+
+int vae_decode_video_with(VaeDecoder *d, const float *latents, int F, uint8_t *video, Error *err) {
+    return vae_decode_with(d, latents, F, store_rgb8, video, err);
 }

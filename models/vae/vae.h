@@ -115,6 +115,10 @@ void vae_decoder_free(VaeDecoder *d);
 
 /* Whole decode: latents [z_dim][F][H][W]. */
 int vae_decode(const VaeModel *m, const float *latents, int F, int H, int W, VaeFrameFn fn, void *user, Error *err);
+/* The same through a fresh decoder the caller made for latents of H x W (vae_decoder_new, or vae_decoder_new_cuda
+ * for the GPU); the decoder is used up (make a new one for the next video). */
+int vae_decode_with(VaeDecoder *d, const float *latents, int F, VaeFrameFn fn, void *user, Error *err);
+int vae_decode_video_with(VaeDecoder *d, const float *latents, int F, uint8_t *video, Error *err);
 
 /* [3][H][W] in [-1, 1] -> [H][W][3] uint8: (x + 1) / 2 * 255 rounded, as harness/runner.c quantises videos. */
 void vae_frame_to_rgb8(const float *rgb, int height, int width, uint8_t *out);
