@@ -7,13 +7,14 @@ cachebench reads safetensors only (README "Running Wan2.1"). The state dict may 
 or {"model": ...}; tensor names are written unchanged. --dtype keep (default) stores each floating tensor in its
 own dtype (F32, F16, BF16); f32/f16/bf16 convert every floating tensor. The file is written under OUT.tmp and
 renamed when complete, so a failure leaves nothing behind. Needs torch and numpy (no safetensors package: the
-format is written here: 8-byte little-endian header length, JSON header, data).
+format is written by scripts/safetensors_np.py).
 """
 import argparse
-import json
 import os
-import struct
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_np  # noqa: E402  (numpy only)
 
 
 def torch_dtypes():
@@ -66,38 +67,17 @@ def tensor_bytes(t, target, dtypes):
 
 
 def write_safetensors(path, state, target):
-    header, blobs, offset, converted = {"__metadata__": {"format": "pt"}}, [], 0, []
     dtypes = torch_dtypes()
-    sizes = {name: np_dtype.itemsize for name, np_dtype in dtypes.values()}
+    entries = []
     for name in state:
         try:
-            converted.append((name, *tensor_bytes(state[name], target, dtypes)))
+            entries.append((name, *tensor_bytes(state[name], target, dtypes)))
         except ValueError as e:
             fail(f"tensor {name!r}: {e}")
-    # Wider elements first: every tensor then starts aligned to its element size, so cachebench can use F32
-    # tensors in place in the memory map instead of copying them.
-    converted.sort(key=lambda c: (-sizes[c[1]], c[0]))
-    for name, dtype, shape, data in converted:
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # the data section starts 8-aligned
-    tmp = path + ".tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for blob in blobs:
-                f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return safetensors_np.write(path, entries, {"format": "pt"})
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         fail(f"{path}: write failed: {e}")
-    return len(state), offset
 
 
 def main():

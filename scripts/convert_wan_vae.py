@@ -9,78 +9,13 @@ Names and layouts are kept as they are (`decoder.*`, `conv2.*`, and unless --dec
 Needs torch (to unpickle the .pth) and numpy; the safetensors package is not needed.
 """
 import argparse
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 
-_DTYPES = {"F32": np.float32, "F16": np.float16}
-
-
-def _to_bf16_bits(a):
-    """float32 array -> uint16 bfloat16 bits, round to nearest even (NaN stays NaN)."""
-    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
-    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    out = ((bits + rounding) >> 16).astype(np.uint16)
-    nan = np.isnan(a)
-    out[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)
-    return out
-
-
-def _from_bf16_bits(bits):
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
-def write_safetensors(path, tensors, dtype="F32"):
-    """tensors: dict name -> float array. dtype: F32, F16 or BF16 for every tensor. Atomic (path.tmp + rename)."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = np.asarray(tensors[name], dtype=np.float32)
-        if dtype == "BF16":
-            raw = _to_bf16_bits(a).astype("<u2").tobytes()
-        else:
-            raw = a.astype(np.dtype(_DTYPES[dtype]).newbyteorder("<")).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for raw in blobs:
-                f.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def read_safetensors(path):
-    """-> dict name -> float32 numpy array (F32, F16 and BF16 tensors)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
-    base, out = 8 + n, {}
-    for name, info in header.items():
-        b, e = info["data_offsets"]
-        raw = data[base + b:base + e]
-        if info["dtype"] == "BF16":
-            a = _from_bf16_bits(np.frombuffer(raw, dtype="<u2"))
-        elif info["dtype"] in _DTYPES:
-            a = np.frombuffer(raw, dtype=np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")).astype(np.float32)
-        else:
-            raise ValueError("%s: tensor %s has unsupported dtype %s" % (path, name, info["dtype"]))
-        out[name] = a.reshape(info["shape"]).copy()
-    return out
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_np  # noqa: E402
 
 def convert(state_dict, decoder_only=False):
     """state dict (name -> tensor or array) -> dict name -> float32 numpy array, names unchanged."""
@@ -114,7 +49,7 @@ def main(argv=None):
     except ValueError as e:
         print("convert_wan_vae: %s: %s" % (args.pth, e), file=sys.stderr)
         return 1
-    write_safetensors(args.out, tensors, args.dtype.upper())
+    safetensors_np.write_arrays(args.out, tensors, args.dtype.upper())
     print("wrote %s: %d tensors, %d parameters" % (args.out, len(tensors), sum(a.size for a in tensors.values())))
     return 0
 

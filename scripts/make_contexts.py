@@ -20,12 +20,13 @@ Random contexts for tests and timing (numpy only; no model):
         [--tokens N] [--dtype f32|bf16|f16]
 """
 import argparse
-import json
 import os
-import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_np  # noqa: E402
 
 NEGATIVE_KEY = "__negative__"
 
@@ -48,39 +49,6 @@ def read_prompts(path):
     if not items:
         sys.exit(f"{path}: no prompts")
     return items
-
-
-def to_bf16_bits(x):
-    """float32 -> bfloat16 bit patterns, round to nearest even (as models/safetensors.c writes them)."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-    return u.astype(np.uint16)
-
-
-def write_safetensors(path, tensors, dtype, metadata):
-    """tensors: {name: float32 [n, d]}; dtype: f32 | bf16 | f16. Written to path.tmp, then renamed."""
-    header, blobs, offset = {}, [], 0
-    for name, x in tensors.items():
-        x = np.asarray(x, dtype=np.float32)
-        if dtype == "f32":
-            raw, tag = x.astype("<f4").tobytes(), "F32"
-        elif dtype == "f16":
-            raw, tag = x.astype("<f2").tobytes(), "F16"
-        else:
-            raw, tag = to_bf16_bits(x).astype("<u2").tobytes(), "BF16"
-        header[name] = {"dtype": tag, "shape": list(x.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    text = json.dumps(header, ensure_ascii=False).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for raw in blobs:
-            f.write(raw)
-    os.replace(tmp, path)
 
 
 def random_contexts(prompts, args):
@@ -144,7 +112,7 @@ def main():
         meta = {"encoder": "umt5-xxl (wan.modules.t5.T5EncoderModel)", "task": args.task, "negative_prompt": negative}
     meta["prompts"] = args.prompts
     meta["negative_key"] = args.negative_key
-    write_safetensors(args.out, tensors, args.dtype, meta)
+    safetensors_np.write_arrays(args.out, tensors, args.dtype.upper(), meta)
     print(f"wrote {args.out}: {len(tensors)} contexts ({len(prompts)} prompts + negative '{args.negative_key}'), "
           f"{args.dtype}")
 

@@ -10,7 +10,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
-from convert_wan_vae import read_safetensors  # noqa: E402
+from safetensors_np import read as read_safetensors  # noqa: E402
 
 tensors = read_safetensors(sys.argv[1])
 sd = {k: torch.from_numpy(v) for k, v in tensors.items()}
