@@ -20,6 +20,8 @@ static const Command COMMANDS[] = {
     {"sweep", cmd_sweep, "run a grid of strategies x settings x prompts x seeds (resumable), then summary and plots"},
     {"plot", cmd_plot, "redraw a sweep's summary.tsv, plots and report.md from its run files"},
     {"export", cmd_export, "write the frames of a run record as PNG files"},
+    {"compare", cmd_compare, "two strategies pair by pair at matched speed-up, with bootstrap intervals"},
+    {"check", cmd_check, "regression gate: a sweep against a baseline file (exit 0 pass, 1 fail)"},
 };
 
 static void usage(FILE *out) {
