@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/rng.h"
 #include "results/baseline.h"
@@ -152,6 +153,37 @@ Test(gate, golden_baselines_of_every_builtin_strategy_hold, .timeout = 120) {
                  "deliberate, rewrite the baseline (tests/golden/tiny.ini says how). Diff:\n%s",
                  log);
     cr_expect(strstr(log, "check passed") != NULL, "%s", log);
+
+    /* The sweep's report has intervals, worst pairs and the paired comparison; settings.tsv holds each aggregate
+     * inside its interval; the trade-off plots get their error bars' data. */
+    snprintf(path, sizeof path, "%s/report.md", out);
+    char *report = slurp(path);
+    cr_assert_not_null(report);
+    cr_expect(strstr(report, "## Uncertainty") && strstr(report, "## Worst prompts") &&
+                  strstr(report, "## Paired comparison") && strstr(report, "| A | B | FLOP speed-up | pairs |"),
+              "%s", report);
+    free(report);
+    snprintf(path, sizeof path, "%s/settings.tsv", out);
+    char *settings = slurp(path);
+    cr_assert_not_null(settings);
+    int nset = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(strchr(settings, '\n') + 1, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        char *f[18];
+        int n = 0;
+        for (char *s2 = NULL, *t = strtok_r(l, "\t", &s2); t && n < 18; t = strtok_r(NULL, "\t", &s2)) f[n++] = t;
+        cr_assert_eq(n, 18, "settings.tsv row %d has %d fields", nset, n);
+        for (int k = 3; k < 18; k += 3) {
+            if (strcmp(f[k], "NA") == 0) continue;
+            double v = strtod(f[k], NULL), lo = strtod(f[k + 1], NULL), hi = strtod(f[k + 2], NULL);
+            cr_expect(lo <= v + 1e-6 && v <= hi + 1e-6, "%s column %d: %g not in [%g, %g]", f[1], k, v, lo, hi);
+        }
+        nset++;
+    }
+    cr_expect_eq(nset, 10);
+    free(settings);
+    snprintf(path, sizeof path, "%s/plots/ci_psnr.dat", out);
+    cr_expect(access(path, R_OK) == 0, "%s missing", path);
 
     /* Every built-in strategy is in the baseline. */
     char *golden = slurp("tests/golden/tiny.tsv");
