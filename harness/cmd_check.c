@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "harness/cli.h"
+#include "harness/plugins.h"
 #include "results/baseline.h"
 #include "results/paired.h"
 #include "results/summary.h"
@@ -34,6 +35,7 @@ static void check_usage(FILE *out) {
             "  --strategy NAME      the candidate(s) for --must-beat, repeatable (default: every strategy in DIR but\n"
             "                       none and NAME)\n"
             "  --speedup LIST       speed-ups for --must-beat (default: 3 points over the range both cover)\n"
+            "  --plugin FILE        load a plug-in strategy (as in run and sweep), so its runs sort with the others\n"
             "  --write-baseline FILE  write DIR's baseline (TSV: per setting the aggregates, per run the decision\n"
             "                       string and metrics) and exit; combine with nothing else\n"
             "  --help               this text\n"
@@ -105,7 +107,7 @@ static int must_beat(const Summary *s, const char *ref, const char *const *cands
 int cmd_check(int argc, char **argv) {
     enum {
         OPT_BASELINE = 1000, OPT_WRITE, OPT_DECISIONS, OPT_TOL_PSNR, OPT_TOL_SSIM, OPT_TOL_LPIPS, OPT_TOL_SPEEDUP,
-        OPT_MUST_BEAT, OPT_STRATEGY, OPT_SPEEDUP, OPT_HELP
+        OPT_MUST_BEAT, OPT_STRATEGY, OPT_SPEEDUP, OPT_PLUGIN, OPT_HELP
     };
     static const struct option options[] = {{"baseline", required_argument, 0, OPT_BASELINE},
                                             {"write-baseline", required_argument, 0, OPT_WRITE},
@@ -117,8 +119,10 @@ int cmd_check(int argc, char **argv) {
                                             {"must-beat", required_argument, 0, OPT_MUST_BEAT},
                                             {"strategy", required_argument, 0, OPT_STRATEGY},
                                             {"speedup", required_argument, 0, OPT_SPEEDUP},
+                                            {"plugin", required_argument, 0, OPT_PLUGIN},
                                             {"help", no_argument, 0, OPT_HELP},
                                             {0, 0, 0, 0}};
+    if (plugins_load_from_args("check", argc, argv)) return 1;
     BaselineTolerance tol = {.exact_decisions = 0, .tol_psnr = 0.5, .tol_ssim = 0.005, .tol_lpips = 0.005,
                              .tol_speedup = 0.01};
     const char *golden_path = NULL, *write_path = NULL, *ref = NULL, *cands[64];
@@ -155,6 +159,7 @@ int cmd_check(int argc, char **argv) {
         case OPT_SPEEDUP:
             if (parse_speedups(optarg, speedups, 16, &nspeed)) return 2;
             break;
+        case OPT_PLUGIN: break; /* loaded above */
         case OPT_HELP: check_usage(stdout); return 0;
         default: return cli_usage_error("check", "unknown or incomplete option '%s'", argv[optind - 1]);
         }

@@ -22,6 +22,7 @@ static const Command COMMANDS[] = {
     {"export", cmd_export, "write the frames of a run record as PNG files"},
     {"compare", cmd_compare, "two strategies pair by pair at matched speed-up, with bootstrap intervals"},
     {"check", cmd_check, "regression gate: a sweep against a baseline file (exit 0 pass, 1 fail)"},
+    {"new-strategy", cmd_new_strategy, "write NAME.c, a commented strategy plug-in to start from"},
 };
 
 static void usage(FILE *out) {

@@ -25,11 +25,16 @@ void plots_templates_dir(const char *given, char *buf, size_t cap) {
     if (len > 0) {
         exe[len] = '\0';
         char dir[PATH_MAX + 32], probe[PATH_MAX + 64];
-        snprintf(dir, sizeof dir, "%s/../plots", dirname(exe));
-        snprintf(probe, sizeof probe, "%s/tradeoff.gp", dir);
-        if (access(probe, R_OK) == 0) {
-            snprintf(buf, cap, "%s", dir);
-            return;
+        /* The repository's build/ folder, then an installed $PREFIX/bin (make install). */
+        const char *const rel[] = {"../plots", "../share/cachebench/plots"};
+        char *bin = dirname(exe);
+        for (int i = 0; i < 2; i++) {
+            snprintf(dir, sizeof dir, "%s/%s", bin, rel[i]);
+            snprintf(probe, sizeof probe, "%s/tradeoff.gp", dir);
+            if (access(probe, R_OK) == 0) {
+                snprintf(buf, cap, "%s", dir);
+                return;
+            }
         }
     }
     snprintf(buf, cap, "plots");
