@@ -583,7 +583,9 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
                "seeds. PSNR: 10·log10(1/MSE) with the MSE over all pixels of all those videos against their "
                "baselines (∞: identical to full inference). SSIM, LPIPS: means of the per-video values. FLOP speed-ups "
                "and per-run values are in `summary.tsv`.");
-    if (!s->lpips_available) fprintf(f, " LPIPS: unavailable in this build (no LPIPS weights), shown as –.");
+    if (!s->lpips_available)
+        fprintf(f, " LPIPS: unavailable (a build without the LPIPS weights, or frames smaller than 31×31), shown as "
+                   "–.");
     fprintf(f, "\n\n");
 
     fprintf(f, "## Best setting per strategy\n\n");
@@ -593,20 +595,21 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
                "the choice does not depend on the load of the machine); when none reaches %s, the setting with the "
                "highest FLOP speed-up.\n\n",
             ms, ms);
-    fprintf(f, "| Strategy | Best setting | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ |\n");
-    fprintf(f, "|:--|:--|--:|--:|--:|--:|\n");
+    fprintf(f, "| Strategy | Best setting | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
+    fprintf(f, "|:--|:--|--:|--:|--:|--:|--:|\n");
     for (int k = 0; k < nb; k++) {
         if (b[k].best_group < 0) {
-            fprintf(f, "| %s | (no setting with metrics) | – | – | – | – |\n", b[k].strategy);
+            fprintf(f, "| %s | (no setting with metrics) | – | – | – | – | – |\n", b[k].strategy);
             continue;
         }
         const SummaryGroup *G = &g[b[k].best_group];
-        char sw[32], sf[32], psnr[32], ssim[32];
+        char sw[32], sf[32], psnr[32], ssim[32], lpips[32];
         md_num(sw, sizeof sw, "%.2f×", G->speedup_wall);
         md_num(sf, sizeof sf, "%.2f×", G->speedup_flops);
         md_num(psnr, sizeof psnr, "%.2f", G->psnr);
         md_num(ssim, sizeof ssim, "%.4f", G->ssim);
-        fprintf(f, "| %s | `%s` | %s | %s | %s | %s |\n", b[k].strategy, G->spec, sw, sf, psnr, ssim);
+        md_num(lpips, sizeof lpips, "%.4f", G->lpips);
+        fprintf(f, "| %s | `%s` | %s | %s | %s | %s | %s |\n", b[k].strategy, G->spec, sw, sf, psnr, ssim, lpips);
     }
     fprintf(f, "\n");
 
