@@ -201,8 +201,12 @@ int cmd_check(int argc, char **argv) {
         goto done;
     }
     if (golden_path) {
-        if (baseline_read(golden_path, &golden, &err) || baseline_compatible(&golden, &now, &err)) {
-            fprintf(stderr, "cachebench check: %s: %s\n", golden_path, err.msg);
+        if (baseline_read(golden_path, &golden, &err)) { /* the message names the file */
+            fprintf(stderr, "cachebench check: %s\n", err.msg);
+            goto done;
+        }
+        if (baseline_compatible(&golden, &now, &err)) {
+            fprintf(stderr, "cachebench check: %s: refused: %s\n", golden_path, err.msg);
             goto done;
         }
         fails += baseline_check(&golden, &now, &tol, stdout);

@@ -1,6 +1,7 @@
 /* Golden baselines: collect, write, read, compare (definitions: baseline.h). */
 #include "results/baseline.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -94,11 +95,79 @@ static void num(char *buf, size_t cap, double v) {
     else snprintf(buf, cap, "%.6f", v);
 }
 
+/* JSON: the same content, numbers as numbers, NA as null and inf as the string "inf". */
+static cJSON *json_num(double v) {
+    if (isnan(v)) return cJSON_CreateNull();
+    if (isinf(v)) return cJSON_CreateString(v > 0 ? "inf" : "-inf");
+    return cJSON_CreateNumber(as_written(v));
+}
+
+static void json_values(cJSON *o, const BaselineEntry *e) {
+    cJSON_AddItemToObject(o, "speedup_flops", json_num(e->speedup_flops));
+    cJSON_AddItemToObject(o, "psnr", json_num(e->psnr));
+    cJSON_AddItemToObject(o, "ssim", json_num(e->ssim));
+    cJSON_AddItemToObject(o, "lpips", json_num(e->lpips));
+}
+
+static int write_json(const Baseline *b, FILE *f) {
+    cJSON *root = cJSON_CreateObject(), *settings = cJSON_CreateArray(), *runs = cJSON_CreateArray();
+    if (!root || !settings || !runs) {
+        cJSON_Delete(root), cJSON_Delete(settings), cJSON_Delete(runs);
+        return -1;
+    }
+    cJSON_AddStringToObject(root, "format", MAGIC + 2);
+    cJSON_AddStringToObject(root, "model", b->model);
+    cJSON_AddStringToObject(root, "weights_sha256", b->weights_sha256);
+    cJSON_AddNumberToObject(root, "steps", b->steps);
+    const int video[3] = {b->frames, b->height, b->width};
+    cJSON_AddItemToObject(root, "video", cJSON_CreateIntArray(video, 3));
+    for (int i = 0; i < b->n_settings; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "spec", b->settings[i].spec);
+        cJSON_AddNumberToObject(o, "runs", b->settings[i].runs);
+        json_values(o, &b->settings[i]);
+        cJSON_AddItemToArray(settings, o);
+    }
+    for (int i = 0; i < b->n_runs; i++) {
+        const BaselineEntry *e = &b->runs[i];
+        cJSON *o = cJSON_CreateObject();
+        char seed[32];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)e->seed); /* a uint64 is not a JSON double */
+        cJSON_AddStringToObject(o, "spec", e->spec);
+        cJSON_AddStringToObject(o, "prompt_id", e->prompt_id);
+        cJSON_AddStringToObject(o, "seed", seed);
+        cJSON_AddStringToObject(o, "decisions", e->decisions);
+        json_values(o, e);
+        cJSON_AddItemToArray(runs, o);
+    }
+    cJSON_AddItemToObject(root, "settings", settings);
+    cJSON_AddItemToObject(root, "runs", runs);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return -1;
+    fputs(text, f);
+    fputc('\n', f);
+    cJSON_free(text);
+    return 0;
+}
+
+static int is_json_path(const char *path) {
+    size_t n = strlen(path);
+    return n >= 5 && strcmp(path + n - 5, ".json") == 0;
+}
+
 int baseline_write(const Baseline *b, const char *path, Error *err) {
     char tmp[PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return error_set(err, "%s: cannot write: %s", tmp, strerror(errno));
+    FILE *f = summary_open_tmp(path, tmp, sizeof tmp, err);
+    if (!f) return -1;
+    if (is_json_path(path)) {
+        if (write_json(b, f)) {
+            fclose(f);
+            unlink(tmp);
+            return error_set(err, "%s: out of memory", path);
+        }
+        return summary_close_tmp(f, tmp, path, err);
+    }
     fprintf(f, "%s\n", MAGIC);
     fprintf(f, "model\t%s\nweights_sha256\t%s\nsteps\t%d\nvideo\t%dx%dx%d\n", b->model, b->weights_sha256, b->steps,
             b->frames, b->height, b->width);
@@ -117,17 +186,7 @@ int baseline_write(const Baseline *b, const char *path, Error *err) {
         fprintf(f, "run\t%s\t%s\t%llu\t%s\t%s\t%s\t%s\t%s\n", e->spec, e->prompt_id, (unsigned long long)e->seed,
                 e->decisions, sp, p, s, l);
     }
-    int bad = ferror(f);
-    if (fclose(f) || bad) {
-        unlink(tmp);
-        return error_set(err, "%s: write error", path);
-    }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return error_set(err, "%s: cannot rename into place: %s", path, strerror(e));
-    }
-    return 0;
+    return summary_close_tmp(f, tmp, path, err);
 }
 
 static int parse_num(const char *t, double *out) {
@@ -151,10 +210,109 @@ static int append(BaselineEntry **arr, int *n, BaselineEntry *e) {
     return 0;
 }
 
+static int json_value(const cJSON *o, const char *key, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsNull(v)) *out = NAN;
+    else if (cJSON_IsNumber(v)) *out = v->valuedouble;
+    else if (cJSON_IsString(v) && !strcmp(v->valuestring, "inf")) *out = INFINITY;
+    else if (cJSON_IsString(v) && !strcmp(v->valuestring, "-inf")) *out = -INFINITY;
+    else return -1;
+    return 0;
+}
+
+static int json_text(const cJSON *o, const char *key, char *out, size_t cap) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap) return -1;
+    snprintf(out, cap, "%s", v->valuestring);
+    return 0;
+}
+
+static int read_json(const char *path, FILE *f, Baseline *b, Error *err) {
+    if (fseek(f, 0, SEEK_END)) return error_set(err, "%s: cannot read", path);
+    long n = ftell(f);
+    rewind(f);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!text) return error_set(err, "%s: cannot read", path);
+    text[fread(text, 1, (size_t)n, f)] = '\0';
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root) return error_set(err, "%s: not valid JSON", path);
+    int rc = 0;
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(root, "steps");
+    const cJSON *video = cJSON_GetObjectItemCaseSensitive(root, "video");
+    const cJSON *settings = cJSON_GetObjectItemCaseSensitive(root, "settings");
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(root, "runs");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, MAGIC + 2)) {
+        rc = error_set(err, "%s: not a cachebench baseline (\"format\" must be \"%s\")", path, MAGIC + 2);
+    } else if (json_text(root, "model", b->model, sizeof b->model) ||
+               json_text(root, "weights_sha256", b->weights_sha256, sizeof b->weights_sha256) ||
+               !cJSON_IsNumber(steps) || !cJSON_IsArray(video) || cJSON_GetArraySize(video) != 3 ||
+               !cJSON_IsArray(settings) || !cJSON_IsArray(runs)) {
+        rc = error_set(err, "%s: incomplete baseline (needs model, weights_sha256, steps, video [3], settings, runs)",
+                       path);
+    } else {
+        b->steps = steps->valueint;
+        b->frames = cJSON_GetArrayItem(video, 0)->valueint;
+        b->height = cJSON_GetArrayItem(video, 1)->valueint;
+        b->width = cJSON_GetArrayItem(video, 2)->valueint;
+        const cJSON *o;
+        int i = 0;
+        cJSON_ArrayForEach(o, settings) {
+            BaselineEntry e;
+            memset(&e, 0, sizeof e);
+            const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "runs");
+            if (json_text(o, "spec", e.spec, sizeof e.spec) || !cJSON_IsNumber(r) ||
+                json_value(o, "speedup_flops", &e.speedup_flops) || json_value(o, "psnr", &e.psnr) ||
+                json_value(o, "ssim", &e.ssim) || json_value(o, "lpips", &e.lpips)) {
+                rc = error_set(err, "%s: settings[%d] is not a baseline setting", path, i);
+                break;
+            }
+            e.runs = r->valueint;
+            if (append(&b->settings, &b->n_settings, &e)) rc = error_set(err, "out of memory");
+            i++;
+        }
+        i = 0;
+        cJSON_ArrayForEach(o, runs) {
+            if (rc) break;
+            BaselineEntry e;
+            memset(&e, 0, sizeof e);
+            char seed[32], decisions[4096];
+            if (json_text(o, "spec", e.spec, sizeof e.spec) || json_text(o, "prompt_id", e.prompt_id, sizeof e.prompt_id) ||
+                json_text(o, "seed", seed, sizeof seed) || sscanf(seed, "%llu", (unsigned long long *)&e.seed) != 1 ||
+                json_text(o, "decisions", decisions, sizeof decisions) ||
+                json_value(o, "speedup_flops", &e.speedup_flops) || json_value(o, "psnr", &e.psnr) ||
+                json_value(o, "ssim", &e.ssim) || json_value(o, "lpips", &e.lpips)) {
+                rc = error_set(err, "%s: runs[%d] is not a baseline run", path, i);
+                break;
+            }
+            e.runs = 1;
+            if (!(e.decisions = strdup(decisions)) || append(&b->runs, &b->n_runs, &e)) {
+                free(e.decisions);
+                rc = error_set(err, "out of memory");
+            }
+            i++;
+        }
+        if (!rc && !b->n_settings) rc = error_set(err, "%s: baseline has no settings", path);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
 int baseline_read(const char *path, Baseline *b, Error *err) {
     memset(b, 0, sizeof *b);
     FILE *f = fopen(path, "r");
     if (!f) return error_set(err, "%s: cannot open baseline: %s", path, strerror(errno));
+    int c;
+    while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\t' || c == '\r') {
+    }
+    if (c == '{') {
+        int rc = read_json(path, f, b, err);
+        fclose(f);
+        if (rc) baseline_free(b);
+        return rc;
+    }
+    rewind(f);
     char line[4096];
     int lineno = 0, rc = 0, have = 0;
     while (!rc && fgets(line, sizeof line, f)) {

@@ -20,7 +20,12 @@
  *   - a setting's PSNR falls below the baseline's by more than tol_psnr dB (inf counts as 100 dB), its SSIM by more
  *     than tol_ssim, its LPIPS rises by more than tol_lpips, or its FLOP speed-up falls by more than tol_speedup
  *     (relative).
- * Settings of the sweep that the baseline lacks are listed, not failed. */
+ * Settings of the sweep that the baseline lacks are listed, not failed.
+ *
+ * JSON (a path ending in .json on writing; a file starting with '{' on reading) holds the same: {"format":
+ * "cachebench baseline 1", "model", "weights_sha256", "steps", "video": [frames, height, width], "settings": [{"spec",
+ * "runs", "speedup_flops", "psnr", "ssim", "lpips"}], "runs": [{"spec", "prompt_id", "seed" (a string: uint64),
+ * "decisions", "speedup_flops", "psnr", "ssim", "lpips"}]}, NA as null, inf as the string "inf". */
 #ifndef CACHEBENCH_BASELINE_H
 #define CACHEBENCH_BASELINE_H
 

@@ -211,6 +211,10 @@ static int close_tmp(FILE *f, const char *tmp, const char *path, Error *err) {
     return 0;
 }
 
+FILE *summary_open_tmp(const char *path, char *tmp, size_t cap, Error *err) { return open_tmp(path, tmp, cap, err); }
+
+int summary_close_tmp(FILE *f, const char *tmp, const char *path, Error *err) { return close_tmp(f, tmp, path, err); }
+
 int summary_write_tsv(const Summary *s, const char *path, Error *err) {
     char tmp[PATH_MAX + 32];
     FILE *f = open_tmp(path, tmp, sizeof tmp, err);

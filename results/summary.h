@@ -27,6 +27,7 @@
 #define CACHEBENCH_SUMMARY_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -112,6 +113,11 @@ int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult
  *   strategy params pairs speedup_wall lo hi speedup_flops lo hi psnr lo hi ssim lo hi lpips lo hi
  * (NA where a value does not exist). Written atomically. */
 int summary_write_settings_tsv(const SummaryGroup *g, int ng, const char *path, Error *err);
+
+/* Atomic text files (summary.tsv, report.md, baselines): write to "<path>.<pid>.tmp", then close_tmp renames it into
+ * place; on any failure nothing is left at path or at the temporary name. */
+FILE *summary_open_tmp(const char *path, char *tmp, size_t cap, Error *err);
+int summary_close_tmp(FILE *f, const char *tmp, const char *path, Error *err);
 
 /* Text of a value as in summary.tsv: "NA" for NAN, "inf" for +inf, else printf with fmt. */
 void summary_format(char *buf, size_t cap, const char *fmt, double v);

@@ -105,19 +105,6 @@ Test(stats, sweeps_without_shared_pairs_are_refused) {
 /* ---------------------------------------------------------------------------------------------------------- */
 /* The golden gate */
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void spit(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
@@ -157,14 +144,14 @@ Test(gate, golden_baselines_of_every_builtin_strategy_hold, .timeout = 120) {
     /* The sweep's report has intervals, worst pairs and the paired comparison; settings.tsv holds each aggregate
      * inside its interval; the trade-off plots get their error bars' data. */
     snprintf(path, sizeof path, "%s/report.md", out);
-    char *report = slurp(path);
+    char *report = fixture_read_file(path);
     cr_assert_not_null(report);
     cr_expect(strstr(report, "## Uncertainty") && strstr(report, "## Worst prompts") &&
                   strstr(report, "## Paired comparison") && strstr(report, "| A | B | FLOP speed-up | pairs |"),
               "%s", report);
     free(report);
     snprintf(path, sizeof path, "%s/settings.tsv", out);
-    char *settings = slurp(path);
+    char *settings = fixture_read_file(path);
     cr_assert_not_null(settings);
     int nset = 0;
     char *save = NULL;
@@ -186,7 +173,7 @@ Test(gate, golden_baselines_of_every_builtin_strategy_hold, .timeout = 120) {
     cr_expect(access(path, R_OK) == 0, "%s missing", path);
 
     /* Every built-in strategy is in the baseline. */
-    char *golden = slurp("tests/golden/tiny.tsv");
+    char *golden = fixture_read_file("tests/golden/tiny.tsv");
     cr_assert_not_null(golden);
     const char *names[] = {"none", "static:", "teacache:", "easycache:", "svg:", "easycache+svg:", "teacache+svg:"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
@@ -203,8 +190,28 @@ Test(gate, golden_baselines_of_every_builtin_strategy_hold, .timeout = 120) {
                             "--tol-ssim", "0", "--tol-lpips", "0", "--tol-speedup", "0", NULL};
     cr_expect_eq(fixture_run_cli(log, sizeof log, strict), 0, "%s", log);
 
+    /* The same as JSON. */
+    snprintf(path, sizeof path, "%s/again.json", dir);
+    const char *write_json[] = {"check", out, "--write-baseline", path, NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, write_json), 0, "%s", log);
+    strict[3] = path;
+    cr_expect_eq(fixture_run_cli(log, sizeof log, strict), 0, "JSON baseline: %s", log);
+    char *json = fixture_read_file(path);
+    cr_assert_not_null(json);
+    char *steps_at = strstr(json, "\"steps\":\t6");
+    cr_assert_not_null(steps_at, "%s", json);
+    steps_at[9] = '7';
+    spit(path, json);
+    cr_expect_eq(fixture_run_cli(log, sizeof log, strict), 1, "%s", log);
+    cr_expect(strstr(log, "refused: the baseline has 7 steps, the sweep 6") != NULL, "%s", log);
+    spit(path, "{\"format\": \"something else\"}");
+    cr_expect_eq(fixture_run_cli(log, sizeof log, strict), 1, "%s", log);
+    cr_expect(strstr(log, "not a cachebench baseline") != NULL, "%s", log);
+    free(json);
+    snprintf(path, sizeof path, "%s/again.tsv", dir);
+
     /* A quality drop beyond the tolerance fails, naming the setting and both values. */
-    char *again = slurp(path);
+    char *again = fixture_read_file(path);
     cr_assert_not_null(again);
     char *line = strstr(again, "\nsetting\tstatic:interval=2,warmup=1\t");
     cr_assert_not_null(line);
@@ -297,6 +304,10 @@ Test(gate, golden_baselines_of_every_builtin_strategy_hold, .timeout = 120) {
     }
     pclose(p);
     summary_free(&s);
+    const char *across[] = {"compare", out,          "--strategy", "easycache", "--against", "static",
+                            "--against-dir", out, "--speedup", "1.5",       "--psnr",    "30",     NULL};
+    cr_expect_eq(fixture_run_cli(log, sizeof log, across), 0, "%s", log);
+    cr_expect(strstr(log, "B from") && strstr(log, "1.50x   1/1") && strstr(log, "psnr >= 30"), "%s", log);
     const char *cmp[] = {"compare", out, "--strategy", "easycache", "--against", "nosuch", NULL};
     cr_expect_eq(fixture_run_cli(log, sizeof log, cmp), 1, "%s", log);
     cr_expect(strstr(log, "no runs of strategy 'nosuch'") != NULL, "%s", log);

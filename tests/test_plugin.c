@@ -45,19 +45,6 @@
     n += snprintf(here + n, sizeof here - n, "%s.%s %zu %zu %zu\n", #type, #field, sizeof(type), offsetof(type, field), \
                   sizeof(((type *)0)->field));
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static int sh(const char *cmd) {
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -80,7 +67,7 @@ Test(plugin, installed_header_has_the_layout_of_the_tree_types) {
     static char here[16384];
     int n = snprintf(here, sizeof here, "ABI %d\n", CACHEBENCH_STRATEGY_ABI);
     PLUGIN_FIELDS(LINE_HERE)
-    char *there = slurp(out);
+    char *there = fixture_read_file(out);
     cr_assert_not_null(there);
     cr_expect_str_eq(there, here, "include/cachebench/strategy.h and the tree's types differ: update the header "
                                   "(and CACHEBENCH_STRATEGY_ABI in both)");
@@ -95,13 +82,13 @@ Test(plugin, new_strategy_writes_the_example_and_refuses_to_overwrite) {
     snprintf(path, sizeof path, "%s/mycache.c", dir);
     const char *args[] = {"new-strategy", "mycache", "--out", path, NULL};
     cr_assert_eq(fixture_run_cli(log, sizeof log, args), 0, "%s", log);
-    char *made = slurp(path), *example = slurp("examples/mycache.c");
+    char *made = fixture_read_file(path), *example = fixture_read_file("examples/mycache.c");
     cr_assert(made && example);
     cr_expect_str_eq(made, example, "examples/mycache.c is not what `cachebench new-strategy mycache` writes: "
                                     "regenerate it");
     cr_expect_eq(fixture_run_cli(log, sizeof log, args), 1, "%s", log);
     cr_expect(strstr(log, "exists already (not overwritten)") != NULL, "%s", log);
-    char *again = slurp(path);
+    char *again = fixture_read_file(path);
     cr_expect_str_eq(again, made, "the file was touched");
     const char *bad[] = {"new-strategy", "My-Cache", NULL};
     cr_expect_eq(fixture_run_cli(log, sizeof log, bad), 2, "%s", log);
@@ -127,7 +114,7 @@ Test(plugin, example_builds_outside_the_tree_and_sweeps, .timeout = 120) {
                            "--strategy", "mycache:thresh=0.05|1,warmup=1", NULL};
     cr_assert_eq(fixture_run_cli(log, sizeof log, sweep), 0, "%s", log);
     snprintf(path, sizeof path, "%s/summary.tsv", out);
-    char *tsv = slurp(path);
+    char *tsv = fixture_read_file(path);
     cr_assert_not_null(tsv);
     cr_expect(strstr(tsv, "\tmycache\tmycache:thresh=0.05,warmup=1\t") != NULL, "%s", tsv);
     cr_expect(strstr(tsv, "\tmycache\tmycache:thresh=1,warmup=1\t") != NULL, "%s", tsv);
