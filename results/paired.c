@@ -71,17 +71,24 @@ static int pair_points(const Summary *s, const char *strategy, const char *promp
     return n;
 }
 
+/* The range of the strategy's per-setting mean FLOP speed-ups (over complete runs; rows are sorted by setting, so a
+ * setting's runs are consecutive). Computed here rather than through summary_groups, which also bootstraps. */
 static void mean_range(const Summary *s, const char *strategy, double *lo, double *hi) {
-    SummaryGroup *g = NULL;
-    int ng = 0;
     *lo = INFINITY, *hi = -INFINITY;
-    if (summary_groups(s, &g, &ng, NULL)) return;
-    for (int i = 0; i < ng; i++) {
-        if (strcmp(g[i].strategy, strategy) || isnan(g[i].speedup_flops)) continue;
-        if (g[i].speedup_flops < *lo) *lo = g[i].speedup_flops;
-        if (g[i].speedup_flops > *hi) *hi = g[i].speedup_flops;
+    for (int i = 0; i < s->count;) {
+        int j = i;
+        double sum = 0;
+        int n = 0;
+        while (j < s->count && strcmp(s->rows[j].spec, s->rows[i].spec) == 0) {
+            const SummaryRow *r = &s->rows[j++];
+            if (!strcmp(r->strategy, strategy) && !r->failed && !isnan(r->speedup_flops)) sum += r->speedup_flops, n++;
+        }
+        if (n) {
+            *lo = fmin(*lo, sum / n);
+            *hi = fmax(*hi, sum / n);
+        }
+        i = j;
     }
-    free(g);
 }
 
 int paired_default_speedups(const Summary *a, const char *strategy_a, const Summary *b, const char *strategy_b,
