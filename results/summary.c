@@ -246,10 +246,11 @@ int summary_write_tsv(const Summary *s, const char *path, Error *err) {
 static int group_intervals(const Summary *s, SummaryGroup *G) {
     double *v = malloc((size_t)2 * (G->count ? G->count : 1) * sizeof *v);
     if (!v) return -1;
-    double *const out[5] = {G->ci_speedup_wall, G->ci_speedup_flops, G->ci_psnr, G->ci_ssim, G->ci_lpips};
-    static const StatKind kinds[5] = {STAT_RATIO, STAT_MEAN, STAT_PSNR, STAT_MEAN, STAT_MEAN};
+    double *const out[6] = {G->ci_speedup_wall, G->ci_speedup_flops, G->ci_psnr, G->ci_ssim, G->ci_lpips,
+                            G->ci_latency};
+    static const StatKind kinds[6] = {STAT_RATIO, STAT_MEAN, STAT_PSNR, STAT_MEAN, STAT_MEAN, STAT_MEAN};
     int rc = 0;
-    for (int k = 0; k < 5 && !rc; k++) {
+    for (int k = 0; k < 6 && !rc; k++) {
         int n = 0;
         for (int j = G->first; j < G->first + G->count; j++) {
             const SummaryRow *r = &s->rows[j];
@@ -259,7 +260,7 @@ static int group_intervals(const Summary *s, SummaryGroup *G) {
                 v[2 * n] = s->rows[r->baseline].wall_s, v[2 * n + 1] = r->wall_s, n++;
                 continue;
             }
-            double x = k == 1 ? r->speedup_flops : k == 2 ? r->psnr : k == 3 ? r->ssim : r->lpips;
+            double x = k == 1 ? r->speedup_flops : k == 2 ? r->psnr : k == 3 ? r->ssim : k == 4 ? r->lpips : r->wall_s;
             if (!isnan(x)) v[n++] = x;
         }
         rc = stats_bootstrap(v, n, kinds[k], STATS_SEED + (uint64_t)k, &out[k][0], &out[k][1]);
@@ -365,18 +366,19 @@ int summary_write_settings_tsv(const SummaryGroup *g, int ng, const char *path, 
     char tmp[PATH_MAX + 32];
     FILE *f = open_tmp(path, tmp, sizeof tmp, err);
     if (!f) return -1;
-    fputs("strategy\tparams\tpairs\tspeedup_wall\tlo\thi\tspeedup_flops\tlo\thi\tpsnr\tlo\thi\tssim\tlo\thi\t"
-          "lpips\tlo\thi\n",
+    fputs("strategy\tparams\tpairs\tlatency\tlatency_lo\tlatency_hi\tspeedup_wall\tspeedup_wall_lo\tspeedup_wall_hi\t"
+          "speedup_flops\tspeedup_flops_lo\tspeedup_flops_hi\tpsnr\tpsnr_lo\tpsnr_hi\tssim\tssim_lo\tssim_hi\tlpips\t"
+          "lpips_lo\tlpips_hi\n",
           f);
     for (int i = 0; i < ng; i++) {
         const SummaryGroup *G = &g[i];
-        const double v[15] = {G->speedup_wall, G->ci_speedup_wall[0], G->ci_speedup_wall[1], G->speedup_flops,
+        const double v[18] = {G->latency, G->ci_latency[0], G->ci_latency[1], G->speedup_wall, G->ci_speedup_wall[0], G->ci_speedup_wall[1], G->speedup_flops,
                               G->ci_speedup_flops[0], G->ci_speedup_flops[1], G->psnr, G->ci_psnr[0], G->ci_psnr[1],
                               G->ssim, G->ci_ssim[0], G->ci_ssim[1], G->lpips, G->ci_lpips[0], G->ci_lpips[1]};
         fprintf(f, "%s\t%s\t%d", G->strategy, G->spec, G->used);
-        for (int k = 0; k < 15; k++) {
+        for (int k = 0; k < 18; k++) {
             char buf[32];
-            summary_format(buf, sizeof buf, k < 6 ? "%.4f" : "%.6f", v[k]);
+            summary_format(buf, sizeof buf, k < 9 ? "%.4f" : "%.6f", v[k]);
             fprintf(f, "\t%s", buf);
         }
         fputc('\n', f);
@@ -465,18 +467,19 @@ static void write_report_statistics(FILE *f, const Summary *s, const SummaryGrou
     fprintf(f, "95%% bootstrap intervals over the prompt × seed pairs of each setting (percentile, %d resamples, "
                "fixed seed: the same runs give the same intervals). Per setting as `settings.tsv`.\n\n",
             STATS_RESAMPLES);
-    fprintf(f, "| Setting | Pairs | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
-    fprintf(f, "|:--|--:|--:|--:|--:|--:|--:|\n");
+    fprintf(f, "| Setting | Pairs | Latency (s) | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
+    fprintf(f, "|:--|--:|--:|--:|--:|--:|--:|--:|\n");
     for (int i = 0; i < ng; i++) {
         const SummaryGroup *G = &g[i];
         if (strcmp(G->strategy, "none") == 0) continue;
-        char sw[128], sf[128], p[128], ss[128], l[128];
+        char lat[128], sw[128], sf[128], p[128], ss[128], l[128];
+        md_ci(lat, sizeof lat, "%.2f", G->latency, G->ci_latency);
         md_ci(sw, sizeof sw, "%.2f", G->speedup_wall, G->ci_speedup_wall);
         md_ci(sf, sizeof sf, "%.2f", G->speedup_flops, G->ci_speedup_flops);
         md_ci(p, sizeof p, "%.2f", G->psnr, G->ci_psnr);
         md_ci(ss, sizeof ss, "%.4f", G->ssim, G->ci_ssim);
         md_ci(l, sizeof l, "%.4f", G->lpips, G->ci_lpips);
-        fprintf(f, "| `%s` | %d | %s | %s | %s | %s | %s |\n", G->spec, G->used, sw, sf, p, ss, l);
+        fprintf(f, "| `%s` | %d | %s | %s | %s | %s | %s | %s |\n", G->spec, G->used, lat, sw, sf, p, ss, l);
     }
     fprintf(f, "\n## Worst prompts\n\nPer setting, the (prompt, seed) pairs of lowest PSNR (at most 3).\n\n");
     fprintf(f, "| Setting | Worst pairs: prompt/seed PSNR, SSIM, LPIPS |\n|:--|:--|\n");

@@ -76,7 +76,7 @@ typedef struct {
     double latency, base_latency, speedup_wall, speedup_flops, psnr, ssim, lpips; /* NAN when used == 0 */
     /* 95% percentile bootstrap intervals over the (prompt, seed) pairs of the used runs (results/stats.h: 2000
      * resamples, fixed seed): the statistic above recomputed on each resample. NAN when there is no value. */
-    double ci_speedup_wall[2], ci_speedup_flops[2], ci_psnr[2], ci_ssim[2], ci_lpips[2];
+    double ci_latency[2], ci_speedup_wall[2], ci_speedup_flops[2], ci_psnr[2], ci_ssim[2], ci_lpips[2];
 } SummaryGroup;
 
 /* One group per setting, in row order, with its intervals. *groups is malloc'd. */
@@ -110,8 +110,8 @@ typedef struct {
 int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult *res, Error *err);
 
 /* settings.tsv: one row per setting with each aggregate of report.md and its 95% bootstrap interval:
- *   strategy params pairs speedup_wall lo hi speedup_flops lo hi psnr lo hi ssim lo hi lpips lo hi
- * (NA where a value does not exist). Written atomically. */
+ *   strategy params pairs latency latency_lo latency_hi speedup_wall speedup_wall_lo speedup_wall_hi ... for
+ *   speedup_flops, psnr, ssim, lpips (NA where a value does not exist). Written atomically. */
 int summary_write_settings_tsv(const SummaryGroup *g, int ng, const char *path, Error *err);
 
 /* Atomic text files (summary.tsv, report.md, baselines): write to "<path>.<pid>.tmp", then close_tmp renames it into

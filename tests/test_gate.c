@@ -156,11 +156,11 @@ Test(gate, golden_baselines_of_every_builtin_strategy_hold, .timeout = 120) {
     int nset = 0;
     char *save = NULL;
     for (char *l = strtok_r(strchr(settings, '\n') + 1, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        char *f[18];
+        char *f[21];
         int n = 0;
-        for (char *s2 = NULL, *t = strtok_r(l, "\t", &s2); t && n < 18; t = strtok_r(NULL, "\t", &s2)) f[n++] = t;
-        cr_assert_eq(n, 18, "settings.tsv row %d has %d fields", nset, n);
-        for (int k = 3; k < 18; k += 3) {
+        for (char *s2 = NULL, *t = strtok_r(l, "\t", &s2); t && n < 21; t = strtok_r(NULL, "\t", &s2)) f[n++] = t;
+        cr_assert_eq(n, 21, "settings.tsv row %d has %d fields", nset, n);
+        for (int k = 3; k < 21; k += 3) {
             if (strcmp(f[k], "NA") == 0) continue;
             double v = strtod(f[k], NULL), lo = strtod(f[k + 1], NULL), hi = strtod(f[k + 2], NULL);
             cr_expect(lo <= v + 1e-6 && v <= hi + 1e-6, "%s column %d: %g not in [%g, %g]", f[1], k, v, lo, hi);
