@@ -299,7 +299,33 @@ static int read_json(const char *path, FILE *f, Baseline *b, Error *err) {
     return rc;
 }
 
+/* A setting or run listed twice would be checked against whichever comes first: refused. */
+static int check_unique(const char *path, const Baseline *b, Error *err) {
+    for (int i = 0; i < b->n_settings; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(b->settings[i].spec, b->settings[j].spec))
+                return error_set(err, "%s: setting %s listed twice", path, b->settings[i].spec);
+    for (int i = 0; i < b->n_runs; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(b->runs[i].spec, b->runs[j].spec) && !strcmp(b->runs[i].prompt_id, b->runs[j].prompt_id) &&
+                b->runs[i].seed == b->runs[j].seed)
+                return error_set(err, "%s: run %s, prompt %s seed %llu listed twice", path, b->runs[i].spec,
+                                 b->runs[i].prompt_id, (unsigned long long)b->runs[i].seed);
+    return 0;
+}
+
+static int read_any(const char *path, Baseline *b, Error *err);
+
 int baseline_read(const char *path, Baseline *b, Error *err) {
+    if (read_any(path, b, err)) return -1;
+    if (check_unique(path, b, err)) {
+        baseline_free(b);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_any(const char *path, Baseline *b, Error *err) {
     memset(b, 0, sizeof *b);
     FILE *f = fopen(path, "r");
     if (!f) return error_set(err, "%s: cannot open baseline: %s", path, strerror(errno));
