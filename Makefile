@@ -23,7 +23,7 @@ TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC := $(wildcard bench/*.c)
 
-.PHONY: all test bench demo clean deps FORCE
+.PHONY: all test bench demo clean deps install FORCE
 all: $(BUILD)/cachebench
 
 # The version string recorded in every run; the header is rewritten only when the version changes.
@@ -45,8 +45,9 @@ $(BUILD)/libcachebench.a: $(LIB_OBJ) $(EXTRA_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# -rdynamic: strategy plug-ins (--plugin) call the helpers of include/cachebench/strategy.h from the executable.
 $(BUILD)/cachebench: $(BUILD)/harness/main.o $(BUILD)/libcachebench.a
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(EXTRA_LDLIBS)
+	$(CC) $(LDFLAGS) -rdynamic $^ -o $@ $(LDLIBS) $(EXTRA_LDLIBS)
 
 $(BUILD)/test_all: $(TEST_OBJ) $(BUILD)/libcachebench.a
 	$(CC) $(LDFLAGS) $^ -o $@ -lcriterion $(LDLIBS) $(EXTRA_LDLIBS)
@@ -84,6 +85,17 @@ demo: deps $(BUILD)/cachebench
 	    $(BUILD)/cachebench sweep --config datasets/demo_sweep.ini --weights $(DEMO_WEIGHTS) --out $(DEMO_OUT); \
 	fi
 	@echo "make demo: report in $(DEMO_OUT)/report.md, plots in $(DEMO_OUT)/plots/"
+
+# make install PREFIX=DIR: the binary, the plug-in header (include/cachebench/strategy.h), the library and the plot
+# templates (found by the binary as $PREFIX/share/cachebench/plots).
+PREFIX ?= /usr/local
+install: $(BUILD)/cachebench $(BUILD)/libcachebench.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/cachebench $(DESTDIR)$(PREFIX)/lib \
+	    $(DESTDIR)$(PREFIX)/share/cachebench/plots
+	install -m 755 $(BUILD)/cachebench $(DESTDIR)$(PREFIX)/bin/cachebench
+	install -m 644 include/cachebench/strategy.h $(DESTDIR)$(PREFIX)/include/cachebench/strategy.h
+	install -m 644 $(BUILD)/libcachebench.a $(DESTDIR)$(PREFIX)/lib/libcachebench.a
+	install -m 644 plots/*.gp $(DESTDIR)$(PREFIX)/share/cachebench/plots/
 
 clean:
 	rm -rf $(BUILD)

@@ -14,6 +14,8 @@ static void plot_usage(FILE *out) {
             "  SWEEP_DIR/summary.tsv     one row per run: run_id strategy params prompt_id seed steps calls_computed\n"
             "                            calls_total hit_rate wall_s speedup_wall speedup_flops psnr ssim lpips status\n"
             "                            (NA where a value does not exist, inf for PSNR of identical videos)\n"
+            "  SWEEP_DIR/settings.tsv    one row per setting: each aggregate of the report with its 95%% bootstrap\n"
+            "                            interval over prompt x seed pairs (strategy params pairs, then X X_lo X_hi)\n"
             "  SWEEP_DIR/report.md       table per setting (Method | Latency | Speed-up | PSNR | SSIM | LPIPS, means\n"
             "                            over prompts and seeds), best setting per strategy, frames, plots\n"
             "  SWEEP_DIR/plots/          tradeoff_{psnr,ssim,lpips}.png (Pareto fronts), steps_<strategy>.png,\n"

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "harness/cli.h"
+#include "harness/plugins.h"
 #include "harness/experiment.h"
 #include "harness/solvers/solver.h"
 #include "harness/sweep.h"
@@ -55,6 +56,8 @@ static void run_usage(FILE *out) {
             "                       records a preview of three latent channels: video_space latent)\n"
             "  --out DIR            output folder, created if missing (default results/runs)\n"
             "  --quiet              no progress line\n"
+            "  --plugin FILE        load a strategy plug-in (a .so built against include/cachebench/strategy.h,\n"
+            "                       see `cachebench new-strategy`); repeatable\n"
             "  --help               this text\n"
             "The run file is DIR/<strategy>__<prompt-id>__s<seed>.h5, written under a temporary name and renamed\n"
             "when complete. Exit status: 0 done (also when the run failed with NaN/Inf, recorded in the file),\n"
@@ -66,7 +69,7 @@ int cmd_run(int argc, char **argv) {
     enum { OPT_PROMPT = 1000, OPT_PROMPT_ID, OPT_NEGATIVE, OPT_MODEL, OPT_WEIGHTS, OPT_STRATEGY, OPT_SEED, OPT_STEPS,
            OPT_SHIFT, OPT_GUIDANCE, OPT_SOLVER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT,
            OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER,
-           OPT_TOKENIZER };
+           OPT_TOKENIZER, OPT_PLUGIN };
     static const struct option options[] = {
         {"prompt", required_argument, 0, OPT_PROMPT},     {"prompt-id", required_argument, 0, OPT_PROMPT_ID},
         {"negative", required_argument, 0, OPT_NEGATIVE}, {"model", required_argument, 0, OPT_MODEL},
@@ -85,7 +88,9 @@ int cmd_run(int argc, char **argv) {
         {"vae", required_argument, 0, OPT_VAE},
         {"text-encoder", required_argument, 0, OPT_TEXT_ENCODER},
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"plugin", required_argument, 0, OPT_PLUGIN},
         {0, 0, 0, 0}};
+    if (plugins_load_from_args("run", argc, argv)) return 1;
     const char *model = NULL, *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
     const char *contexts_path = NULL, *vae_path = NULL, *text_encoder = NULL, *tokenizer = NULL;
     ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
@@ -148,6 +153,7 @@ int cmd_run(int argc, char **argv) {
         case OPT_VAE: vae_path = optarg; break;
         case OPT_TEXT_ENCODER: text_encoder = optarg; break;
         case OPT_TOKENIZER: tokenizer = optarg; break;
+        case OPT_PLUGIN: break; /* loaded above */
         case OPT_HELP: run_usage(stdout); return 0;
         default: return cli_usage_error("run", "unknown or incomplete option '%s'", argv[optind - 1]);
         }

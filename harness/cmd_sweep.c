@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness/cli.h"
+#include "harness/plugins.h"
 #include "harness/solvers/solver.h"
 #include "harness/sweep.h"
 #include "models/dit/config.h"
@@ -64,6 +65,8 @@ static void sweep_usage(FILE *out) {
             "  --dry-run            print the plan (canonical settings, prompts, seeds, runs already finished)\n"
             "                       and stop; the folder is not touched\n"
             "  --quiet              no progress, only the plan and the end\n"
+            "  --plugin FILE        load a strategy plug-in (a .so built against include/cachebench/strategy.h,\n"
+            "                       see `cachebench new-strategy`); repeatable; give it again when resuming\n"
             "  --help               this text\n\n"
             "Config file (INI):\n"
             "  [sweep]\n"
@@ -232,7 +235,8 @@ static void cb_run_done(void *user, const SweepStatus *st, const char *run_id, c
 int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
            OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
-           OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER, OPT_TOKENIZER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH };
+           OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER, OPT_TOKENIZER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH,
+           OPT_PLUGIN };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -249,7 +253,10 @@ int cmd_sweep(int argc, char **argv) {
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {"frames", required_argument, 0, OPT_FRAMES}, {"height", required_argument, 0, OPT_HEIGHT},
         {"width", required_argument, 0, OPT_WIDTH},
+        {"plugin", required_argument, 0, OPT_PLUGIN},
         {0, 0, 0, 0}};
+    /* Before the config file: it may name a plug-in's strategy. */
+    if (plugins_load_from_args("sweep", argc, argv)) return 1;
     SweepConfig *cfg = malloc(sizeof *cfg);
     SweepPlan plan;
     int have_plan = 0, rc = 2, opt;

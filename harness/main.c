@@ -22,6 +22,9 @@ static const Command COMMANDS[] = {
     {"export", cmd_export, "write the frames of a run record as PNG files"},
     {"encode", cmd_encode, "turn prompt text into umT5 contexts (Wan2.1's text encoder) in a .safetensors file"},
     {"decode", cmd_decode, "decode latents to RGB video with the Wan2.1 VAE decoder"},
+    {"compare", cmd_compare, "two strategies pair by pair at matched speed-up, with bootstrap intervals"},
+    {"check", cmd_check, "regression gate: a sweep against a baseline file (exit 0 pass, 1 fail)"},
+    {"new-strategy", cmd_new_strategy, "write NAME.c, a commented strategy plug-in to start from"},
 };
 
 static void usage(FILE *out) {

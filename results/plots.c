@@ -25,11 +25,16 @@ void plots_templates_dir(const char *given, char *buf, size_t cap) {
     if (len > 0) {
         exe[len] = '\0';
         char dir[PATH_MAX + 32], probe[PATH_MAX + 64];
-        snprintf(dir, sizeof dir, "%s/../plots", dirname(exe));
-        snprintf(probe, sizeof probe, "%s/tradeoff.gp", dir);
-        if (access(probe, R_OK) == 0) {
-            snprintf(buf, cap, "%s", dir);
-            return;
+        /* The repository's build/ folder, then an installed $PREFIX/bin (make install). */
+        const char *const rel[] = {"../plots", "../share/cachebench/plots"};
+        char *bin = dirname(exe);
+        for (int i = 0; i < 2; i++) {
+            snprintf(dir, sizeof dir, "%s/%s", bin, rel[i]);
+            snprintf(probe, sizeof probe, "%s/tradeoff.gp", dir);
+            if (access(probe, R_OK) == 0) {
+                snprintf(buf, cap, "%s", dir);
+                return;
+            }
         }
     }
     snprintf(buf, cap, "plots");
@@ -162,16 +167,19 @@ static double metric_of(const SummaryGroup *g, int m) { return m == 0 ? g->psnr 
  * blocks written (0: nothing to plot), -1 on error. */
 static int write_tradeoff(const char plots_dir[2100], const char *metric_name, int m, const SummaryGroup *g, int ng,
                           const StrategyBest *best, int nbest, Error *err) {
-    char path_all[PATH_MAX], path_front[PATH_MAX];
+    char path_all[PATH_MAX], path_front[PATH_MAX], path_ci[PATH_MAX];
     snprintf(path_all, sizeof path_all, "%s/tradeoff_%s.dat", plots_dir, metric_name);
     snprintf(path_front, sizeof path_front, "%s/front_%s.dat", plots_dir, metric_name);
-    FILE *fa = fopen(path_all, "w"), *ff = fopen(path_front, "w");
+    snprintf(path_ci, sizeof path_ci, "%s/ci_%s.dat", plots_dir, metric_name);
+    FILE *fa = fopen(path_all, "w"), *ff = fopen(path_front, "w"), *fc = fopen(path_ci, "w");
     Point *pts = malloc((size_t)(ng ? ng : 1) * sizeof *pts);
     int blocks = 0, rc = 0;
-    if (!fa || !ff || !pts) {
-        rc = error_set(err, "%s: cannot write: %s", !fa ? path_all : path_front, strerror(errno));
+    if (!fa || !ff || !fc || !pts) {
+        rc = error_set(err, "%s: cannot write: %s", !fa ? path_all : !ff ? path_front : path_ci, strerror(errno));
         goto done;
     }
+    fprintf(fc, "# 95%% bootstrap intervals of tradeoff_%s.dat (same blocks and rows): speed-up %s lo hi of each\n",
+            metric_name, metric_name);
     const int lower_better = m == 2;
     fprintf(fa, "# speed-up (wall) vs %s per setting, means over prompts and seeds; one block per strategy\n",
             metric_name);
@@ -187,10 +195,20 @@ static int write_tradeoff(const char plots_dir[2100], const char *metric_name, i
         const char *sep = blocks ? "\n\n" : "";
         fprintf(fa, "%s%s speedup_wall %s setting\n", sep, best[b].strategy, metric_name);
         fprintf(ff, "%s%s speedup_wall %s\n", sep, best[b].strategy, metric_name);
+        fprintf(fc, "%s%s speedup_wall %s speedup_lo speedup_hi %s_lo %s_hi\n", sep, best[b].strategy, metric_name,
+                metric_name, metric_name);
         for (int i = 0; i < n; i++) {
             char label[256];
             setting_label(g, ng, pts[i].group, label, sizeof label);
             fprintf(fa, "%.9g %.9g %s\n", pts[i].x, lower_better ? -pts[i].y : pts[i].y, label);
+            const SummaryGroup *G = &g[pts[i].group];
+            const double *ci = m == 0 ? G->ci_psnr : m == 1 ? G->ci_ssim : G->ci_lpips;
+            /* An interval reaching inf (a resample of identical videos) is drawn up to the point. */
+            double y = lower_better ? -pts[i].y : pts[i].y, lo = isfinite(ci[0]) ? ci[0] : y,
+                   hi = isfinite(ci[1]) ? ci[1] : y;
+            double xlo = isfinite(G->ci_speedup_wall[0]) ? G->ci_speedup_wall[0] : pts[i].x;
+            double xhi = isfinite(G->ci_speedup_wall[1]) ? G->ci_speedup_wall[1] : pts[i].x;
+            fprintf(fc, "%.9g %.9g %.9g %.9g %.9g %.9g\n", pts[i].x, y, xlo, xhi, lo, hi);
         }
         /* Front: walk from the fastest setting down, keeping each that beats every faster one. */
         qsort(pts, (size_t)n, sizeof *pts, cmp_point_x);
@@ -210,6 +228,7 @@ static int write_tradeoff(const char plots_dir[2100], const char *metric_name, i
 done:
     if (fa && fclose(fa) && !rc) rc = error_set(err, "%s: write error", path_all);
     if (ff && fclose(ff) && !rc) rc = error_set(err, "%s: write error", path_front);
+    if (fc && fclose(fc) && !rc) rc = error_set(err, "%s: write error", path_ci);
     free(pts);
     return rc ? -1 : blocks;
 }
@@ -259,6 +278,8 @@ int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, i
         vars[0] = '\0';
         plots_var(vars, sizeof vars, "data", dat);
         plots_var(vars, sizeof vars, "front", dat2);
+        snprintf(dat2, sizeof dat2, "%s/ci_%s.dat", plots_dir, metric_names[m]);
+        plots_var(vars, sizeof vars, "ci", dat2);
         plots_var(vars, sizeof vars, "ylabel", metric_labels[m]);
         if (plots_gnuplot(templates_dir, "tradeoff.gp", vars, png, err)) return -1;
         (*drawn)++;

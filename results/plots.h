@@ -5,7 +5,8 @@
  * Drawn (names under <sweep>/plots/):
  *   tradeoff_{psnr,ssim,lpips}.png  speed-up (wall) vs quality, one point per setting (averaged over prompts and
  *                                   seeds, summary.h), one colour per strategy, its Pareto front as a line;
- *                                   infinite PSNR left off; the LPIPS plot only when LPIPS values exist
+ *                                   infinite PSNR left off; the LPIPS plot only when LPIPS values exist; error
+ *                                   bars: the 95% bootstrap intervals of both axes (ci_<metric>.dat, summary.h)
  *   steps_<strategy>.png            the best run of each strategy step by step: signal and k, accumulator and
  *                                   threshold, and which calls were computed or reused
  *   timeline_<strategy>.png         computed/reused per step for every setting of the strategy (report prompt)

@@ -13,8 +13,10 @@
 
 #include "metrics/image.h"
 #include "metrics/metrics.h"
+#include "results/paired.h"
 #include "results/plots.h"
 #include "results/record.h"
+#include "results/stats.h"
 #include "results/strip.h"
 #include "strategies/strategy.h"
 
@@ -209,6 +211,10 @@ static int close_tmp(FILE *f, const char *tmp, const char *path, Error *err) {
     return 0;
 }
 
+FILE *summary_open_tmp(const char *path, char *tmp, size_t cap, Error *err) { return open_tmp(path, tmp, cap, err); }
+
+int summary_close_tmp(FILE *f, const char *tmp, const char *path, Error *err) { return close_tmp(f, tmp, path, err); }
+
 int summary_write_tsv(const Summary *s, const char *path, Error *err) {
     char tmp[PATH_MAX + 32];
     FILE *f = open_tmp(path, tmp, sizeof tmp, err);
@@ -235,6 +241,33 @@ int summary_write_tsv(const Summary *s, const char *path, Error *err) {
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Aggregates */
+
+/* The bootstrap intervals of one group's aggregates, over the pairs of its used runs (one run per pair). */
+static int group_intervals(const Summary *s, SummaryGroup *G) {
+    double *v = malloc((size_t)2 * (G->count ? G->count : 1) * sizeof *v);
+    if (!v) return -1;
+    double *const out[6] = {G->ci_speedup_wall, G->ci_speedup_flops, G->ci_psnr, G->ci_ssim, G->ci_lpips,
+                            G->ci_latency};
+    static const StatKind kinds[6] = {STAT_RATIO, STAT_MEAN, STAT_PSNR, STAT_MEAN, STAT_MEAN, STAT_MEAN};
+    int rc = 0;
+    for (int k = 0; k < 6 && !rc; k++) {
+        int n = 0;
+        for (int j = G->first; j < G->first + G->count; j++) {
+            const SummaryRow *r = &s->rows[j];
+            if (r->failed || r->baseline < 0 || s->rows[r->baseline].failed) continue;
+            if (k == 0) {
+                if (!(r->wall_s > 0)) continue;
+                v[2 * n] = s->rows[r->baseline].wall_s, v[2 * n + 1] = r->wall_s, n++;
+                continue;
+            }
+            double x = k == 1 ? r->speedup_flops : k == 2 ? r->psnr : k == 3 ? r->ssim : k == 4 ? r->lpips : r->wall_s;
+            if (!isnan(x)) v[n++] = x;
+        }
+        rc = stats_bootstrap(v, n, kinds[k], STATS_SEED + (uint64_t)k, &out[k][0], &out[k][1]);
+    }
+    free(v);
+    return rc;
+}
 
 int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *err) {
     *groups = NULL;
@@ -271,6 +304,10 @@ int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *e
         G->psnr = n_mse ? (mse > 0 ? 10.0 * log10(n_mse / mse) : INFINITY) : NAN;
         G->ssim = n_ssim ? ssim / n_ssim : NAN;
         G->lpips = n_lpips ? lpips / n_lpips : NAN;
+        if (group_intervals(s, G)) {
+            free(g);
+            return error_set(err, "out of memory");
+        }
     }
     *groups = g;
     *count = n;
@@ -323,6 +360,30 @@ int summary_best(const Summary *s, const SummaryGroup *g, int ng, double min_spe
     *best = b;
     *count = n;
     return 0;
+}
+
+int summary_write_settings_tsv(const SummaryGroup *g, int ng, const char *path, Error *err) {
+    char tmp[PATH_MAX + 32];
+    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
+    if (!f) return -1;
+    fputs("strategy\tparams\tpairs\tlatency\tlatency_lo\tlatency_hi\tspeedup_wall\tspeedup_wall_lo\tspeedup_wall_hi\t"
+          "speedup_flops\tspeedup_flops_lo\tspeedup_flops_hi\tpsnr\tpsnr_lo\tpsnr_hi\tssim\tssim_lo\tssim_hi\tlpips\t"
+          "lpips_lo\tlpips_hi\n",
+          f);
+    for (int i = 0; i < ng; i++) {
+        const SummaryGroup *G = &g[i];
+        const double v[18] = {G->latency, G->ci_latency[0], G->ci_latency[1], G->speedup_wall, G->ci_speedup_wall[0], G->ci_speedup_wall[1], G->speedup_flops,
+                              G->ci_speedup_flops[0], G->ci_speedup_flops[1], G->psnr, G->ci_psnr[0], G->ci_psnr[1],
+                              G->ssim, G->ci_ssim[0], G->ci_ssim[1], G->lpips, G->ci_lpips[0], G->ci_lpips[1]};
+        fprintf(f, "%s\t%s\t%d", G->strategy, G->spec, G->used);
+        for (int k = 0; k < 18; k++) {
+            char buf[32];
+            summary_format(buf, sizeof buf, k < 9 ? "%.4f" : "%.6f", v[k]);
+            fprintf(f, "\t%s", buf);
+        }
+        fputc('\n', f);
+    }
+    return close_tmp(f, tmp, path, err);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -387,6 +448,104 @@ static int plot_exists(const char *sweep_dir, const char *name) {
     return access(path, F_OK) == 0;
 }
 
+static void md_ci(char *buf, size_t cap, const char *fmt, double v, const double ci[2]) {
+    char a[32], lo[32], hi[32];
+    md_num(a, sizeof a, fmt, v);
+    if (isnan(v) || isnan(ci[0])) {
+        snprintf(buf, cap, "%s", a);
+        return;
+    }
+    md_num(lo, sizeof lo, fmt, ci[0]);
+    md_num(hi, sizeof hi, fmt, ci[1]);
+    snprintf(buf, cap, "%s [%s, %s]", a, lo, hi);
+}
+
+/* Uncertainty, worst pairs and the paired comparison of the best strategy (summary.h). */
+static void write_report_statistics(FILE *f, const Summary *s, const SummaryGroup *g, int ng, const StrategyBest *b,
+                                    int nb) {
+    fprintf(f, "## Uncertainty\n\n");
+    fprintf(f, "95%% bootstrap intervals over the prompt × seed pairs of each setting (percentile, %d resamples, "
+               "fixed seed: the same runs give the same intervals). Per setting as `settings.tsv`.\n\n",
+            STATS_RESAMPLES);
+    fprintf(f, "| Setting | Pairs | Latency (s) | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
+    fprintf(f, "|:--|--:|--:|--:|--:|--:|--:|--:|\n");
+    for (int i = 0; i < ng; i++) {
+        const SummaryGroup *G = &g[i];
+        if (strcmp(G->strategy, "none") == 0) continue;
+        char lat[128], sw[128], sf[128], p[128], ss[128], l[128];
+        md_ci(lat, sizeof lat, "%.2f", G->latency, G->ci_latency);
+        md_ci(sw, sizeof sw, "%.2f", G->speedup_wall, G->ci_speedup_wall);
+        md_ci(sf, sizeof sf, "%.2f", G->speedup_flops, G->ci_speedup_flops);
+        md_ci(p, sizeof p, "%.2f", G->psnr, G->ci_psnr);
+        md_ci(ss, sizeof ss, "%.4f", G->ssim, G->ci_ssim);
+        md_ci(l, sizeof l, "%.4f", G->lpips, G->ci_lpips);
+        fprintf(f, "| `%s` | %d | %s | %s | %s | %s | %s | %s |\n", G->spec, G->used, lat, sw, sf, p, ss, l);
+    }
+    fprintf(f, "\n## Worst prompts\n\nPer setting, the (prompt, seed) pairs of lowest PSNR (at most 3).\n\n");
+    fprintf(f, "| Setting | Worst pairs: prompt/seed PSNR, SSIM, LPIPS |\n|:--|:--|\n");
+    int *idx = malloc((size_t)(s->count ? s->count : 1) * sizeof *idx);
+    for (int i = 0; idx && i < ng; i++) {
+        const SummaryGroup *G = &g[i];
+        if (strcmp(G->strategy, "none") == 0) continue;
+        int n = 0;
+        for (int j = G->first; j < G->first + G->count; j++)
+            if (!isnan(s->rows[j].psnr)) idx[n++] = j;
+        for (int a = 1; a < n; a++) /* by PSNR, lowest first: a setting has one run per pair */
+            for (int c = a; c > 0 && s->rows[idx[c - 1]].psnr > s->rows[idx[c]].psnr; c--) {
+                int t = idx[c];
+                idx[c] = idx[c - 1];
+                idx[c - 1] = t;
+            }
+        fprintf(f, "| `%s` |", G->spec);
+        for (int k = 0; k < n && k < 3; k++) {
+            const SummaryRow *r = &s->rows[idx[k]];
+            char p[32], ss[32], l[32];
+            md_num(p, sizeof p, "%.2f", r->psnr);
+            md_num(ss, sizeof ss, "%.4f", r->ssim);
+            md_num(l, sizeof l, "%.4f", r->lpips);
+            fprintf(f, "%s `%s`/%llu %s dB, %s, %s", k ? ";" : "", r->prompt_id, (unsigned long long)r->seed, p, ss, l);
+        }
+        fprintf(f, "%s |\n", n ? "" : " –");
+    }
+    free(idx);
+    fprintf(f, "\n");
+    /* The best strategy: the one whose best setting has the highest PSNR (ties: higher FLOP speed-up). */
+    int best = -1;
+    for (int k = 0; k < nb; k++) {
+        if (b[k].best_group < 0) continue;
+        const SummaryGroup *G = &g[b[k].best_group], *B = best >= 0 ? &g[b[best].best_group] : NULL;
+        if (!B || G->psnr > B->psnr || (G->psnr == B->psnr && G->speedup_flops > B->speedup_flops)) best = k;
+    }
+    if (best < 0 || nb < 2) return;
+    fprintf(f, "## Paired comparison\n\n");
+    fprintf(f, "The best strategy (`%s`: its best setting has the highest PSNR) against each other one, pair by pair "
+               "at matched FLOP speed-up (`cachebench compare --help`): per pair each strategy's quality is "
+               "interpolated along its settings (linear in log speed-up, only inside the measured range); Δ = mean "
+               "of A − B over the pairs where both reach the speed-up, with its 95%% bootstrap interval; A wins: "
+               "share of pairs where A is better (ties half).\n\n",
+            b[best].strategy);
+    int header = 1;
+    for (int k = 0; k < nb; k++) {
+        if (k == best || b[k].best_group < 0) continue;
+        double sp[16];
+        int ns = paired_default_speedups(s, b[best].strategy, s, b[k].strategy, sp, 16);
+        if (!ns) {
+            fprintf(f, "%s`%s` vs `%s`: their FLOP speed-up ranges do not overlap.\n", header ? "" : "\n",
+                    b[best].strategy, b[k].strategy);
+            header = 1;
+            continue;
+        }
+        for (int i = 0; i < ns; i++) {
+            PairedAtSpeedup r;
+            if (paired_at_speedup(s, b[best].strategy, s, b[k].strategy, sp[i], &r, NULL)) continue;
+            if (header) fprintf(f, "\n");
+            paired_write_markdown(f, b[best].strategy, b[k].strategy, &r, 1, header);
+            header = 0;
+        }
+    }
+    fprintf(f, "\n");
+}
+
 static int write_report(const char *sweep_dir, const Summary *s, const SummaryGroup *g, int ng,
                         const StrategyBest *b, int nb, int report_row, int strip_rows, double min_speedup,
                         Error *err) {
@@ -431,7 +590,9 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
                "seeds. PSNR: 10·log10(1/MSE) with the MSE over all pixels of all those videos against their "
                "baselines (∞: identical to full inference). SSIM, LPIPS: means of the per-video values. FLOP speed-ups "
                "and per-run values are in `summary.tsv`.");
-    if (!s->lpips_available) fprintf(f, " LPIPS: unavailable in this build (no LPIPS weights), shown as –.");
+    if (!s->lpips_available)
+        fprintf(f, " LPIPS: unavailable (a build without the LPIPS weights, or frames smaller than 31×31), shown as "
+                   "–.");
     fprintf(f, "\n\n");
 
     fprintf(f, "## Best setting per strategy\n\n");
@@ -441,22 +602,25 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
                "the choice does not depend on the load of the machine); when none reaches %s, the setting with the "
                "highest FLOP speed-up.\n\n",
             ms, ms);
-    fprintf(f, "| Strategy | Best setting | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ |\n");
-    fprintf(f, "|:--|:--|--:|--:|--:|--:|\n");
+    fprintf(f, "| Strategy | Best setting | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
+    fprintf(f, "|:--|:--|--:|--:|--:|--:|--:|\n");
     for (int k = 0; k < nb; k++) {
         if (b[k].best_group < 0) {
-            fprintf(f, "| %s | (no setting with metrics) | – | – | – | – |\n", b[k].strategy);
+            fprintf(f, "| %s | (no setting with metrics) | – | – | – | – | – |\n", b[k].strategy);
             continue;
         }
         const SummaryGroup *G = &g[b[k].best_group];
-        char sw[32], sf[32], psnr[32], ssim[32];
+        char sw[32], sf[32], psnr[32], ssim[32], lpips[32];
         md_num(sw, sizeof sw, "%.2f×", G->speedup_wall);
         md_num(sf, sizeof sf, "%.2f×", G->speedup_flops);
         md_num(psnr, sizeof psnr, "%.2f", G->psnr);
         md_num(ssim, sizeof ssim, "%.4f", G->ssim);
-        fprintf(f, "| %s | `%s` | %s | %s | %s | %s |\n", b[k].strategy, G->spec, sw, sf, psnr, ssim);
+        md_num(lpips, sizeof lpips, "%.4f", G->lpips);
+        fprintf(f, "| %s | `%s` | %s | %s | %s | %s | %s |\n", b[k].strategy, G->spec, sw, sf, psnr, ssim, lpips);
     }
     fprintf(f, "\n");
+
+    write_report_statistics(f, s, g, ng, b, nb);
 
     if (strip_rows > 0) {
         const SummaryRow *rep = &s->rows[report_row];
@@ -523,6 +687,8 @@ int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult
     snprintf(path, sizeof path, "%s/summary.tsv", sweep_dir);
     if (summary_write_tsv(&s, path, err)) goto done;
     if (summary_groups(&s, &g, &ng, err) || summary_best(&s, g, ng, min_speedup, &b, &nb, &report_row, err)) goto done;
+    snprintf(path, sizeof path, "%s/settings.tsv", sweep_dir);
+    if (summary_write_settings_tsv(g, ng, path, err)) goto done;
     if (write_strip(sweep_dir, &s, b, nb, report_row, &strip_rows, err)) goto done;
     res->plots += strip_rows > 0;
     /* The report is written even when gnuplot fails, then the plotting error is returned. */

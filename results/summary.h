@@ -18,11 +18,16 @@
  * Best setting of a strategy: the highest-PSNR setting among those with FLOP speed-up >= min_speedup (default 1.5;
  * FLOPs rather than wall time so that the choice does not depend on how busy the machine was); when none reaches
  * it, the setting with the highest FLOP speed-up. Its "best run" is the run on the report prompt: the first
- * prompt and seed (in row order) whose baseline is complete. */
+ * prompt and seed (in row order) whose baseline is complete.
+ * Uncertainty: every aggregate gets a 95% percentile bootstrap interval over the setting's (prompt, seed) pairs
+ * (results/stats.h), in settings.tsv, report.md and the trade-off plots' error bars (plots/ci_<metric>.dat).
+ * report.md also lists the worst pairs of each setting (lowest PSNR) and, when a sweep has two or more strategies
+ * besides none, the paired comparison (results/paired.h) of the best strategy against each other one. */
 #ifndef CACHEBENCH_SUMMARY_H
 #define CACHEBENCH_SUMMARY_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -69,9 +74,12 @@ typedef struct {
     int used;                       /* complete runs with a complete baseline: what the means are over */
     int failed;
     double latency, base_latency, speedup_wall, speedup_flops, psnr, ssim, lpips; /* NAN when used == 0 */
+    /* 95% percentile bootstrap intervals over the (prompt, seed) pairs of the used runs (results/stats.h: 2000
+     * resamples, fixed seed): the statistic above recomputed on each resample. NAN when there is no value. */
+    double ci_latency[2], ci_speedup_wall[2], ci_speedup_flops[2], ci_psnr[2], ci_ssim[2], ci_lpips[2];
 } SummaryGroup;
 
-/* One group per setting, in row order. *groups is malloc'd. */
+/* One group per setting, in row order, with its intervals. *groups is malloc'd. */
 int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *err);
 
 typedef struct {
@@ -100,6 +108,16 @@ typedef struct {
 /* Everything: summary.tsv, plots/<name>.dat and .png (results/plots.h), plots/strip.png and report.md. A plotting
  * failure (gnuplot missing, a template error) is returned after summary.tsv and report.md are written. */
 int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult *res, Error *err);
+
+/* settings.tsv: one row per setting with each aggregate of report.md and its 95% bootstrap interval:
+ *   strategy params pairs latency latency_lo latency_hi speedup_wall speedup_wall_lo speedup_wall_hi ... for
+ *   speedup_flops, psnr, ssim, lpips (NA where a value does not exist). Written atomically. */
+int summary_write_settings_tsv(const SummaryGroup *g, int ng, const char *path, Error *err);
+
+/* Atomic text files (summary.tsv, report.md, baselines): write to "<path>.<pid>.tmp", then close_tmp renames it into
+ * place; on any failure nothing is left at path or at the temporary name. */
+FILE *summary_open_tmp(const char *path, char *tmp, size_t cap, Error *err);
+int summary_close_tmp(FILE *f, const char *tmp, const char *path, Error *err);
 
 /* Text of a value as in summary.tsv: "NA" for NAN, "inf" for +inf, else printf with fmt. */
 void summary_format(char *buf, size_t cap, const char *fmt, double v);

@@ -22,6 +22,10 @@
 #include "core/error.h"
 #include "models/backend.h"
 
+/* The version of this interface as plug-ins see it (include/cachebench/strategy.h, the installed copy of these
+ * types: tests/test_plugin.c keeps the two in step). Any change of a type below changes it. */
+#define CACHEBENCH_STRATEGY_ABI 1
+
 typedef enum { BRANCH_COND = 0, BRANCH_UNCOND = 1, BRANCH_COUNT = 2 } Branch;
 typedef enum { STRATEGY_REUSE = 0, STRATEGY_COMPUTE = 1 } StrategyDecision;
 
@@ -119,5 +123,9 @@ int strategy_count(void);
 const StrategyInfo *strategy_at(int i);
 /* Writes "none, static, ..." into buf. */
 void strategy_list_names(char *buf, size_t cap);
+/* Adds a strategy at run time (a plug-in, harness/plugins.h), after the built-in ones, for the rest of the process.
+ * Refused: a name that is taken or not made of [a-z0-9_+-], more than STRATEGY_MAX_RUNTIME strategies. */
+#define STRATEGY_MAX_RUNTIME 8
+int strategy_register(const StrategyInfo *info, Error *err);
 
 #endif

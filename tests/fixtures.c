@@ -148,3 +148,15 @@ void fixture_decaying_head(float *q, float *k, const SvgShape *g, AttnPattern p,
         ki[0] = 1.0f, ki[1] = (float)x, ki[2] = (float)(x * x);
     }
 }
+
+char *fixture_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n + 1)))
+        buf[fread(buf, 1, (size_t)n, f)] = '\0';
+    fclose(f);
+    return buf;
+}

@@ -32,6 +32,9 @@ const char *fixture_python(void);
  * not run. */
 int fixture_run_cli(char *out, size_t cap, const char *const *args);
 
+/* Whole file as a malloc'd NUL-terminated string; NULL when it cannot be read. */
+char *fixture_read_file(const char *path);
+
 /* Seeded uniform values in [-1, 1), never all zero. */
 void fixture_random(float *x, size_t n, uint64_t seed);
 

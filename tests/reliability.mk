@@ -60,7 +60,8 @@ sanitize: deps sanitize-build
 # its optional dictionary fuzz/NAME.dict and extra flags fuzz/NAME.options. The library is rebuilt with clang into
 # $(FUZZ_BUILD) (coverage instrumentation for libFuzzer plus ASan/UBSan). clang's OpenMP runtime is libomp, which
 # also serves the GOMP_* entry points of the libgomp-built OpenBLAS; the targets run with OMP_NUM_THREADS=1 anyway.
-# fuzz/fuzz_sweep_config.c covers the sweep INI reader, template expansion and seed lists.
+# fuzz/fuzz_sweep_config.c covers the sweep INI reader, template expansion and seed lists; fuzz/fuzz_baseline.c the
+# baseline files of `cachebench check`.
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := $(sort $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c)))
 FUZZ_CFLAGS  := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

@@ -314,6 +314,41 @@ Test(metrics, lpips_embedded_matches_torch) {
     for (int i = 0; i < 3; i++) image_free(&img[i]);
 }
 
+/* The values the reference `lpips` package computes on the oracle images with these weights, as
+ * ../shared/lpips/README.md records them ("d(ex_ref, ex_p0) = X, d(ex_ref, ex_p1) = Y"): read from there, not
+ * copied here, so that new weights come with their own check values. */
+Test(metrics, lpips_matches_the_reference_package_values) {
+    if (!lpips_available()) cr_skip_test("LPIPS weights not embedded in this build: %s", lpips_unavailable_reason());
+    char readme[4096];
+    shared_path(readme, sizeof readme, "lpips/README.md");
+    FILE *f = fopen(readme, "r");
+    if (!f) cr_skip_test("%s not found (set CACHEBENCH_SHARED to the shared folder)", readme);
+    static char text[65536];
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    text[got] = '\0';
+    fclose(f);
+    double ref[2];
+    const char *at = strstr(text, "d(ex_ref, ex_p0) = ");
+    cr_assert_not_null(at, "%s gives no reference values", readme);
+    cr_assert_eq(sscanf(at, "d(ex_ref, ex_p0) = %lf, d(ex_ref, ex_p1) = %lf", &ref[0], &ref[1]), 2,
+                 "cannot read the reference values in %s", readme);
+    Image img[3];
+    char paths[3][4096];
+    load_oracles(img, paths);
+    Error err = {{0}};
+    LpipsNet *net;
+    cr_assert_eq(lpips_create(&net, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 2; i++) {
+        double v;
+        cr_assert_eq(lpips_frame_u8(net, img[0].rgb, img[i + 1].rgb, 64, 64, &v, &err), 0, "%s", err.msg);
+        /* The README gives 6 decimals: agreement to their rounding plus float32 noise. */
+        cr_expect(fabs(v - ref[i]) <= 1e-6 + 1e-5 * ref[i], "ex_p%d: LPIPS %.7f, reference package %.6f", i, v,
+                  ref[i]);
+    }
+    lpips_destroy(net);
+    for (int i = 0; i < 3; i++) image_free(&img[i]);
+}
+
 Test(metrics, lpips_unavailable_says_why) {
     if (lpips_available()) cr_skip_test("LPIPS weights are embedded in this build");
     const char *why = lpips_unavailable_reason();
