@@ -13,6 +13,18 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double cpu_seconds(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)) return NAN;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The machine's 1-minute load average: how busy it was while this run was timed. NAN where unavailable. */
+static double load_average(void) {
+    double avg[1];
+    return getloadavg(avg, 1) == 1 ? avg[0] : NAN;
+}
+
 static void sync_engine(Engine *e) {
     if (e->synchronize) e->synchronize(e);
 }
@@ -152,6 +164,8 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     }
 
     const double full_call = dit_flops_forward(cfg, e->L);
+    rec->load_average_start = load_average();
+    const double cpu_start = cpu_seconds();
     const double run_start = now_seconds();
     for (int i = 0; i < rs->steps; i++) {
         StepRecord *r = &rec->step[i];
@@ -195,6 +209,8 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         if (rs->progress) rs->progress(rs->progress_user, i + 1, rs->steps, now_seconds() - run_start);
     }
     rec->wall_seconds = now_seconds() - run_start;
+    rec->cpu_seconds = cpu_seconds() - cpu_start;
+    rec->load_average_end = load_average();
     e->download(e, host, x, n);
     if (final_x) memcpy(final_x, host, n * sizeof(float));
     if (rec->failed) memset(rec->video, 0, (size_t)rs->F * rs->H * rs->W * 3);

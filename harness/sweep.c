@@ -548,6 +548,30 @@ typedef struct {
     int failed;         /* for finished baselines: the record says failed */
 } PlannedRun;
 
+/* <out>/plan.tsv: what this sweep was asked for, one line per planned run, so that the report can tell finished from
+ * planned and leave out settings of earlier plans (results/summary.h). Written atomically. */
+static int write_plan(const char *out, const SweepPlan *plan, const PlannedRun *runs, long total, Error *err) {
+    char path[2100], tmp[2200];
+    snprintf(path, sizeof path, "%s/plan.tsv", out);
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return error_set(err, "%s: cannot write: %s", tmp, strerror(errno));
+    const int n_specs = plan->specs.count;
+    fputs("spec\tprompt_id\tseed\trun_id\n", f);
+    for (long i = 0; i < total; i++) {
+        int sp = (int)(i % n_specs), seed_i = (int)(i / n_specs % plan->n_seeds);
+        int p = (int)(i / n_specs / plan->n_seeds);
+        fprintf(f, "%s\t%s\t%llu\t%s\n", plan->specs.items[sp], plan->prompts.items[p].id,
+                (unsigned long long)plan->seeds[seed_i], runs[i].run_id);
+    }
+    int bad = ferror(f);
+    if (fclose(f) || bad || rename(tmp, path)) {
+        unlink(tmp);
+        return error_set(err, "%s: cannot write", path);
+    }
+    return 0;
+}
+
 /* Makes every spec canonical by creating the strategy exactly as experiment_run will (same environment). */
 static int canonicalize_specs(ExperimentContext *ctx, int steps, SpecList *specs, Error *err) {
     const DitConfig *cfg = &ctx->model.cfg;
@@ -792,6 +816,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
         rc = 0;
         goto done;
     }
+    if (write_plan(c->out, plan, runs, total, err)) goto done;
     if (lpips_available() && lpips_create(&lpips, err)) goto done;
 
     int estimate_shown = st.eta_seconds >= 0;

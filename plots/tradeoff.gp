@@ -2,13 +2,14 @@
 # Variables (gnuplot -e "..."): data  tradeoff_<metric>.dat (blocks per strategy: header line "<strategy> ...",
 #                                     then "speedup value setting" rows)
 #                               front front_<metric>.dat (same blocks, front points sorted by speed-up)
-#                               out   PNG file;  ylabel  y axis label
+#                               out   PNG file;  ylabel, xlabel  axis labels
 # Written by results/plots.c; runnable by hand on any sweep folder's plots/*.dat.
 if (!exists("ylabel")) ylabel = "quality vs baseline"
+if (!exists("xlabel")) xlabel = "speed-up (full inference = 1)"
 set terminal pngcairo size 1000,650 noenhanced font "DejaVu Sans,11"
 set output out
 set title "Speed-up vs quality (each point: one setting, mean over prompts and seeds; lines: Pareto fronts)"
-set xlabel "speed-up (wall clock, full inference = 1)"
+set xlabel xlabel
 set ylabel ylabel
 set grid
 set key outside right top box

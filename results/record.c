@@ -330,6 +330,9 @@ static int write_totals(hid_t f, const RunRecord *r, Error *err) {
              attr_i32(g, "calls_skipped", r->calls_skipped, err) || attr_f64(g, "hit_rate", hit_rate, err) ||
              attr_f64(g, "flops_spent", r->flops_spent, err) || attr_f64(g, "flops_full", r->flops_full, err) ||
              attr_f64(g, "speedup_flops", speedup, err) ||
+             attr_f64(g, "cpu_seconds", r->cpu_seconds, err) ||
+             attr_f64(g, "load_average_start", r->load_average_start, err) ||
+             attr_f64(g, "load_average_end", r->load_average_end, err) ||
              attr_write(g, "peak_rss_kb", H5T_STD_I64LE, H5T_NATIVE_INT64, &rss, err)
                  ? -1
                  : 0;
@@ -811,6 +814,13 @@ static int read_totals(hid_t f, RunRecord *r, Error *err) {
                  ? -1
                  : 0;
     r->peak_rss_kb = (long)rss;
+    /* Optional: records written before they existed read as NAN. */
+    static const char *const optional[3] = {"cpu_seconds", "load_average_start", "load_average_end"};
+    double *fields[3] = {&r->cpu_seconds, &r->load_average_start, &r->load_average_end};
+    for (int i = 0; i < 3; i++) {
+        *fields[i] = NAN;
+        if (!rc && H5Aexists(g, optional[i]) > 0) rc = attr_read_double(g, "/totals", optional[i], fields[i], err);
+    }
     H5Gclose(g);
     return rc;
 }
@@ -1104,6 +1114,11 @@ int record_print_info(const char *path, FILE *out, Error *err) {
     double speedup = r.flops_spent > 0 ? r.flops_full / r.flops_spent : NAN;
     fprintf(out, "  totals     wall %.3f s (model %.3f s), peak RSS %ld kB\n", r.wall_seconds, r.model_seconds,
             r.peak_rss_kb);
+    if (!isnan(r.cpu_seconds) && !isnan(r.load_average_start)) {
+        char c[32];
+        fprintf(out, "  machine    CPU %s s, load average %.2f before, %.2f after\n",
+                fmt_num(c, sizeof c, r.cpu_seconds, "%.3f"), r.load_average_start, r.load_average_end);
+    }
     fprintf(out, "  calls      %d of %d computed, %d reused, hit rate %.1f%%, FLOP speed-up %sx\n", r.calls_computed,
             r.calls_total, r.calls_skipped, hit, fmt_num(a, sizeof a, speedup, "%.2f"));
     fprintf(out, "  decisions  (C computed, R reused%s)\n", r.failed ? ", - not run" : "");

@@ -18,7 +18,9 @@
  *   /latents          optional: dims step, channel, lframe, lheight, lwidth; latents(step,...) float32 chunked per
  *                     step, deflate + shuffle
  *   /totals           attributes: wall_seconds, model_seconds, calls_total, calls_computed, calls_skipped, hit_rate,
- *                     flops_spent, flops_full, speedup_flops, peak_rss_kb
+ *                     flops_spent, flops_full, speedup_flops, peak_rss_kb, cpu_seconds (process CPU time of the
+ *                     sampling loop, all threads), load_average_start, load_average_end (1-minute load average of
+ *                     the machine before and after it; the last three optional on reading: NAN when absent)
  *   /metrics          optional (added against a baseline): dims frame; psnr(frame), ssim(frame), lpips(frame);
  *                     attributes psnr_mean, ssim_mean, lpips_mean (NAN when unavailable), lpips_available,
  *                     baseline (path of the baseline run). PSNR of identical frames is +inf.
@@ -83,6 +85,8 @@ typedef struct {
     int calls_total, calls_computed, calls_skipped;
     double flops_spent, flops_full;
     long peak_rss_kb;
+    double cpu_seconds;             /* process CPU time over the sampling loop (NAN: unknown) */
+    double load_average_start, load_average_end; /* 1-minute load average (NAN: unknown) */
 
     /* optional metrics against a baseline; frames == 0 when absent */
     RunMetrics metrics;

@@ -25,6 +25,50 @@ void summary_format(char *buf, size_t cap, const char *fmt, double v) {
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
+ * Robust run time */
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of v[0..n) (reorders v); NAN when n == 0. */
+static double median(double *v, int n) {
+    if (n <= 0) return NAN;
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double summary_robust_seconds(const RunRecord *r) {
+    if (r->failed || r->steps <= 0 || !r->step) return NAN;
+    /* Steps that did the same work (same FLOPs, same branches computed) form one class. */
+    int *class_of = malloc((size_t)r->steps * sizeof *class_of);
+    double *times = malloc((size_t)r->steps * sizeof *times);
+    double t = NAN;
+    if (class_of && times) {
+        t = 0;
+        for (int i = 0; i < r->steps; i++) class_of[i] = -1;
+        for (int i = 0; i < r->steps; i++) {
+            if (class_of[i] >= 0) continue;
+            const StepRecord *a = &r->step[i];
+            int n = 0;
+            for (int j = i; j < r->steps; j++) {
+                const StepRecord *b = &r->step[j];
+                if (class_of[j] >= 0 || b->flops != a->flops || b->computed[0] != a->computed[0] ||
+                    b->computed[1] != a->computed[1])
+                    continue;
+                class_of[j] = i;
+                times[n++] = b->wall_seconds;
+            }
+            t += n * median(times, n);
+        }
+    }
+    free(class_of);
+    free(times);
+    return t;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
  * Loading */
 
 static int strategy_rank(const char *name) {
@@ -91,6 +135,10 @@ static int add_row(Summary *s, const char *path, const char *name, const RunReco
     row->calls_total = r->calls_total;
     row->hit_rate = r->calls_total ? (double)r->calls_skipped / r->calls_total : NAN;
     row->wall_s = r->wall_seconds;
+    row->time_s = summary_robust_seconds(r);
+    row->cpu_s = r->cpu_seconds;
+    row->load_avg = isnan(r->load_average_end) || r->load_average_start > r->load_average_end ? r->load_average_start
+                                                                                               : r->load_average_end;
     row->failed = r->failed;
     row->failed_step = r->failed_step;
     row->speedup_wall = NAN;
@@ -116,6 +164,41 @@ static int add_row(Summary *s, const char *path, const char *name, const RunReco
         s->frames = r->frames, s->height = r->height, s->width = r->width;
     }
     return 0;
+}
+
+/* Reads <sweep>/plan.tsv when present (a folder made before plans were written has none). */
+static int read_plan(const char *sweep_dir, Summary *s, Error *err) {
+    char path[2100], line[1024];
+    snprintf(path, sizeof path, "%s/plan.tsv", sweep_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int cap = 0, lineno = 0, rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (++lineno == 1) continue; /* header */
+        line[strcspn(line, "\n")] = '\0';
+        char *spec = strtok(line, "\t"), *pid = strtok(NULL, "\t"), *seed = strtok(NULL, "\t"), *end = NULL;
+        unsigned long long sv = seed ? strtoull(seed, &end, 10) : 0;
+        if (!spec || !pid || !seed || *end || strlen(spec) >= sizeof s->plan[0].spec ||
+            strlen(pid) >= sizeof s->plan[0].prompt_id) {
+            rc = error_set(err, "%s:%d: expected spec, prompt_id, seed and run_id separated by tabs", path, lineno);
+            break;
+        }
+        if (s->plan_count == cap) {
+            cap = cap ? 2 * cap : 64;
+            PlannedPair *p = realloc(s->plan, (size_t)cap * sizeof *p);
+            if (!p) {
+                rc = error_set(err, "out of memory");
+                break;
+            }
+            s->plan = p;
+        }
+        PlannedPair *p = &s->plan[s->plan_count++];
+        snprintf(p->spec, sizeof p->spec, "%s", spec);
+        snprintf(p->prompt_id, sizeof p->prompt_id, "%s", pid);
+        p->seed = sv;
+    }
+    fclose(f);
+    return rc;
 }
 
 int summary_load(const char *sweep_dir, Summary *s, Error *err) {
@@ -167,6 +250,10 @@ int summary_load(const char *sweep_dir, Summary *s, Error *err) {
         summary_free(s);
         return -1;
     }
+    if (read_plan(sweep_dir, s, err)) {
+        summary_free(s);
+        return -1;
+    }
     if (s->count) qsort(s->rows, (size_t)s->count, sizeof *s->rows, compare_rows);
     /* Baselines: the complete "none" run of the same prompt and seed. */
     for (int i = 0; i < s->count; i++) {
@@ -175,7 +262,7 @@ int summary_load(const char *sweep_dir, Summary *s, Error *err) {
             const SummaryRow *b = &s->rows[j];
             if (strcmp(b->strategy, "none") || strcmp(b->prompt_id, row->prompt_id) || b->seed != row->seed) continue;
             row->baseline = j;
-            if (!row->failed && !b->failed && row->wall_s > 0) row->speedup_wall = b->wall_s / row->wall_s;
+            if (!row->failed && !b->failed && row->time_s > 0) row->speedup_wall = b->time_s / row->time_s;
             break;
         }
     }
@@ -184,6 +271,7 @@ int summary_load(const char *sweep_dir, Summary *s, Error *err) {
 
 void summary_free(Summary *s) {
     free(s->rows);
+    free(s->plan);
     memset(s, 0, sizeof *s);
 }
 
@@ -214,11 +302,14 @@ int summary_write_tsv(const Summary *s, const char *path, Error *err) {
     FILE *f = open_tmp(path, tmp, sizeof tmp, err);
     if (!f) return -1;
     fputs("run_id\tstrategy\tparams\tprompt_id\tseed\tsteps\tcalls_computed\tcalls_total\thit_rate\twall_s\t"
-          "speedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\n",
+          "speedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\ttime_s\tcpu_s\tload_avg\n",
           f);
     for (int i = 0; i < s->count; i++) {
         const SummaryRow *r = &s->rows[i];
-        char hit[32], wall[32], sw[32], sf[32], psnr[32], ssim[32], lpips[32];
+        char hit[32], wall[32], sw[32], sf[32], psnr[32], ssim[32], lpips[32], time[32], cpu[32], load[32];
+        summary_format(time, sizeof time, "%.3f", r->time_s);
+        summary_format(cpu, sizeof cpu, "%.3f", r->cpu_s);
+        summary_format(load, sizeof load, "%.2f", r->load_avg);
         summary_format(hit, sizeof hit, "%.4f", r->hit_rate);
         summary_format(wall, sizeof wall, "%.3f", r->wall_s);
         summary_format(sw, sizeof sw, "%.3f", r->speedup_wall);
@@ -226,15 +317,46 @@ int summary_write_tsv(const Summary *s, const char *path, Error *err) {
         summary_format(psnr, sizeof psnr, "%.4f", r->psnr);
         summary_format(ssim, sizeof ssim, "%.6f", r->ssim);
         summary_format(lpips, sizeof lpips, "%.6f", r->lpips);
-        fprintf(f, "%s\t%s\t%s\t%s\t%llu\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r->run_id, r->strategy, r->spec,
-                r->prompt_id, (unsigned long long)r->seed, r->steps, r->calls_computed, r->calls_total, hit, wall, sw,
-                sf, psnr, ssim, lpips, r->failed ? "failed" : "complete");
+        fprintf(f, "%s\t%s\t%s\t%s\t%llu\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r->run_id,
+                r->strategy, r->spec, r->prompt_id, (unsigned long long)r->seed, r->steps, r->calls_computed,
+                r->calls_total, hit, wall, sw, sf, psnr, ssim, lpips, r->failed ? "failed" : "complete", time, cpu,
+                load);
     }
     return close_tmp(f, tmp, path, err);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Aggregates */
+
+/* Is (prompt_id, seed) covered for G: a finished run of G, or a failed baseline (the sweep skips the pair)? */
+static int pair_covered(const Summary *s, const SummaryGroup *G, const char *prompt_id, uint64_t seed) {
+    for (int j = G->first; j < G->first + G->count; j++)
+        if (s->rows[j].seed == seed && strcmp(s->rows[j].prompt_id, prompt_id) == 0) return 1;
+    for (int j = 0; j < s->count; j++)
+        if (s->rows[j].failed && s->rows[j].seed == seed && strcmp(s->rows[j].strategy, "none") == 0 &&
+            strcmp(s->rows[j].prompt_id, prompt_id) == 0)
+            return 1;
+    return 0;
+}
+
+/* planned, in_plan and partial (rule: summary.h); a partial setting's aggregates become NAN. */
+static void mark_partial(const Summary *s, SummaryGroup *G) {
+    int missing = 0;
+    G->planned = 0;
+    for (int k = 0; k < s->plan_count; k++) {
+        if (strcmp(s->plan[k].spec, G->spec)) continue;
+        G->planned++;
+        missing += !pair_covered(s, G, s->plan[k].prompt_id, s->plan[k].seed);
+    }
+    G->in_plan = s->plan_count == 0 || G->planned > 0;
+    if (!G->planned) /* no plan, or a setting of an earlier plan: the baselines' pairs */
+        for (int j = 0; j < s->count; j++)
+            if (strcmp(s->rows[j].strategy, "none") == 0)
+                missing += !pair_covered(s, G, s->rows[j].prompt_id, s->rows[j].seed);
+    G->partial = missing > 0;
+    if (G->partial)
+        G->latency = G->base_latency = G->speedup_wall = G->speedup_flops = G->psnr = G->ssim = G->lpips = NAN;
+}
 
 int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *err) {
     *groups = NULL;
@@ -256,8 +378,8 @@ int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *e
             G->failed += r->failed;
             if (r->failed || r->baseline < 0 || s->rows[r->baseline].failed) continue;
             G->used++;
-            wall += r->wall_s;
-            base += s->rows[r->baseline].wall_s;
+            wall += r->time_s;
+            base += s->rows[r->baseline].time_s;
             flops += r->speedup_flops;
             /* PSNR = 10·log10(1/MSE), so MSE = 10^(-PSNR/10): exact for the video-level PSNR of each run. */
             if (!isnan(r->psnr)) mse += isinf(r->psnr) ? 0.0 : pow(10.0, -r->psnr / 10.0), n_mse++;
@@ -271,6 +393,9 @@ int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *e
         G->psnr = n_mse ? (mse > 0 ? 10.0 * log10(n_mse / mse) : INFINITY) : NAN;
         G->ssim = n_ssim ? ssim / n_ssim : NAN;
         G->lpips = n_lpips ? lpips / n_lpips : NAN;
+        mark_partial(s, G);
+        G->timing_flag = !G->partial && strcmp(G->strategy, "none") && !isnan(G->speedup_wall) && !isnan(G->speedup_flops) &&
+                         fabs(G->speedup_wall / G->speedup_flops - 1.0) > SUMMARY_TIMING_MARGIN;
     }
     *groups = g;
     *count = n;
@@ -389,7 +514,7 @@ static int plot_exists(const char *sweep_dir, const char *name) {
 
 static int write_report(const char *sweep_dir, const Summary *s, const SummaryGroup *g, int ng,
                         const StrategyBest *b, int nb, int report_row, int strip_rows, double min_speedup,
-                        Error *err) {
+                        int opt_x_wall, Error *err) {
     char path[PATH_MAX], tmp[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/report.md", sweep_dir);
     FILE *f = open_tmp(path, tmp, sizeof tmp, err);
@@ -410,29 +535,69 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
         fprintf(f, "**%d run file(s) could not be read and are left out** (first: %s).\n\n", s->unreadable,
                 s->unreadable_msg);
     fprintf(f, "## Results\n\n");
-    fprintf(f, "| Method | Latency (s) | Speed-up | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
-    fprintf(f, "|:--|--:|--:|--:|--:|--:|\n");
+    fprintf(f, "| Method | Runs | Latency (s) | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
+    fprintf(f, "|:--|--:|--:|--:|--:|--:|--:|--:|\n");
+    int flagged = 0, partial = 0;
     for (int i = 0; i < ng; i++) {
         const SummaryGroup *G = &g[i];
-        char lat[32], sp[32], psnr[32], ssim[32], lpips[32];
+        char lat[32], sp[40], sf[32], psnr[32], ssim[32], lpips[32], runs[48];
         md_num(lat, sizeof lat, "%.2f", G->latency);
         md_num(sp, sizeof sp, "%.2f×", G->speedup_wall);
+        md_num(sf, sizeof sf, "%.2f×", G->speedup_flops);
         md_num(psnr, sizeof psnr, "%.2f", G->psnr);
         md_num(ssim, sizeof ssim, "%.4f", G->ssim);
         md_num(lpips, sizeof lpips, "%.4f", G->lpips);
+        if (G->timing_flag) {
+            strncat(sp, " ⚠", sizeof sp - strlen(sp) - 1);
+            flagged++;
+        }
+        if (G->planned > 0) snprintf(runs, sizeof runs, "%d/%d", G->count, G->planned);
+        else snprintf(runs, sizeof runs, "%d", G->count);
+        if (G->partial) {
+            partial++;
+            snprintf(lat, sizeof lat, "partial");
+            snprintf(sp, sizeof sp, "partial");
+            snprintf(sf, sizeof sf, "partial");
+            snprintf(psnr, sizeof psnr, "partial");
+            snprintf(ssim, sizeof ssim, "partial");
+            snprintf(lpips, sizeof lpips, "partial");
+        }
         char name[300];
         if (strcmp(G->strategy, "none") == 0) snprintf(name, sizeof name, "none (full inference)");
         else snprintf(name, sizeof name, "%s", G->spec);
-        fprintf(f, "| %s%s | %s | %s | %s | %s | %s |\n", name, G->failed ? " (some runs failed)" : "", lat, sp, psnr,
-                ssim, lpips);
+        fprintf(f, "| %s%s | %s | %s | %s | %s | %s | %s | %s |\n", name, G->failed ? " (some runs failed)" : "", runs,
+                lat, sp, sf, psnr, ssim, lpips);
     }
-    fprintf(f, "\nOne row per setting, averaged over the prompts and seeds of its complete runs. Latency: wall-clock "
-               "seconds of one sampling run. Speed-up: mean baseline latency / mean latency over the same prompts and "
-               "seeds. PSNR: 10·log10(1/MSE) with the MSE over all pixels of all those videos against their "
-               "baselines (∞: identical to full inference). SSIM, LPIPS: means of the per-video values. FLOP speed-ups "
-               "and per-run values are in `summary.tsv`.");
+    char margin[32];
+    strategy_format_double(100.0 * SUMMARY_TIMING_MARGIN, margin, sizeof margin);
+    fprintf(f, "\nOne row per setting, averaged over the (prompt, seed) pairs of its complete runs. Runs: finished / "
+               "planned (planned from the sweep's plan, `plan.tsv`; without one, the baselines' pairs). A setting "
+               "that has not finished every planned pair shows \"partial\": means over a subset would not compare "
+               "with the other rows. Latency: robust seconds of one sampling run: per run, the median time of a "
+               "computed call × computed calls + the median time of a reused call × reused calls + the median time "
+               "outside the model calls × steps, so that a busy stretch of the machine or the first calls of a "
+               "process do not move it (raw wall times, CPU times and load averages are in `summary.tsv`). "
+               "Speed-up (wall): mean baseline latency / mean latency over the same pairs. Speed-up (FLOPs): full "
+               "inference FLOPs / FLOPs spent, the figure that does not depend on the machine. ⚠: the two speed-ups "
+               "differ by more than %s%% (time the FLOP count does not see, such as signals or profiling, or "
+               "disturbed timing). PSNR: 10·log10(1/MSE) with the MSE over all pixels of all those videos against "
+               "their baselines (∞: identical to full inference). SSIM, LPIPS: means of the per-video values.",
+            margin);
     if (!s->lpips_available) fprintf(f, " LPIPS: unavailable in this build (no LPIPS weights), shown as –.");
     fprintf(f, "\n\n");
+    if (flagged) fprintf(f, "%d setting%s flagged ⚠.\n\n", flagged, flagged == 1 ? "" : "s");
+    if (partial)
+        fprintf(f, "%d setting%s partial: the sweep has not finished %s.\n\n", partial, partial == 1 ? " is" : "s are",
+                partial == 1 ? "it" : "them");
+    double load_lo = NAN, load_hi = NAN;
+    for (int i = 0; i < s->count; i++) {
+        double l = s->rows[i].load_avg;
+        if (isnan(l)) continue;
+        if (isnan(load_lo) || l < load_lo) load_lo = l;
+        if (isnan(load_hi) || l > load_hi) load_hi = l;
+    }
+    if (!isnan(load_lo))
+        fprintf(f, "Machine load (1-minute load average) during the runs: %.2f to %.2f.\n\n", load_lo, load_hi);
 
     fprintf(f, "## Best setting per strategy\n\n");
     char ms[32];
@@ -479,8 +644,9 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
         any = 1;
     }
     if (any)
-        fprintf(f, "Each point is one setting (means as in the table); lines join each strategy's Pareto front. "
-                   "Infinite PSNR (identical output) is left off.\n\n");
+        fprintf(f, "Each point is one setting (means as in the table) at its %s speed-up; lines join each strategy's "
+                   "Pareto front. Infinite PSNR (identical output) is left off.\n\n",
+                opt_x_wall ? "wall-clock" : "FLOP");
     for (int k = 0; k < nb; k++) {
         char name[128];
         snprintf(name, sizeof name, "steps_%s.png", b[k].strategy);
@@ -522,15 +688,23 @@ int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult
     }
     snprintf(path, sizeof path, "%s/summary.tsv", sweep_dir);
     if (summary_write_tsv(&s, path, err)) goto done;
-    if (summary_groups(&s, &g, &ng, err) || summary_best(&s, g, ng, min_speedup, &b, &nb, &report_row, err)) goto done;
+    if (summary_groups(&s, &g, &ng, err)) goto done;
+    if (!(opt && opt->all)) { /* settings of an earlier plan stay in summary.tsv but leave the report and plots */
+        int kept = 0;
+        for (int i = 0; i < ng; i++)
+            if (g[i].in_plan) g[kept++] = g[i];
+        ng = kept;
+    }
+    if (summary_best(&s, g, ng, min_speedup, &b, &nb, &report_row, err)) goto done;
     if (write_strip(sweep_dir, &s, b, nb, report_row, &strip_rows, err)) goto done;
     res->plots += strip_rows > 0;
     /* The report is written even when gnuplot fails, then the plotting error is returned. */
     Error plot_err = {{0}};
     int drawn = 0;
-    int prc = plots_draw(sweep_dir, &s, g, ng, b, nb, report_row, templates, &drawn, &plot_err);
+    int prc = plots_draw(sweep_dir, &s, g, ng, b, nb, report_row, templates, opt && opt->x_wall, &drawn, &plot_err);
     res->plots += drawn;
-    if (write_report(sweep_dir, &s, g, ng, b, nb, report_row, strip_rows, min_speedup, err)) goto done;
+    if (write_report(sweep_dir, &s, g, ng, b, nb, report_row, strip_rows, min_speedup, opt && opt->x_wall, err))
+        goto done;
     if (prc) {
         *err = plot_err;
         goto done;

@@ -4,15 +4,17 @@
  * summary.tsv: a header line, then one row per run file, sorted by strategy (registry order), setting (numbers
  * compared as numbers), prompt id and seed. Columns:
  *   run_id strategy params prompt_id seed steps calls_computed calls_total hit_rate wall_s speedup_wall
- *   speedup_flops psnr ssim lpips status
- * params: the canonical spec; hit_rate: model calls reused / calls total; speedup_wall: wall time of the baseline
- * (strategy none) of the same prompt and seed / this run's; speedup_flops: FLOPs of full inference / FLOPs spent;
+ *   speedup_flops psnr ssim lpips status time_s cpu_s load_avg
+ * params: the canonical spec; hit_rate: model calls reused / calls total; wall_s: the measured wall time; time_s: the
+ * robust time (summary_robust_seconds); speedup_wall: robust time of the baseline (strategy none) of the same prompt
+ * and seed / this run's; cpu_s: process CPU seconds; load_avg: the machine's 1-minute load average (the higher of
+ * start and end of the run); speedup_flops: FLOPs of full inference / FLOPs spent;
  * psnr, ssim, lpips: video-level means against that baseline (psnr "inf" when identical); status: complete|failed.
  * "NA" where a value does not exist: LPIPS when the build has no LPIPS weights, metrics and speed-ups of failed
  * runs, speed-up of a run whose baseline is missing or failed.
  *
  * Aggregates (report table, trade-off plots): per setting, over its complete runs that have a complete baseline:
- *   latency = mean wall; speed-up = mean baseline wall / mean wall (over the same prompts and seeds);
+ *   latency = mean robust time; speed-up = mean baseline robust time / mean robust time (over the same prompts and seeds);
  *   PSNR = 10·log10(1 / mean MSE) over all the runs' pixels (inf only when every run is identical to its baseline;
  *   the mean of per-run PSNRs would be inf as soon as one is); SSIM, LPIPS = means; FLOP speed-up = mean.
  * Best setting of a strategy: the highest-PSNR setting among those with FLOP speed-up >= min_speedup (default 1.5;
@@ -26,6 +28,18 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "results/record.h"
+
+/* A setting whose wall-clock speed-up departs from its FLOP speed-up by more than this fraction is flagged in the
+ * report: either the strategy spends time that FLOPs do not count (signals, profiling, memory traffic) or the
+ * timing was disturbed. */
+#define SUMMARY_TIMING_MARGIN 0.25
+
+/* A run's sampling time that survives a busy machine: the steps are put in classes of equal work (same FLOPs, same
+ * branches computed); each class counts its steps × the median wall time of one of them. A slow stretch (another
+ * process, the first calls of a process) moves a median little where it moves a sum a lot; a machine that is busy
+ * for the whole run still slows it (the report prints the load averages). NAN for a failed run. */
+double summary_robust_seconds(const RunRecord *r);
 
 typedef struct {
     char run_id[512];
@@ -38,16 +52,27 @@ typedef struct {
     int steps;
     int calls_computed, calls_total;
     double hit_rate;
-    double wall_s;
+    double wall_s;                  /* wall-clock seconds of the sampling loop, as measured */
+    double time_s;                  /* summary_robust_seconds: what speed-ups and latencies use */
+    double cpu_s, load_avg;         /* process CPU seconds; the higher 1-minute load average (start, end); NAN: unknown */
     double speedup_wall, speedup_flops; /* NAN: NA */
     double psnr, ssim, lpips;           /* NAN: NA; psnr +inf when identical */
     int failed, failed_step;
     int baseline;                   /* row of the baseline of the same prompt and seed; -1 when none */
 } SummaryRow;
 
+/* One line of <sweep>/plan.tsv (written by the sweep: spec, prompt_id, seed, run_id per planned run). */
+typedef struct {
+    char spec[256];
+    char prompt_id[64];
+    uint64_t seed;
+} PlannedPair;
+
 typedef struct {
     SummaryRow *rows;
     int count;
+    PlannedPair *plan;              /* the sweep's current plan; NULL (plan_count 0) when the folder has no plan.tsv */
+    int plan_count;
     /* From the first run file: a sweep folder holds one model, weights, step count and backend. */
     char model[64], weights_path[1024], weights_sha256[65], backend[16], device[128], version[64];
     int steps, frames, height, width;
@@ -69,9 +94,17 @@ typedef struct {
     int used;                       /* complete runs with a complete baseline: what the means are over */
     int failed;
     double latency, base_latency, speedup_wall, speedup_flops, psnr, ssim, lpips; /* NAN when used == 0 */
+    int timing_flag;                /* |speedup_wall / speedup_flops - 1| > SUMMARY_TIMING_MARGIN */
+    int planned;                    /* (prompt, seed) pairs the plan asks of this setting; 0: not in the plan/no plan */
+    int in_plan;                    /* 1 when the folder has no plan or the plan has this setting */
+    int partial;                    /* some required pair has no finished run: every aggregate above is NAN */
 } SummaryGroup;
 
-/* One group per setting, in row order. *groups is malloc'd. */
+/* One group per setting, in row order. *groups is malloc'd. The (prompt, seed) pairs a setting must cover: its
+ * planned pairs (plan.tsv), else the pairs of the baseline runs. A pair is covered by a finished run (complete or
+ * failed) of the setting, or by a failed baseline (the sweep skips the pair). A setting that misses one is partial:
+ * its means would be over a different subset than the other rows', so they are left NAN (the report says
+ * "partial"; plots and the best-setting rule leave it out). */
 int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *err);
 
 typedef struct {
@@ -88,6 +121,8 @@ int summary_best(const Summary *s, const SummaryGroup *g, int ng, double min_spe
 typedef struct {
     double min_speedup;             /* <= 0: 1.5 */
     const char *templates_dir;      /* NULL: plots/ beside the executable's ../, else ./plots */
+    int x_wall;                     /* trade-off plots against the wall-clock speed-up (default: FLOP speed-up) */
+    int all;                        /* report and plot settings that are not in the current plan.tsv too */
 } RenderOptions;
 
 typedef struct {

@@ -22,6 +22,7 @@
 #include "metrics/metrics.h"
 #include "models/dit/config.h"
 #include "results/record.h"
+#include "results/summary.h"
 #include "tests/fixtures.h"
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -130,7 +131,7 @@ static void sleep_ms(int ms) {
     nanosleep(&t, NULL);
 }
 
-/* summary.tsv without the wall-clock columns (wall_s, speedup_wall: fields 10 and 11). */
+/* summary.tsv without the timing columns (wall_s, speedup_wall: fields 10 and 11; time_s, cpu_s, load_avg: 17-19). */
 static char *summary_without_wall(const char *out) {
     char path[512];
     snprintf(path, sizeof path, "%s/summary.tsv", out);
@@ -145,7 +146,7 @@ static char *summary_without_wall(const char *out) {
             if (*p == '\t' || *p == '\0') {
                 char end = *p;
                 *p = '\0';
-                if (field != 10 && field != 11) {
+                if (field != 10 && field != 11 && field < 17) {
                     strcat(res, start);
                     strcat(res, "\t");
                 }
@@ -656,15 +657,17 @@ Test(sweep, summary_report_plots_and_export, .timeout = 60) {
     char *tsv = read_file(path);
     cr_assert_not_null(tsv);
     const char *header = "run_id\tstrategy\tparams\tprompt_id\tseed\tsteps\tcalls_computed\tcalls_total\thit_rate\t"
-                         "wall_s\tspeedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\n";
+                         "wall_s\tspeedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\ttime_s\tcpu_s\tload_avg\n";
     cr_assert(strncmp(tsv, header, strlen(header)) == 0, "header: %.200s", tsv);
     int rows = 0, baselines = 0, finite_psnr = 0;
     char *save = NULL;
     for (char *line = strtok_r(tsv + strlen(header), "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *f[17];
+        char *f[20];
         int n = 0;
-        for (char *s2 = NULL, *t = strtok_r(line, "\t", &s2); t && n < 17; t = strtok_r(NULL, "\t", &s2)) f[n++] = t;
-        cr_assert_eq(n, 16, "row %d has %d fields", rows, n);
+        for (char *s2 = NULL, *t = strtok_r(line, "\t", &s2); t && n < 20; t = strtok_r(NULL, "\t", &s2)) f[n++] = t;
+        cr_assert_eq(n, 19, "row %d has %d fields", rows, n);
+        for (int i = 16; i <= 17; i++) cr_expect(is_number(f[i], 0, 0) && atof(f[i]) > 0, "column %d: %s", i + 1, f[i]);
+        cr_expect(is_number(f[18], 0, 0) && atof(f[18]) >= 0, "load_avg: %s", f[18]);
         for (int i = 4; i <= 7; i++) cr_expect(is_number(f[i], 0, 0), "column %d: %s", i + 1, f[i]);
         for (int i = 8; i <= 13; i++) cr_expect(is_number(f[i], i == 12, 0), "column %d: %s", i + 1, f[i]);
         cr_expect(is_number(f[14], 0, 1), "lpips: %s", f[14]);
@@ -691,8 +694,10 @@ Test(sweep, summary_report_plots_and_export, .timeout = 60) {
     snprintf(path, sizeof path, "%s/report.md", out);
     char *report = read_file(path);
     cr_assert_not_null(report);
-    cr_expect(strstr(report, "| Method | Latency (s) | Speed-up | PSNR ↑ | SSIM ↑ | LPIPS ↓ |") != NULL);
-    cr_expect(strstr(report, "| none (full inference) |") != NULL);
+    cr_expect(strstr(report, "| Method | Runs | Latency (s) | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | "
+                             "LPIPS ↓ |") != NULL);
+    cr_expect(strstr(report, "| none (full inference) | 2/2 |") != NULL, "%s", report);
+    cr_expect(strstr(report, "| partial |") == NULL, "nothing partial: %s", report);
     cr_expect(strstr(report, "| easycache:thresh=5,warmup=1 |") != NULL, "%s", report);
     free(report);
 
@@ -757,6 +762,50 @@ Test(sweep, summary_report_plots_and_export, .timeout = 60) {
                  "first row of the last frame");
     image_free(&strip);
     record_free(&r);
+
+    /* Trade-off data: FLOP speed-up on x by default, the wall-clock one with --x wall. */
+    snprintf(path, sizeof path, "%s/plots/tradeoff_psnr.dat", out);
+    char *dat = read_file(path);
+    cr_expect(dat && strstr(dat, "static speedup_flops psnr setting") != NULL, "%s", dat);
+    free(dat);
+    const char *plot_wall[] = {"plot", out, "--x", "wall", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, plot_wall), 0, "%s", log);
+    dat = read_file(path);
+    cr_expect(dat && strstr(dat, "static speedup_wall psnr setting") != NULL, "%s", dat);
+    free(dat);
+
+    /* A setting missing one planned pair is partial, not a mean over a subset. */
+    snprintf(path, sizeof path, "%s/runs/easycache_thresh-5_warmup-1__pb__s0.h5", out);
+    cr_assert_eq(unlink(path), 0, "%s", path);
+    cr_assert_eq(fixture_run_cli(log, sizeof log, plot), 0, "%s", log);
+    snprintf(path, sizeof path, "%s/report.md", out);
+    report = read_file(path);
+    cr_expect(report && strstr(report, "| easycache:thresh=5,warmup=1 | 1/2 | partial | partial |") != NULL, "%s",
+              report);
+    cr_expect(strstr(report, "| static:interval=2,warmup=1 | 2/2 | ") != NULL, "%s", report);
+    free(report);
+
+    /* Settings that left the plan (plan.tsv) leave the report unless --all. */
+    snprintf(path, sizeof path, "%s/plan.tsv", out);
+    char *plan = read_file(path);
+    cr_assert_not_null(plan);
+    char *kept = calloc(1, strlen(plan) + 1);
+    char *save2 = NULL;
+    for (char *line = strtok_r(plan, "\n", &save2); line; line = strtok_r(NULL, "\n", &save2))
+        if (strncmp(line, "static:", 7)) strcat(strcat(kept, line), "\n");
+    write_file(path, kept);
+    free(plan);
+    free(kept);
+    cr_assert_eq(fixture_run_cli(log, sizeof log, plot), 0, "%s", log);
+    snprintf(path, sizeof path, "%s/report.md", out);
+    report = read_file(path);
+    cr_expect(report && strstr(report, "| static:") == NULL, "%s", report);
+    free(report);
+    const char *plot_all[] = {"plot", out, "--all", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, plot_all), 0, "%s", log);
+    report = read_file(path);
+    cr_expect(report && strstr(report, "| static:interval=2,warmup=1 | 2 | ") != NULL, "%s", report);
+    free(report);
     fixture_rmdir(dir);
     free(dir);
 }
@@ -802,7 +851,7 @@ Test(sweep, non_finite_runs_are_kept_as_failed, .timeout = 60) {
     char *tsv = read_file(path);
     cr_assert_not_null(tsv);
     cr_expect(strstr(tsv, "none__pa__s0\tnone\tnone\tpa\t0\t4\t") != NULL, "%s", tsv);
-    cr_expect(strstr(tsv, "\tNA\tNA\tNA\tNA\tNA\tfailed\n") != NULL, "%s", tsv);
+    cr_expect(strstr(tsv, "\tNA\tNA\tNA\tNA\tNA\tfailed\tNA\t") != NULL, "%s", tsv);
     free(tsv);
     snprintf(path, sizeof path, "%s/report.md", out);
     char *report = read_file(path);
@@ -829,4 +878,58 @@ Test(sweep, refuses_a_folder_of_another_sweep, .timeout = 60) {
     cr_expect(strstr(log, "made with steps 2, this sweep has steps 3") != NULL, "%s", log);
     fixture_rmdir(dir);
     free(dir);
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Robust timing (results/summary.h) */
+
+/* A record of steps whose work alternates between two kinds (full steps 0.1 s, cheap steps 0.01 s), with a slow
+ * stretch: two full steps 20x slower. The robust time is what an idle machine would have taken. */
+Test(summary, robust_time_ignores_a_slow_stretch) {
+    RunRecord r = {0};
+    r.steps = 10;
+    r.guidance = 5.0f;
+    r.step = calloc((size_t)r.steps, sizeof *r.step);
+    for (int i = 0; i < r.steps; i++) {
+        int full = i < 4 || i % 2 == 0; /* 0,1,2,3,4,6,8 full: 7 full steps, 3 cheap */
+        r.step[i].flops = full ? 2e9 : 1e7;
+        r.step[i].computed[0] = r.step[i].computed[1] = (uint8_t)full;
+        r.step[i].wall_seconds = full ? 0.1 : 0.01;
+    }
+    r.step[0].wall_seconds = 2.0; /* the first call of a process */
+    r.step[4].wall_seconds = 2.0; /* another process */
+    cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.1 + 3 * 0.01, 1e-12);
+    r.failed = 1;
+    cr_expect(isnan(summary_robust_seconds(&r)), "a failed run has no time");
+    free(r.step);
+}
+
+/* Two runs of one pair: the wall-clock speed-up (baseline time / time) and the flag when it departs from the FLOP
+ * speed-up by more than SUMMARY_TIMING_MARGIN. */
+Test(summary, wall_speedup_far_from_flops_is_flagged) {
+    SummaryRow rows[3] = {0};
+    const char *specs[3] = {"none", "static:interval=2,warmup=1", "static:interval=3,warmup=1"};
+    const double time[3] = {10.0, 5.2, 2.0}, flops[3] = {1.0, 2.0, 3.0};
+    for (int i = 0; i < 3; i++) {
+        snprintf(rows[i].strategy, sizeof rows[i].strategy, "%s", i ? "static" : "none");
+        snprintf(rows[i].spec, sizeof rows[i].spec, "%s", specs[i]);
+        snprintf(rows[i].prompt_id, sizeof rows[i].prompt_id, "p");
+        rows[i].time_s = time[i];
+        rows[i].speedup_flops = flops[i];
+        rows[i].baseline = 0;
+        rows[i].psnr = rows[i].ssim = rows[i].lpips = NAN;
+    }
+    Summary s = {.rows = rows, .count = 3};
+    SummaryGroup *g;
+    int ng;
+    Error err = {{0}};
+    cr_assert_eq(summary_groups(&s, &g, &ng, &err), 0, "%s", err.msg);
+    cr_assert_eq(ng, 3);
+    cr_expect_float_eq(g[1].speedup_wall, 10.0 / 5.2, 1e-12);
+    cr_expect_eq(g[1].timing_flag, 0, "1.92x against 2x FLOPs is within the margin");
+    cr_expect_float_eq(g[2].speedup_wall, 5.0, 1e-12);
+    cr_expect_eq(g[2].timing_flag, 1, "5x against 3x FLOPs is flagged");
+    cr_expect_eq(g[0].timing_flag, 0, "the baseline is never flagged");
+    cr_expect_eq(g[1].partial + g[2].partial, 0, "every baseline pair is covered");
+    free(g);
 }
