@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "harness/cli.h"
@@ -44,6 +45,7 @@ static void run_usage(FILE *out) {
             "  --backend cpu|cuda   compute backend (default cpu)\n"
             "  --latents            also record x after every step (chunked, compressed)\n"
             "  --out DIR            output folder, created if missing (default results/runs)\n"
+            "  --force              overwrite an existing record of the same run (refused otherwise)\n"
             "  --quiet              no progress line\n"
             "  --help               this text\n"
             "The run file is DIR/<strategy>__<prompt-id>__s<seed>.h5, written under a temporary name and renamed\n"
@@ -55,7 +57,7 @@ static void run_usage(FILE *out) {
 int cmd_run(int argc, char **argv) {
     enum { OPT_PROMPT = 1000, OPT_PROMPT_ID, OPT_NEGATIVE, OPT_MODEL, OPT_WEIGHTS, OPT_STRATEGY, OPT_SEED, OPT_STEPS,
            OPT_SHIFT, OPT_GUIDANCE, OPT_SOLVER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT,
-           OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT };
+           OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT, OPT_FORCE };
     static const struct option options[] = {
         {"prompt", required_argument, 0, OPT_PROMPT},     {"prompt-id", required_argument, 0, OPT_PROMPT_ID},
         {"negative", required_argument, 0, OPT_NEGATIVE}, {"model", required_argument, 0, OPT_MODEL},
@@ -71,7 +73,9 @@ int cmd_run(int argc, char **argv) {
         {"contexts", required_argument, 0, OPT_CONTEXTS},
         {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
         {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
+        {"force", no_argument, 0, OPT_FORCE},
         {0, 0, 0, 0}};
+    int force = 0;
     const char *model = "tiny", *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
     const char *contexts_path = NULL;
     ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
@@ -131,6 +135,7 @@ int cmd_run(int argc, char **argv) {
         case OPT_CONTEXTS: contexts_path = optarg; break;
         case OPT_NEGATIVE_ID: spec.negative_id = optarg; break;
         case OPT_RANDOM_CONTEXT: spec.random_context = 1; break;
+        case OPT_FORCE: force = 1; break;
         case OPT_HELP: run_usage(stdout); return 0;
         default: return cli_usage_error("run", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -191,7 +196,17 @@ int cmd_run(int argc, char **argv) {
         experiment_close(&ctx);
         return cli_usage_error("run", "%s", err.msg);
     }
+    /* The file name comes from the canonical spec: known now, before the run, so an existing record (a result
+     * someone may quote) is not silently replaced after minutes of sampling. */
+    char run_id[512], path[4096 + 600];
+    experiment_run_id(check.spec, spec.prompt_id, spec.seed, run_id, sizeof run_id);
+    snprintf(path, sizeof path, "%s/%s.h5", out_dir, run_id);
     strategy_destroy(&check);
+    if (!force && access(path, F_OK) == 0) {
+        fprintf(stderr, "cachebench run: %s exists; pass --force to overwrite it, or choose another --out\n", path);
+        experiment_close(&ctx);
+        return 1;
+    }
 
     if (sweep_make_dirs(out_dir, &err)) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
@@ -204,9 +219,6 @@ int cmd_run(int argc, char **argv) {
         experiment_close(&ctx);
         return 1;
     }
-    char run_id[512], path[4096 + 600];
-    experiment_run_id(rec.strategy_spec, spec.prompt_id, spec.seed, run_id, sizeof run_id);
-    snprintf(path, sizeof path, "%s/%s.h5", out_dir, run_id);
     int rc = 0;
     if (record_write(path, &rec, &err)) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);

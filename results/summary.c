@@ -527,10 +527,10 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
     fprintf(f, "# Sweep report\n\n");
     char sha[48] = "";
     if (strlen(s->weights_sha256) == 64) snprintf(sha, sizeof sha, " (sha256 %.16s…)", s->weights_sha256);
-    fprintf(f, "%d runs (%d failed) in `runs/`, %d prompt × seed pairs. Model `%s`, weights `%s`%s, %d steps, "
+    fprintf(f, "%d run%s (%d failed) in `runs/`, %d (prompt, seed) pair%s. Model `%s`, weights `%s`%s, %d steps, "
                "%d frames of %d×%d, backend %s on %s; cachebench %s.\n\n",
-            s->count, failed, prompts, s->model, s->weights_path, sha, s->steps, s->frames, s->height, s->width,
-            s->backend, s->device, s->version);
+            s->count, s->count == 1 ? "" : "s", failed, prompts, prompts == 1 ? "" : "s", s->model, s->weights_path,
+            sha, s->steps, s->frames, s->height, s->width, s->backend, s->device, s->version);
     if (s->unreadable)
         fprintf(f, "**%d run file(s) could not be read and are left out** (first: %s).\n\n", s->unreadable,
                 s->unreadable_msg);

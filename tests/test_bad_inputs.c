@@ -320,6 +320,36 @@ Test(bad_inputs, unknown_prompt_word_lists_the_vocabulary) {
     expect_no_outputs(out_dir);
 }
 
+Test(bad_inputs, misspelt_command_suggests_the_nearest) {
+    char out[8192];
+    const char *args[] = {"swep", "--help", NULL};
+    expect_result(out, cli(out, sizeof out, args), 2, "unknown command 'swep'; did you mean 'sweep'?", NULL);
+    const char *far[] = {"frobnicate", NULL};
+    int rc = cli(out, sizeof out, far);
+    expect_result(out, rc, 2, "unknown command 'frobnicate'", NULL);
+    cr_expect(strstr(out, "did you mean") == NULL, "%s", out);
+}
+
+/* A second run of the same settings into the same folder would replace a record someone may quote: refused before
+ * sampling, the first file unchanged; --force overwrites. */
+Test(bad_inputs, run_refuses_to_overwrite_a_record) {
+    char out[8192], rec[900];
+    const char *args[] = {"run", "--weights", "random:1", "--prompt", "red", "--frames", "1", "--height", "16",
+                          "--width", "16", "--steps", "1", "--quiet", "--out", out_dir, NULL, NULL};
+    int rc = cli(out, sizeof out, args);
+    expect_result(out, rc, 0, "complete", NULL);
+    snprintf(rec, sizeof rec, "%s/none__p0__s0.h5", out_dir);
+    struct stat before, after;
+    cr_assert_eq(stat(rec, &before), 0);
+    rc = cli(out, sizeof out, args);
+    expect_result(out, rc, 1, rec, "exists; pass --force to overwrite it", NULL);
+    cr_assert_eq(stat(rec, &after), 0);
+    cr_expect(before.st_ino == after.st_ino && before.st_mtime == after.st_mtime, "the record was replaced");
+    args[16] = "--force";
+    rc = cli(out, sizeof out, args);
+    expect_result(out, rc, 0, "complete", NULL);
+}
+
 /* Finite weights whose product overflows: every head output is a sum of 128 terms of size ~3e38. */
 static void put_huge(const char *name, float *data, size_t n) {
     if (strcmp(name, "head.head.weight") == 0)
