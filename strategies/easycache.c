@@ -197,7 +197,7 @@ static int ec_create(Strategy *s, const StrategyParams *p, const StrategyEnv *en
     return 0;
 }
 
-const StrategyInfo strategy_easycache_info = {
+STRATEGY_REGISTER(strategy_easycache_info, 30) = {
     .name = "easycache",
     .summary = "reuse the model's last transformation y = x + Δ while the k-predicted output change stays below τ",
     .param_names = ec_params,

@@ -16,7 +16,7 @@ static int none_create(Strategy *s, const StrategyParams *p, const StrategyEnv *
     return 0;
 }
 
-const StrategyInfo strategy_none_info = {
+STRATEGY_REGISTER(strategy_none_info, 0) = {
     .name = "none",
     .summary = "always compute (the full-inference baseline)",
     .param_names = none_params,

@@ -99,7 +99,7 @@ static int static_create(Strategy *s, const StrategyParams *p, const StrategyEnv
     return 0;
 }
 
-const StrategyInfo strategy_static_info = {
+STRATEGY_REGISTER(strategy_static_info, 10) = {
     .name = "static",
     .summary = "compute the first R steps, then every N-th step and the last; reuse y = x + Δ in between",
     .param_names = static_params,

@@ -112,7 +112,7 @@ static int ecsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv 
     return compose_create(s, p, env, &strategy_easycache_info, err);
 }
 
-const StrategyInfo strategy_easycache_svg_info = {
+STRATEGY_REGISTER(strategy_easycache_svg_info, 50) = {
     .name = "easycache+svg",
     .summary = "EasyCache step reuse with Sparse VideoGen attention on the computed steps",
     .param_names = ecsvg_params,
@@ -125,7 +125,7 @@ static int tcsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv 
     return compose_create(s, p, env, &strategy_teacache_info, err);
 }
 
-const StrategyInfo strategy_teacache_svg_info = {
+STRATEGY_REGISTER(strategy_teacache_svg_info, 60) = {
     .name = "teacache+svg",
     .summary = "TeaCache block-stack reuse with Sparse VideoGen attention on the computed block stacks",
     .param_names = tcsvg_params,

@@ -1,5 +1,5 @@
-/* The strategy interface (DESIGN §4). A strategy is one file in strategies/ plus one line in
- * strategies/registry.c. The runner calls its hooks around every model call; every hook may be NULL.
+/* The strategy interface (DESIGN §4). A strategy is one file in strategies/ that defines its StrategyInfo with
+ * STRATEGY_REGISTER (below): nothing else to edit. The runner calls its hooks around every model call; every hook may be NULL.
  *
  * Order of calls for one model call (one step, one branch), as made by harness/runner.c:
  *   model_begin(x)            -> STRATEGY_REUSE: model_reuse(x, y) and nothing else runs
@@ -112,6 +112,12 @@ const char *strategy_param_text(const StrategyParams *p, const char *key);
 /* For creates writing s->spec: the shortest decimal text that reads back as exactly v ("0.05", not
  * "0.050000000000000003"), so a canonical spec parses back to the same parameters. */
 void strategy_format_double(double v, char *buf, size_t cap);
+
+/* Registers a strategy: write, at the start of a line of a file in strategies/,
+ *     STRATEGY_REGISTER(strategy_foo_info, ORDER) = { .name = "foo", ... };
+ * The build collects these lines (strategies/strategies.mk) into the table of strategies/registry.c, sorted by
+ * ORDER: the strategy's rank in listings, reports and plots (none 0, static 10, teacache 20, ...; leave gaps). */
+#define STRATEGY_REGISTER(info, order) const StrategyInfo info
 
 /* Registry (strategies/registry.c). */
 const StrategyInfo *strategy_find(const char *name);

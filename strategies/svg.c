@@ -89,7 +89,7 @@ static int svg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     return 0;
 }
 
-const StrategyInfo strategy_svg_info = {
+STRATEGY_REGISTER(strategy_svg_info, 40) = {
     .name = "svg",
     .summary = "Sparse VideoGen: per-head spatial/temporal block-sparse attention, heads classified online",
     .param_names = svg_params,

@@ -308,7 +308,7 @@ static int tea_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     return 0;
 }
 
-const StrategyInfo strategy_teacache_info = {
+STRATEGY_REGISTER(strategy_teacache_info, 20) = {
     .name = "teacache",
     .summary = "reuse the block-stack residual while the rescaled change of the timestep modulation stays below δ",
     .param_names = tea_params,
