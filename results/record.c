@@ -160,6 +160,26 @@ static int write_scale(hid_t g, const char *name, hsize_t n, Error *err) {
     return 0;
 }
 
+/* A coordinate of names (variable-length UTF-8 strings) made a dimension scale, so that xarray selects by name:
+ * ds.sel(branch="cond"). */
+static int write_name_scale(hid_t g, const char *name, const char *const *names, hsize_t n, Error *err) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    hid_t d = H5Dcreate2(g, name, t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (d >= 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, names) >= 0 && H5DSset_scale(d, name) >= 0)
+                 ? 0
+                 : -1;
+    char dd[256] = "", o[256];
+    if (rc) h5_detail(dd);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(space);
+    H5Tclose(t);
+    if (rc) return error_set(err, "cannot write dimension scale %s/%s (HDF5: %s)", obj_name(g, o), name, dd);
+    return 0;
+}
+
 /* Writes a variable and attaches (and labels) the dimension scales dims[i], which must already exist in g.
  * chunk0 > 0 asks for chunks of chunk0 entries along the first axis, compressed with shuffle + deflate. */
 static int write_var(hid_t g, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *shape,
@@ -251,7 +271,8 @@ static int write_steps(hid_t f, const RunRecord *r, Error *err) {
     static const char *const d2[] = {"step", "branch"};
     hsize_t s1[1] = {n}, s2[2] = {n, 2};
     if (!rc) rc = write_scale(g, "step", n, err);
-    if (!rc) rc = write_scale(g, "branch", 2, err);
+    static const char *const branch_names[2] = {"cond", "uncond"};
+    if (!rc) rc = write_name_scale(g, "branch", branch_names, 2, err);
     if (!rc) {
         hid_t b = H5Dopen2(g, "branch", H5P_DEFAULT);
         rc = b >= 0 ? attr_str(b, "names", "cond,uncond", 12, err) : error_set(err, "cannot open branch");

@@ -8,7 +8,8 @@
  *                     conditioning (how the text was encoded: "vocabulary" | "contexts" | "random-stand-in"),
  *                     contexts_path, contexts_sha256, contexts_negative_id ("" unless conditioning is "contexts").
  *                     The last four are optional on reading (records written before them read as "").
- *   /steps            dims step[steps], branch[2] (0 = cond, 1 = uncond; attribute "names" = "cond,uncond")
+ *   /steps            dims step[steps], branch[2] (the coordinate holds the names "cond", "uncond", so that
+ *                     xarray's sel(branch="cond") works; attribute "names" = "cond,uncond" as before)
  *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
  *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
  *                     optional SVG trace (runs of attention-planning strategies: svg, easycache+svg), with dims

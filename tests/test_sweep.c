@@ -806,6 +806,20 @@ Test(sweep, summary_report_plots_and_export, .timeout = 60) {
     report = read_file(path);
     cr_expect(report && strstr(report, "| static:interval=2,warmup=1 | 2 | ") != NULL, "%s", report);
     free(report);
+
+    /* scripts/load_sweep.py opens the sweep as one xarray dataset, branch selectable by name. */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import xarray, h5netcdf' 2>/dev/null", fixture_python());
+    if (system(cmd) == 0) {
+        snprintf(cmd, sizeof cmd,
+                 "'%s' -c 'import sys; sys.path.insert(0, \"scripts\"); from load_sweep import load_sweep; "
+                 "ds = load_sweep(sys.argv[1]); c = ds[\"computed\"].sel(branch=\"cond\"); "
+                 "assert c.dims == (\"run\", \"step\") and ds.sizes[\"run\"] == %d, ds; "
+                 "assert sorted(set(ds.strategy.values)) == [\"easycache\", \"none\", \"static\"]; "
+                 "assert (c.sel(run=ds.strategy == \"none\") == 1).all()' '%s'",
+                 fixture_python(), SWEEP_RUNS - 1, out);
+        cr_expect_eq(system(cmd), 0, "load_sweep.py failed: %s", cmd);
+    }
     fixture_rmdir(dir);
     free(dir);
 }
