@@ -55,6 +55,9 @@ static void sweep_usage(FILE *out) {
             "                       (a --strategy or --seeds flag replaces the file's list)\n"
             "  --dry-run            print the plan (canonical settings, prompts, seeds, runs already finished)\n"
             "                       and stop; the folder is not touched\n"
+            "  --rerun WHAT         run finished runs again: stale (those whose strategy source changed since, or\n"
+            "                       made by another build when the record lacks the source hash; a resumed sweep\n"
+            "                       lists them), all, or a strategy name (e.g. none: re-time the baselines)\n"
             "  --quiet              no progress, only the plan and the end\n"
             "  --help               this text\n\n"
             "Config file (INI):\n"
@@ -219,7 +222,7 @@ static void cb_run_done(void *user, const SweepStatus *st, const char *run_id, c
 int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
            OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
-           OPT_RANDOM_CONTEXT };
+           OPT_RANDOM_CONTEXT, OPT_RERUN };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -231,7 +234,9 @@ int cmd_sweep(int argc, char **argv) {
         {"contexts", required_argument, 0, OPT_CONTEXTS}, {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
         {"negative-prompt", required_argument, 0, OPT_NEGATIVE_PROMPT},
         {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
+        {"rerun", required_argument, 0, OPT_RERUN},
         {0, 0, 0, 0}};
+    const char *rerun = NULL;
     SweepConfig *cfg = malloc(sizeof *cfg);
     SweepPlan plan;
     int have_plan = 0, rc = 2, opt;
@@ -306,6 +311,15 @@ int cmd_sweep(int argc, char **argv) {
         case OPT_RANDOM_CONTEXT: cfg->random_context = 1; break;
         case OPT_DRY_RUN: dry_run = 1; break;
         case OPT_QUIET: quiet = 1; break;
+        case OPT_RERUN:
+            if (strcmp(optarg, "stale") && strcmp(optarg, "all") && !strategy_find(optarg)) {
+                char names[512];
+                strategy_list_names(names, sizeof names);
+                rc = cli_usage_error("sweep", "--rerun takes stale, all or a strategy (%s), not '%s'", names, optarg);
+                goto done;
+            }
+            rerun = optarg;
+            break;
         default: break;
         }
     }
@@ -335,7 +349,7 @@ int cmd_sweep(int argc, char **argv) {
     if (d.live && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) d.cols = ws.ws_col;
     SweepCallbacks cb = {.plan = cb_plan, .estimate = cb_estimate, .run_start = cb_run_start,
                          .run_done = cb_run_done, .note = cb_note, .user = &d};
-    SweepOptions so = {.dry_run = dry_run, .writing = &sweep_writing, .stop = &sweep_stop};
+    SweepOptions so = {.dry_run = dry_run, .writing = &sweep_writing, .stop = &sweep_stop, .rerun = rerun};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -91,6 +91,8 @@ void experiment_run_id(const char *strategy_spec, const char *prompt_id, uint64_
     snprintf(buf, cap, "%s__%s__s%" PRIu64, spec, prompt_id, seed);
 }
 
+const char *experiment_version(void) { return CACHEBENCH_VERSION; }
+
 void experiment_default_weights(char *buf, size_t cap) {
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -264,6 +266,9 @@ int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Stra
 
     snprintf(rec->strategy, sizeof rec->strategy, "%.63s", strategy->info ? strategy->info->name : strategy->spec);
     snprintf(rec->strategy_spec, sizeof rec->strategy_spec, "%s", strategy->spec);
+    if (strategy->info)
+        snprintf(rec->strategy_source_sha256, sizeof rec->strategy_source_sha256, "%s",
+                 strategy_source_sha256(strategy->info));
     snprintf(rec->model, sizeof rec->model, "%s", cfg->name);
     snprintf(rec->weights_path, sizeof rec->weights_path, "%s", ctx->model.weights_path);
     snprintf(rec->weights_sha256, sizeof rec->weights_sha256, "%s", ctx->model.weights_sha256);

@@ -81,6 +81,8 @@ void experiment_run_id(const char *strategy_spec, const char *prompt_id, uint64_
 /* The default tiny weights: <dir of the executable>/../models/tiny/tiny.safetensors if it exists, else the same
  * path relative to the working directory. */
 void experiment_default_weights(char *buf, size_t cap);
+/* The build's version (git describe), as run records store it. */
+const char *experiment_version(void);
 
 /* Peak resident memory of this process since the last reset, in KiB (Linux VmHWM), and its reset. */
 long experiment_peak_rss_kb(void);

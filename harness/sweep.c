@@ -548,6 +548,21 @@ typedef struct {
     int failed;         /* for finished baselines: the record says failed */
 } PlannedRun;
 
+/* Why a finished run is stale (provenance rule: sweep.h), or NULL when it is current. */
+static const char *stale_reason(const RunRecord *r, const char *strategy, char *buf, size_t cap) {
+    const StrategyInfo *info = strategy_find(strategy);
+    const char *now = info ? strategy_source_sha256(info) : "";
+    if (r->strategy_source_sha256[0] && now[0]) {
+        if (strcmp(r->strategy_source_sha256, now) == 0) return NULL;
+        snprintf(buf, cap, "%s source changed (sha256 %.12s, now %.12s)", strategy, r->strategy_source_sha256, now);
+        return buf;
+    }
+    if (strcmp(r->version, experiment_version()) == 0) return NULL;
+    snprintf(buf, cap, "made by cachebench %s (now %s), strategy source not recorded", r->version,
+             experiment_version());
+    return buf;
+}
+
 /* <out>/plan.tsv: what this sweep was asked for, one line per planned run, so that the report can tell finished from
  * planned and leave out settings of earlier plans (results/summary.h). Written atomically. */
 static int write_plan(const char *out, const SweepPlan *plan, const PlannedRun *runs, long total, Error *err) {
@@ -801,6 +816,18 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
             note(cb, "%s: has no metrics (not written by a sweep): it will be run again", r->path);
             ok = 0;
         }
+        char why[256];
+        const char *stale = ok ? stale_reason(&rec, rec.strategy, why, sizeof why) : NULL;
+        if (stale) {
+            st.stale++;
+            if (st.stale <= 20) note(cb, "%s: stale: %s", r->path, stale);
+        } else if (ok && strcmp(rec.version, experiment_version())) {
+            st.other_build++;
+        }
+        if (ok && opt->rerun &&
+            (strcmp(opt->rerun, "all") == 0 || (strcmp(opt->rerun, "stale") == 0 && stale) ||
+             strcmp(opt->rerun, rec.strategy) == 0))
+            ok = 0; /* run again: the new record replaces this one when written */
         if (ok) {
             r->finished = 1;
             r->failed = rec.failed;
@@ -810,6 +837,13 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
         }
         record_free(&rec);
     }
+    if (st.stale > 20) note(cb, "... and %ld more stale runs", st.stale - 20);
+    if (st.stale && !(opt->rerun && (strcmp(opt->rerun, "stale") == 0 || strcmp(opt->rerun, "all") == 0)))
+        note(cb, "%ld finished run%s stale and kept; --rerun stale redoes them", st.stale,
+             st.stale == 1 ? " is" : "s are");
+    if (st.other_build)
+        note(cb, "%ld finished run%s made by another build with the same strategy source", st.other_build,
+             st.other_build == 1 ? " was" : "s were");
     update_eta(&st, runs, total, n_specs, mean);
     if (cb->plan) cb->plan(cb->user, plan, &st);
     if (opt->dry_run) {

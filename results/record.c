@@ -235,7 +235,8 @@ static int write_root_attrs(hid_t f, const RunRecord *r, Error *err) {
         attr_i32(f, "height", r->height, err) || attr_i32(f, "width", r->width, err) ||
         ATTR_STR(f, "conditioning", r->conditioning, err) || ATTR_STR(f, "contexts_path", r->contexts_path, err) ||
         ATTR_STR(f, "contexts_sha256", r->contexts_sha256, err) ||
-        ATTR_STR(f, "contexts_negative_id", r->contexts_negative_id, err))
+        ATTR_STR(f, "contexts_negative_id", r->contexts_negative_id, err) ||
+        ATTR_STR(f, "strategy_source_sha256", r->strategy_source_sha256, err))
         return -1;
     return 0;
 }
@@ -693,7 +694,8 @@ static int read_root_attrs(hid_t f, RunRecord *r, Error *err) {
         ATTR_READ_STR_OPTIONAL(f, "/", "conditioning", r->conditioning, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_path", r->contexts_path, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_sha256", r->contexts_sha256, err) ||
-        ATTR_READ_STR_OPTIONAL(f, "/", "contexts_negative_id", r->contexts_negative_id, err))
+        ATTR_READ_STR_OPTIONAL(f, "/", "contexts_negative_id", r->contexts_negative_id, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "strategy_source_sha256", r->strategy_source_sha256, err))
         return -1;
     if (strcmp(status, "complete") == 0) r->failed = 0;
     else if (strcmp(status, "failed") == 0) r->failed = 1;

@@ -6,8 +6,9 @@
  *                     negative_prompt, seed, steps, solver, shift, guidance, backend, device, version, start_time,
  *                     status ("complete" | "failed"), failed_step, failure, frames, height, width,
  *                     conditioning (how the text was encoded: "vocabulary" | "contexts" | "random-stand-in"),
- *                     contexts_path, contexts_sha256, contexts_negative_id ("" unless conditioning is "contexts").
- *                     The last four are optional on reading (records written before them read as "").
+ *                     contexts_path, contexts_sha256, contexts_negative_id ("" unless conditioning is "contexts"),
+ *                     strategy_source_sha256 (sha256 of the strategy's source file in the build that ran it).
+ *                     The last five are optional on reading (records written before them read as "").
  *   /steps            dims step[steps], branch[2] (the coordinate holds the names "cond", "uncond", so that
  *                     xarray's sel(branch="cond") works; attribute "names" = "cond,uncond" as before)
  *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
@@ -58,6 +59,7 @@ typedef struct {
     char contexts_path[1024];       /* contexts file, its sha256 and the key of the negative context */
     char contexts_sha256[65];
     char contexts_negative_id[64];
+    char strategy_source_sha256[65]; /* "" in older records */
     uint64_t seed;
     int steps;
     char solver[16];

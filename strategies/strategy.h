@@ -123,6 +123,9 @@ void strategy_format_double(double v, char *buf, size_t cap);
 const StrategyInfo *strategy_find(const char *name);
 int strategy_count(void);
 const StrategyInfo *strategy_at(int i);
+/* sha256 (hex) of the source file that registers info, taken at build time: what a record stores so that results of
+ * changed strategy code can be told apart. "" for an unregistered info. */
+const char *strategy_source_sha256(const StrategyInfo *info);
 /* Writes "none, static, ..." into buf. */
 void strategy_list_names(char *buf, size_t cap);
 

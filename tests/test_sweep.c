@@ -23,6 +23,7 @@
 #include "models/dit/config.h"
 #include "results/record.h"
 #include "results/summary.h"
+#include "strategies/strategy.h"
 #include "tests/fixtures.h"
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -946,4 +947,53 @@ Test(summary, wall_speedup_far_from_flops_is_flagged) {
     cr_expect_eq(g[0].timing_flag, 0, "the baseline is never flagged");
     cr_expect_eq(g[1].partial + g[2].partial, 0, "every baseline pair is covered");
     free(g);
+}
+
+/* Provenance: a finished run whose strategy source changed since is listed as stale on resume and kept;
+ * --rerun stale redoes exactly it, --rerun STRATEGY every run of that strategy. */
+Test(sweep, resume_lists_stale_runs_and_reruns_them, .timeout = 90) {
+    char *dir = fixture_tmpdir();
+    char prompts[512], out[512], path[2048];
+    static char log[65536];
+    write_prompts(dir, prompts, sizeof prompts);
+    snprintf(out, sizeof out, "%s/out", dir);
+    cr_assert_eq(run_sweep(prompts, out, log, sizeof log), 0, "%s", log);
+
+    snprintf(path, sizeof path, "%s/runs/static_interval-2_warmup-1__pb__s0.h5", out);
+    RunRecord r;
+    Error err = {{0}};
+    cr_assert_eq(record_read(path, &r, &err), 0, "%s", err.msg);
+    char current[65];
+    snprintf(current, sizeof current, "%s", r.strategy_source_sha256);
+    cr_assert_eq(strlen(current), 64, "the record stores the strategy source hash: '%s'", current);
+    cr_assert_str_eq(current, strategy_source_sha256(strategy_find("static")));
+    memset(r.strategy_source_sha256, 'a', 64); /* as if made by an older static.c */
+    cr_assert_eq(record_write(path, &r, &err), 0, "%s", err.msg);
+    record_free(&r);
+
+    const char *dry[] = {SWEEP_ARGS(prompts, out), "--dry-run", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, dry), 0, "%s", log);
+    cr_expect(strstr(log, "static_interval-2_warmup-1__pb__s0.h5: stale: static source changed") != NULL, "%s", log);
+    cr_expect(strstr(log, "1 finished run is stale and kept; --rerun stale redoes them") != NULL, "%s", log);
+
+    const char *stale[] = {SWEEP_ARGS(prompts, out), "--rerun", "stale", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, stale), 0, "%s", log);
+    cr_expect(strstr(log, "runs done: 1 this session") != NULL, "%s", log);
+    cr_assert_eq(record_read(path, &r, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(r.strategy_source_sha256, current);
+    record_free(&r);
+
+    const char *again[] = {SWEEP_ARGS(prompts, out), NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, again), 0, "%s", log);
+    cr_expect(strstr(log, "stale") == NULL, "nothing stale any more: %s", log);
+    cr_expect(strstr(log, "runs done: 0 this session") != NULL, "%s", log);
+
+    const char *bases[] = {SWEEP_ARGS(prompts, out), "--rerun", "none", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, bases), 0, "%s", log);
+    cr_expect(strstr(log, "runs done: 2 this session") != NULL, "the two baselines: %s", log);
+
+    const char *bad[] = {SWEEP_ARGS(prompts, out), "--rerun", "fastcache", NULL};
+    cr_expect_eq(fixture_run_cli(log, sizeof log, bad), 2, "%s", log);
+    cr_expect(strstr(log, "--rerun takes stale, all or a strategy") != NULL, "%s", log);
+    fixture_rmdir(dir);
 }
