@@ -169,7 +169,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     const double run_start = now_seconds();
     for (int i = 0; i < rs->steps; i++) {
         StepRecord *r = &rec->step[i];
-        const double step_start = now_seconds();
+        const double step_start = now_seconds(), step_cpu_start = cpu_seconds();
         r->sigma = sigmas[i];
         r->timestep = timesteps[i];
         for (int b = 0; b < 2; b++) {
@@ -199,6 +199,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         if (!bad) kind->step(solver, i, x, guided);
         sync_engine(e);
         r->wall_seconds = now_seconds() - step_start;
+        r->cpu_seconds = cpu_seconds() - step_cpu_start;
         if (bad) {
             rec->failed = 1;
             rec->failed_step = i;

@@ -295,6 +295,7 @@ static int write_steps(hid_t f, const RunRecord *r, Error *err) {
     COL1(timestep, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
     COL1(sigma, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
     COL1(wall_seconds, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
+    COL1(cpu_seconds, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
     COL1(flops, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
     COL2(computed, uint8_t, cu, H5T_STD_U8LE, H5T_NATIVE_UINT8)
     COL2(signal, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
@@ -752,6 +753,11 @@ static int read_steps(hid_t f, RunRecord *r, Error *err) {
     COL1(timestep, float, cf, H5T_NATIVE_FLOAT)
     COL1(sigma, float, cf, H5T_NATIVE_FLOAT)
     COL1(wall_seconds, double, col, H5T_NATIVE_DOUBLE)
+    if (!rc && H5Lexists(g, "cpu_seconds", H5P_DEFAULT) > 0) {
+        COL1(cpu_seconds, double, col, H5T_NATIVE_DOUBLE)
+    } else {
+        for (hsize_t i = 0; i < n && r->step; i++) r->step[i].cpu_seconds = NAN; /* written before it existed */
+    }
     COL1(flops, double, col, H5T_NATIVE_DOUBLE)
     COL2(computed, uint8_t, cu, H5T_NATIVE_UINT8)
     COL2(signal, float, cf, H5T_NATIVE_FLOAT)

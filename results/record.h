@@ -11,7 +11,8 @@
  *                     The last five are optional on reading (records written before them read as "").
  *   /steps            dims step[steps], branch[2] (the coordinate holds the names "cond", "uncond", so that
  *                     xarray's sel(branch="cond") works; attribute "names" = "cond,uncond" as before)
- *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
+ *                     timestep(step), sigma(step), wall_seconds(step), cpu_seconds(step) (optional on reading:
+ *                     NAN when absent), flops(step),
  *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
  *                     optional SVG trace (runs of attention-planning strategies: svg, easycache+svg), with dims
  *                     layer[layers], head[heads]: svg_spatial_heads, svg_temporal_heads (step,branch,layer) int32,
@@ -39,6 +40,7 @@
 typedef struct {
     float timestep, sigma;
     double wall_seconds;            /* whole step, both branches and the sampler update */
+    double cpu_seconds;             /* process CPU time of the step, all threads (NAN in older records) */
     double flops;                   /* model FLOPs spent in this step */
     uint8_t computed[2];
     float signal[2], accumulator[2], threshold[2], k[2];

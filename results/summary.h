@@ -35,10 +35,12 @@
  * timing was disturbed. */
 #define SUMMARY_TIMING_MARGIN 0.25
 
-/* A run's sampling time that survives a busy machine: the steps are put in classes of equal work (same FLOPs, same
- * branches computed); each class counts its steps × the median wall time of one of them. A slow stretch (another
- * process, the first calls of a process) moves a median little where it moves a sum a lot; a machine that is busy
- * for the whole run still slows it (the report prints the load averages). NAN for a failed run. */
+/* A run's sampling time that survives a busy machine. Each step's time is min(wall time, process CPU time): with one
+ * thread the CPU time leaves out the time the process waited for a core while other processes ran; with several
+ * threads the CPU time exceeds the wall time and the wall time counts. The steps are put in classes of equal work
+ * (same FLOPs, same branches computed); each class counts its steps × the median time of one of them, so that a
+ * slow stretch (another process, the first calls of a process) moves it little where it moves a sum a lot. NAN for
+ * a failed run. */
 double summary_robust_seconds(const RunRecord *r);
 
 typedef struct {

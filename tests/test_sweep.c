@@ -910,9 +910,20 @@ Test(summary, robust_time_ignores_a_slow_stretch) {
         r.step[i].flops = full ? 2e9 : 1e7;
         r.step[i].computed[0] = r.step[i].computed[1] = (uint8_t)full;
         r.step[i].wall_seconds = full ? 0.1 : 0.01;
+        r.step[i].cpu_seconds = NAN; /* a record without CPU times: the wall times count */
     }
     r.step[0].wall_seconds = 2.0; /* the first call of a process */
     r.step[4].wall_seconds = 2.0; /* another process */
+    cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.1 + 3 * 0.01, 1e-12);
+    /* One thread on a busy core: the CPU time (what the step computed) counts, not the wall time it waited. */
+    for (int i = 0; i < r.steps; i++) r.step[i].cpu_seconds = r.step[i].wall_seconds;
+    r.step[1].wall_seconds = r.step[2].wall_seconds = r.step[3].wall_seconds = r.step[6].wall_seconds = 0.5;
+    cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.1 + 3 * 0.01, 1e-12);
+    /* Several threads: CPU time above the wall time, the wall time counts. */
+    for (int i = 0; i < r.steps; i++) {
+        r.step[i].wall_seconds = r.step[i].flops > 1e9 ? 0.1 : 0.01;
+        r.step[i].cpu_seconds = 2 * r.step[i].wall_seconds;
+    }
     cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.1 + 3 * 0.01, 1e-12);
     r.failed = 1;
     cr_expect(isnan(summary_robust_seconds(&r)), "a failed run has no time");
