@@ -3,6 +3,7 @@
 #                                     then "speedup value setting" rows)
 #                               front front_<metric>.dat (same blocks, front points sorted by speed-up)
 #                               out   PNG file;  ylabel, xlabel  axis labels
+#                               ymax  optional upper bound of the y axis (SSIM: 1)
 # Written by results/plots.c; runnable by hand on any sweep folder's plots/*.dat.
 if (!exists("ylabel")) ylabel = "quality vs baseline"
 if (!exists("xlabel")) xlabel = "speed-up (full inference = 1)"
@@ -12,8 +13,9 @@ set title "Speed-up vs quality (each point: one setting, mean over prompts and s
 set xlabel xlabel
 set ylabel ylabel
 set grid
-set key outside right top box
+set key outside right top box width 1
 set offsets graph 0.05, graph 0.12, graph 0.08, graph 0.05
+if (exists("ymax")) set yrange [*:ymax]
 plot for [i=0:*] data index i using 1:2 with points pt 7 ps 1.4 lc i+1 title columnheader(1), \
      for [i=0:*] front index i using 1:2 with lines lw 2 lc i+1 notitle, \
      for [i=0:*] data index i using 1:2:3 with labels offset 0,0.9 font ",8" tc lt i+1 notitle

@@ -264,6 +264,7 @@ int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, i
         plots_var(vars, sizeof vars, "data", dat);
         plots_var(vars, sizeof vars, "front", dat2);
         plots_var(vars, sizeof vars, "ylabel", metric_labels[m]);
+        if (m == 1) snprintf(vars + strlen(vars), sizeof vars - strlen(vars), "; ymax=1"); /* SSIM <= 1 */
         plots_var(vars, sizeof vars, "xlabel",
                   x_wall ? "speed-up, wall clock (robust time; full inference = 1)"
                          : "speed-up, FLOPs (full inference FLOPs / FLOPs spent)");

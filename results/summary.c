@@ -39,35 +39,78 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* A step's time: min(wall, CPU) (rule: summary.h). */
+static double step_time(const StepRecord *st) {
+    return isnan(st->cpu_seconds) || st->cpu_seconds > st->wall_seconds ? st->wall_seconds : st->cpu_seconds;
+}
+
+static int same_work(const SummaryStep *a, const SummaryStep *b) {
+    return a->flops == b->flops && a->computed[0] == b->computed[0] && a->computed[1] == b->computed[1];
+}
+
+/* Classes of equal work over steps[0..n): each step's class median is written to med[i]. scratch: n doubles. */
+static void class_medians(const SummaryStep *steps, int n, double *med, double *scratch, char *done) {
+    memset(done, 0, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        int k = 0;
+        for (int j = i; j < n; j++)
+            if (!done[j] && same_work(&steps[i], &steps[j])) scratch[k++] = steps[j].seconds;
+        double m = median(scratch, k);
+        for (int j = i; j < n; j++)
+            if (!done[j] && same_work(&steps[i], &steps[j])) med[j] = m, done[j] = 1;
+    }
+}
+
+/* Pools the steps of rows[0..count) (complete runs only) and sets each complete row's time_s. */
+static int pool_times(SummaryRow *rows, int count, Error *err) {
+    int n = 0;
+    for (int r = 0; r < count; r++)
+        if (!rows[r].failed) n += rows[r].n_step_times;
+    SummaryStep *all = malloc((size_t)(n ? n : 1) * sizeof *all);
+    double *med = malloc((size_t)(n ? n : 1) * sizeof *med), *scratch = malloc((size_t)(n ? n : 1) * sizeof *scratch);
+    char *done = malloc((size_t)(n ? n : 1));
+    if (!all || !med || !scratch || !done) {
+        free(all), free(med), free(scratch), free(done);
+        return error_set(err, "out of memory");
+    }
+    n = 0;
+    for (int r = 0; r < count; r++)
+        if (!rows[r].failed) memcpy(all + n, rows[r].step_times, (size_t)rows[r].n_step_times * sizeof *all), n += rows[r].n_step_times;
+    class_medians(all, n, med, scratch, done);
+    n = 0;
+    for (int r = 0; r < count; r++) {
+        if (rows[r].failed) continue;
+        double t = 0;
+        for (int i = 0; i < rows[r].n_step_times; i++) t += med[n + i];
+        rows[r].time_s = rows[r].n_step_times ? t : NAN;
+        n += rows[r].n_step_times;
+    }
+    free(all), free(med), free(scratch), free(done);
+    return 0;
+}
+
+int summary_pool_times(Summary *s, Error *err) {
+    for (int i = 0; i < s->count;) {
+        int j = i;
+        while (j < s->count && strcmp(s->rows[j].spec, s->rows[i].spec) == 0) j++;
+        if (pool_times(s->rows + i, j - i, err)) return -1;
+        i = j;
+    }
+    return 0;
+}
+
 double summary_robust_seconds(const RunRecord *r) {
     if (r->failed || r->steps <= 0 || !r->step) return NAN;
-    /* Steps that did the same work (same FLOPs, same branches computed) form one class. */
-    int *class_of = malloc((size_t)r->steps * sizeof *class_of);
-    double *times = malloc((size_t)r->steps * sizeof *times);
-    double t = NAN;
-    if (class_of && times) {
-        t = 0;
-        for (int i = 0; i < r->steps; i++) class_of[i] = -1;
-        for (int i = 0; i < r->steps; i++) {
-            if (class_of[i] >= 0) continue;
-            const StepRecord *a = &r->step[i];
-            int n = 0;
-            for (int j = i; j < r->steps; j++) {
-                const StepRecord *b = &r->step[j];
-                if (class_of[j] >= 0 || b->flops != a->flops || b->computed[0] != a->computed[0] ||
-                    b->computed[1] != a->computed[1])
-                    continue;
-                class_of[j] = i;
-                /* CPU time leaves out the time the process waited for a core; it is never taken above the wall
-                 * time, which it exceeds when several threads compute. */
-                times[n++] = isnan(b->cpu_seconds) || b->cpu_seconds > b->wall_seconds ? b->wall_seconds
-                                                                                        : b->cpu_seconds;
-            }
-            t += n * median(times, n);
-        }
-    }
-    free(class_of);
-    free(times);
+    SummaryRow row = {.n_step_times = r->steps};
+    row.step_times = malloc((size_t)r->steps * sizeof *row.step_times);
+    if (!row.step_times) return NAN;
+    for (int i = 0; i < r->steps; i++)
+        row.step_times[i] = (SummaryStep){r->step[i].flops, {r->step[i].computed[0], r->step[i].computed[1]},
+                                     step_time(&r->step[i])};
+    Error err = {{0}};
+    double t = pool_times(&row, 1, &err) ? NAN : row.time_s;
+    free(row.step_times);
     return t;
 }
 
@@ -138,7 +181,15 @@ static int add_row(Summary *s, const char *path, const char *name, const RunReco
     row->calls_total = r->calls_total;
     row->hit_rate = r->calls_total ? (double)r->calls_skipped / r->calls_total : NAN;
     row->wall_s = r->wall_seconds;
-    row->time_s = summary_robust_seconds(r);
+    row->time_s = NAN; /* summary_pool_times, once every run of the setting is loaded */
+    if (!r->failed && r->steps > 0) {
+        row->step_times = malloc((size_t)r->steps * sizeof *row->step_times);
+        if (!row->step_times) return error_set(err, "out of memory");
+        row->n_step_times = r->steps;
+        for (int i = 0; i < r->steps; i++)
+            row->step_times[i] = (SummaryStep){r->step[i].flops, {r->step[i].computed[0], r->step[i].computed[1]},
+                                          step_time(&r->step[i])};
+    }
     row->cpu_s = r->cpu_seconds;
     row->load_avg = isnan(r->load_average_end) || r->load_average_start > r->load_average_end ? r->load_average_start
                                                                                                : r->load_average_end;
@@ -258,6 +309,10 @@ int summary_load(const char *sweep_dir, Summary *s, Error *err) {
         return -1;
     }
     if (s->count) qsort(s->rows, (size_t)s->count, sizeof *s->rows, compare_rows);
+    if (summary_pool_times(s, err)) {
+        summary_free(s);
+        return -1;
+    }
     /* Baselines: the complete "none" run of the same prompt and seed. */
     for (int i = 0; i < s->count; i++) {
         SummaryRow *row = &s->rows[i];
@@ -273,6 +328,7 @@ int summary_load(const char *sweep_dir, Summary *s, Error *err) {
 }
 
 void summary_free(Summary *s) {
+    for (int i = 0; i < s->count; i++) free(s->rows[i].step_times);
     free(s->rows);
     free(s->plan);
     memset(s, 0, sizeof *s);
@@ -576,9 +632,9 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
     fprintf(f, "\nOne row per setting, averaged over the (prompt, seed) pairs of its complete runs. Runs: finished / "
                "planned (planned from the sweep's plan, `plan.tsv`; without one, the baselines' pairs). A setting "
                "that has not finished every planned pair shows \"partial\": means over a subset would not compare "
-               "with the other rows. Latency: robust seconds of one sampling run: per run, the median time of a "
-               "computed call × computed calls + the median time of a reused call × reused calls + the median time "
-               "outside the model calls × steps, so that a busy stretch of the machine or the first calls of a "
+               "with the other rows. Latency: robust seconds of one sampling run: each step counts the median time "
+               "(min of wall and CPU time) of the steps of equal work (same FLOPs, same branches computed) over all "
+               "runs of the setting, so that a slow run, a busy stretch of the machine or the first calls of a "
                "process do not move it (raw wall times, CPU times and load averages are in `summary.tsv`). "
                "Speed-up (wall): mean baseline latency / mean latency over the same pairs. Speed-up (FLOPs): full "
                "inference FLOPs / FLOPs spent, the figure that does not depend on the machine. ⚠: the two speed-ups "

@@ -6,7 +6,7 @@
  *   run_id strategy params prompt_id seed steps calls_computed calls_total hit_rate wall_s speedup_wall
  *   speedup_flops psnr ssim lpips status time_s cpu_s load_avg
  * params: the canonical spec; hit_rate: model calls reused / calls total; wall_s: the measured wall time; time_s: the
- * robust time (summary_robust_seconds); speedup_wall: robust time of the baseline (strategy none) of the same prompt
+ * robust time (above); speedup_wall: robust time of the baseline (strategy none) of the same prompt
  * and seed / this run's; cpu_s: process CPU seconds; load_avg: the machine's 1-minute load average (the higher of
  * start and end of the run); speedup_flops: FLOPs of full inference / FLOPs spent;
  * psnr, ssim, lpips: video-level means against that baseline (psnr "inf" when identical); status: complete|failed.
@@ -35,12 +35,19 @@
  * timing was disturbed. */
 #define SUMMARY_TIMING_MARGIN 0.25
 
-/* A run's sampling time that survives a busy machine. Each step's time is min(wall time, process CPU time): with one
- * thread the CPU time leaves out the time the process waited for a core while other processes ran; with several
- * threads the CPU time exceeds the wall time and the wall time counts. The steps are put in classes of equal work
- * (same FLOPs, same branches computed); each class counts its steps × the median time of one of them, so that a
- * slow stretch (another process, the first calls of a process) moves it little where it moves a sum a lot. NAN for
- * a failed run. */
+/* Robust timing. A step's time is min(wall time, process CPU time): with one thread the CPU time leaves out the time
+ * the process waited for a core while other processes ran; with several threads the CPU time exceeds the wall time
+ * and the wall time counts. Steps of equal work (same FLOPs, same branches computed) form a class, and a step counts
+ * the median time of its class, pooled over every complete run of the same setting (the same spec: the baselines
+ * are one setting): a slow run, a slow stretch or the first calls of a process move a median of many steps little,
+ * where they move a single run's sum a lot. A run's time_s is the sum over its steps. */
+typedef struct {
+    double flops;
+    uint8_t computed[2];
+    double seconds;                 /* min(wall, CPU) */
+} SummaryStep;
+
+/* The same rule over one record's steps alone. NAN for a failed run. */
 double summary_robust_seconds(const RunRecord *r);
 
 typedef struct {
@@ -55,7 +62,9 @@ typedef struct {
     int calls_computed, calls_total;
     double hit_rate;
     double wall_s;                  /* wall-clock seconds of the sampling loop, as measured */
-    double time_s;                  /* summary_robust_seconds: what speed-ups and latencies use */
+    double time_s;                  /* robust time (above): what speed-ups and latencies use */
+    SummaryStep *step_times;        /* owned; n_step_times == 0 for failed runs */
+    int n_step_times;
     double cpu_s, load_avg;         /* process CPU seconds; the higher 1-minute load average (start, end); NAN: unknown */
     double speedup_wall, speedup_flops; /* NAN: NA */
     double psnr, ssim, lpips;           /* NAN: NA; psnr +inf when identical */
@@ -86,6 +95,9 @@ typedef struct {
 /* The sweep folder's path must be shorter than 2048 characters. Reads every runs/<name>.h5 of the sweep folder (not the .tmp files). A folder without runs/ is an error. */
 int summary_load(const char *sweep_dir, Summary *s, Error *err);
 void summary_free(Summary *s);
+/* Sets every complete row's time_s from the step times pooled over its setting (rows sorted, settings contiguous);
+ * summary_load calls it. */
+int summary_pool_times(Summary *s, Error *err);
 /* Writes summary.tsv at path (atomically). */
 int summary_write_tsv(const Summary *s, const char *path, Error *err);
 

@@ -930,6 +930,27 @@ Test(summary, robust_time_ignores_a_slow_stretch) {
     free(r.step);
 }
 
+/* Step times are pooled over the runs of a setting: a run that was slow throughout (another process on its core)
+ * gets the time of its steps' work, not its own clock. */
+Test(summary, slow_run_takes_the_setting_s_step_times) {
+    SummaryStep a[4], b[4];
+    for (int i = 0; i < 4; i++) {
+        int full = i != 2;
+        a[i] = (SummaryStep){full ? 2e9 : 1e7, {(uint8_t)full, (uint8_t)full}, full ? 0.1 : 0.01};
+        b[i] = a[i];
+        b[i].seconds *= 3; /* the slow run */
+    }
+    SummaryRow rows[3] = {0};
+    for (int i = 0; i < 3; i++) snprintf(rows[i].spec, sizeof rows[i].spec, "static:interval=3");
+    rows[0].step_times = a, rows[0].n_step_times = 4;
+    rows[1].step_times = a, rows[1].n_step_times = 4; /* two ordinary runs outvote the slow one */
+    rows[2].step_times = b, rows[2].n_step_times = 4;
+    Summary s = {.rows = rows, .count = 3};
+    Error err = {{0}};
+    cr_assert_eq(summary_pool_times(&s, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 3; i++) cr_expect_float_eq(rows[i].time_s, 3 * 0.1 + 0.01, 1e-12, "row %d: %g", i, rows[i].time_s);
+}
+
 /* Two runs of one pair: the wall-clock speed-up (baseline time / time) and the flag when it departs from the FLOP
  * speed-up by more than SUMMARY_TIMING_MARGIN. */
 Test(summary, wall_speedup_far_from_flops_is_flagged) {
