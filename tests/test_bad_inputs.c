@@ -330,6 +330,43 @@ Test(bad_inputs, misspelt_command_suggests_the_nearest) {
     cr_expect(strstr(out, "did you mean") == NULL, "%s", out);
 }
 
+/* calibrate keeps an existing default coefficient file (a tracked file beside the shipped weights) unless --force,
+ * takes seeds in the sweep's grammar, and its samples file says which branch each sample is from. */
+Test(bad_inputs, calibrate_keeps_the_default_file_and_takes_seed_ranges) {
+    char out[8192], prompts[700], coeffs[700], samples[700];
+    path_in(prompts, sizeof prompts, "p.txt");
+    path_in(coeffs, sizeof coeffs, "c.txt");
+    path_in(samples, sizeof samples, "s.tsv");
+    FILE *f = fopen(prompts, "w");
+    cr_assert_not_null(f);
+    fputs("p0\ta red circle moving right on a black background\n", f);
+    fclose(f);
+    const char *keep[] = {"calibrate", "--prompts", prompts, NULL};
+    expect_result(out, cli(out, sizeof out, keep), 2, "teacache_coeffs_e.txt exists: pass --force to replace it",
+                  NULL);
+    const char *fit[] = {"calibrate", "--weights", "random:1", "--prompts", prompts, "--steps", "4", "--seeds",
+                         "0..2", "--out", coeffs, "--samples", samples, NULL};
+    expect_result(out, cli(out, sizeof out, fit), 0, coeffs, NULL);
+    f = fopen(samples, "r");
+    cr_assert_not_null(f);
+    char line[256];
+    int rows = 0, cond = 0, uncond = 0;
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    cr_expect_str_eq(line, "step\tbranch\tinput_rel_l1\toutput_rel_l1\n");
+    while (fgets(line, sizeof line, f)) {
+        rows++;
+        cond += strstr(line, "\tcond\t") != NULL;
+        uncond += strstr(line, "\tuncond\t") != NULL;
+    }
+    fclose(f);
+    /* 3 seeds x 2 branches x (4 steps - the first call of each branch) samples. */
+    cr_expect_eq(rows, 3 * 2 * 3, "%d samples", rows);
+    cr_expect_eq(cond, uncond, "%d cond, %d uncond", cond, uncond);
+    const char *bad[] = {"calibrate", "--weights", "random:1", "--prompts", prompts, "--seeds", "2..1", "--out",
+                         coeffs, NULL};
+    expect_result(out, cli(out, sizeof out, bad), 2, "invalid value for --seeds", NULL);
+}
+
 /* A second run of the same settings into the same folder would replace a record someone may quote: refused before
  * sampling, the first file unchanged; --force overwrites. */
 Test(bad_inputs, run_refuses_to_overwrite_a_record) {
