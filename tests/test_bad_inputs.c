@@ -526,6 +526,29 @@ Test(bad_inputs, metrics_frame_counts_differ) {
     free(after);
 }
 
+/* A "baseline" of another trajectory (here another prompt) is refused by --store (nothing written) and warned
+ * about by plain metrics. */
+Test(bad_inputs, metrics_store_refuses_a_baseline_of_another_trajectory) {
+    char a[900], b[900], out[8192];
+    make_record(a, sizeof a, "a", "1", "16");
+    const char *other[] = {"run", "--weights", "random:1", "--prompt", "red moving", "--frames", "1", "--height",
+                           "16", "--width", "16", "--steps", "1", "--quiet", "--prompt-id", "b", "--out", out_dir,
+                           NULL};
+    cr_assert_eq(cli(out, sizeof out, other), 0, "%s", out);
+    snprintf(b, sizeof b, "%s/none__b__s0.h5", out_dir);
+    size_t n0, n1;
+    char *before = slurp(b, &n0);
+    const char *store[] = {"metrics", "--store", a, b, NULL};
+    expect_result(out, cli(out, sizeof out, store), 1, "is not a baseline of", "prompt \"red\" vs \"red moving\"",
+                  "nothing stored", NULL);
+    char *after = slurp(b, &n1);
+    cr_expect(n0 == n1 && memcmp(before, after, n0) == 0, "%s changed", b);
+    free(before);
+    free(after);
+    const char *plain[] = {"metrics", a, b, NULL};
+    expect_result(out, cli(out, sizeof out, plain), 0, "warning:", "differ: prompt", "psnr_db", NULL);
+}
+
 Test(bad_inputs, metrics_frame_sizes_differ) {
     char a[900], b[900], out[8192];
     make_record(a, sizeof a, "narrow", "1", "16");
