@@ -1,4 +1,5 @@
 /* cachebench run: one trajectory, one run record. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -142,6 +143,11 @@ int cmd_run(int argc, char **argv) {
     }
     if (optind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
     if (!spec.prompt) return cli_usage_error("run", "--prompt is required");
+    {
+        const char *q = spec.prompt;
+        while (*q && isspace((unsigned char)*q)) q++;
+        if (!*q) return cli_usage_error("run", "--prompt is empty: give the text to generate from");
+    }
     if (!*spec.prompt_id || strchr(spec.prompt_id, '/'))
         return cli_usage_error("run", "invalid --prompt-id '%s': must be non-empty, without '/'", spec.prompt_id);
 

@@ -320,6 +320,17 @@ Test(bad_inputs, unknown_prompt_word_lists_the_vocabulary) {
     expect_no_outputs(out_dir);
 }
 
+Test(bad_inputs, prompt_with_punctuation_or_empty) {
+    char out[8192];
+    const char *args[] = {"run", "--weights", "random:1", "--prompt", "a red circle, moving right.", "--frames", "1",
+                          "--height", "16", "--width", "16", "--steps", "1", "--quiet", "--out", out_dir, NULL};
+    expect_result(out, cli(out, sizeof out, args), 1, "unknown word 'circle,'",
+                  "the vocabulary has no punctuation: write bare words separated by spaces", NULL);
+    args[4] = "  ";
+    expect_result(out, cli(out, sizeof out, args), 2, "--prompt is empty", NULL);
+    expect_no_outputs(out_dir);
+}
+
 Test(bad_inputs, misspelt_command_suggests_the_nearest) {
     char out[8192];
     const char *args[] = {"swep", "--help", NULL};
