@@ -20,6 +20,7 @@ static const Command COMMANDS[] = {
     {"sweep", cmd_sweep, "run a grid of strategies x settings x prompts x seeds (resumable), then summary and plots"},
     {"plot", cmd_plot, "redraw a sweep's summary.tsv, plots and report.md from its run files"},
     {"export", cmd_export, "write the frames of a run record as PNG files"},
+    {"strategies", cmd_strategies, "list every caching strategy with its parameters, ranges and defaults"},
 };
 
 /* Levenshtein distance, for "did you mean": command names are short, so the quadratic table is nothing. */

@@ -200,6 +200,9 @@ static int ec_create(Strategy *s, const StrategyParams *p, const StrategyEnv *en
 STRATEGY_REGISTER(strategy_easycache_info, 30) = {
     .name = "easycache",
     .summary = "reuse the model's last transformation y = x + Δ while the k-predicted output change stays below τ",
+    .params_help = "thresh    tau >= 0: reuse while the accumulated k-predicted change stays below it (default 0.05)\n"
+                   "warmup    steps computed first, >= 0 (default round(0.2 * steps); the official EasyCache4Wan2.1\n"
+                   "          script warms up a fixed 10 steps whatever the step count)",
     .param_names = ec_params,
     .create = ec_create,
 };

@@ -19,6 +19,7 @@ static int none_create(Strategy *s, const StrategyParams *p, const StrategyEnv *
 STRATEGY_REGISTER(strategy_none_info, 0) = {
     .name = "none",
     .summary = "always compute (the full-inference baseline)",
+    .params_help = "(no parameters)",
     .param_names = none_params,
     .create = none_create,
 };

@@ -115,6 +115,7 @@ static int ecsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv 
 STRATEGY_REGISTER(strategy_easycache_svg_info, 50) = {
     .name = "easycache+svg",
     .summary = "EasyCache step reuse with Sparse VideoGen attention on the computed steps",
+    .params_help = "the parameters of easycache and of svg, with their defaults",
     .param_names = ecsvg_params,
     .create = ecsvg_create,
 };
@@ -128,6 +129,7 @@ static int tcsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv 
 STRATEGY_REGISTER(strategy_teacache_svg_info, 60) = {
     .name = "teacache+svg",
     .summary = "TeaCache block-stack reuse with Sparse VideoGen attention on the computed block stacks",
+    .params_help = "the parameters of teacache and of svg, with their defaults",
     .param_names = tcsvg_params,
     .create = tcsvg_create,
 };

@@ -93,6 +93,8 @@ typedef struct {
 typedef struct StrategyInfo {
     const char *name;
     const char *summary;                 /* one line for --help */
+    const char *params_help;             /* one line per parameter: name, range, default (`cachebench strategies`);
+                                          * where a default departs from the official code, say so */
     const char *const *param_names;      /* NULL-terminated list of accepted keys */
     int (*create)(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err);
 } StrategyInfo;

@@ -92,6 +92,10 @@ static int svg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
 STRATEGY_REGISTER(strategy_svg_info, 40) = {
     .name = "svg",
     .summary = "Sparse VideoGen: per-head spatial/temporal block-sparse attention, heads classified online",
+    .params_help = "sparsity      fraction of key blocks left out by a sparse head, 0..1 (default 0.75)\n"
+                   "dense_steps   leading fraction of steps run dense, 0..1 (default 0.2)\n"
+                   "dense_layers  leading fraction of layers run dense, 0..1 (default 0.03)\n"
+                   "rows          query rows sampled to classify a head, >= 1 (default 64)",
     .param_names = svg_params,
     .create = svg_create,
 };

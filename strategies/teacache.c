@@ -311,6 +311,13 @@ static int tea_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
 STRATEGY_REGISTER(strategy_teacache_info, 20) = {
     .name = "teacache",
     .summary = "reuse the block-stack residual while the rescaled change of the timestep modulation stays below δ",
+    .params_help = "thresh    delta >= 0: reuse while the accumulated rescaled signal stays below it (default 0.08;\n"
+                   "          the official TeaCache4Wan2.1 script defaults to 0.2)\n"
+                   "variant   e | e0: signal from the time embedding e or the modulation input e0 (default e)\n"
+                   "warmup    steps computed first, >= 0 (default 1 for e, 5 for e0)\n"
+                   "cutoff    last steps always computed, >= 0 (default 1 for e, 0 for e0)\n"
+                   "coeffs    rescaling polynomial file (default: built in for Wan2.1, else\n"
+                   "          teacache_coeffs_<variant>.txt beside the weights, from `cachebench calibrate`)",
     .param_names = tea_params,
     .create = tea_create,
 };

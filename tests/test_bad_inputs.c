@@ -25,6 +25,7 @@
 #include "models/dit/config.h"
 #include "models/dit/dit.h"
 #include "models/safetensors.h"
+#include "strategies/strategy.h"
 #include "tests/fixtures.h"
 
 static char *dir;      /* per test (Criterion runs each test in its own process) */
@@ -329,6 +330,25 @@ Test(bad_inputs, prompt_with_punctuation_or_empty) {
     args[4] = "  ";
     expect_result(out, cli(out, sizeof out, args), 2, "--prompt is empty", NULL);
     expect_no_outputs(out_dir);
+}
+
+/* `cachebench strategies` documents every registered strategy and every parameter it accepts. */
+Test(bad_inputs, strategies_lists_every_strategy_and_parameter) {
+    static char out[65536];
+    const char *args[] = {"strategies", NULL};
+    expect_result(out, cli(out, sizeof out, args), 0, "official", NULL);
+    for (int i = 0; i < strategy_count(); i++) {
+        const StrategyInfo *info = strategy_at(i);
+        char line[128];
+        snprintf(line, sizeof line, "\n%s\n", info->name);
+        cr_expect(strstr(out, line) || strncmp(out, line + 1, strlen(line + 1)) == 0, "%s missing:\n%s", info->name,
+                  out);
+        cr_expect_not_null(info->params_help, "%s: no params_help", info->name);
+        for (const char *const *k = info->param_names; *k; k++) {
+            snprintf(line, sizeof line, "    %s ", *k);
+            cr_expect(strstr(out, line), "%s: parameter %s undocumented", info->name, *k);
+        }
+    }
 }
 
 Test(bad_inputs, misspelt_command_suggests_the_nearest) {
