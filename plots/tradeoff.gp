@@ -13,9 +13,11 @@ set title "Speed-up vs quality (each point: one setting, mean over prompts and s
 set xlabel xlabel
 set ylabel ylabel
 set grid
-set key outside right top box width 1
-set offsets graph 0.05, graph 0.12, graph 0.08, graph 0.05
+set key outside right top box width 3
+set offsets graph 0.05, graph 0.15, graph 0.08, graph 0.05
+# Labels right of their points on an opaque ground, so that a Pareto line running through them does not hide them.
+set style textbox opaque noborder margins 0.5, 0.5
 if (exists("ymax")) set yrange [*:ymax]
 plot for [i=0:*] data index i using 1:2 with points pt 7 ps 1.4 lc i+1 title columnheader(1), \
      for [i=0:*] front index i using 1:2 with lines lw 2 lc i+1 notitle, \
-     for [i=0:*] data index i using 1:2:3 with labels offset 0,0.9 font ",8" tc lt i+1 notitle
+     for [i=0:*] data index i using 1:2:3 with labels boxed left offset 0.8,0.5 font ",8" tc lt i+1 notitle

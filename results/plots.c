@@ -285,10 +285,11 @@ int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, i
             snprintf(title, sizeof title, "%s   prompt %s, seed %llu%s", r.strategy_spec, r.prompt_id,
                      (unsigned long long)r.seed, r.failed ? " (FAILED)" : "");
             snprintf(steps, sizeof steps, "%d", r.steps);
-            int has_signal = 0, has_acc = 0; /* no empty panels: static has no signal, none nothing */
+            int has_signal = 0, has_acc = 0, has_k = 0; /* no empty panels: static has no signal, none nothing */
             for (int t = 0; t < r.steps; t++)
                 for (int br = 0; br < 2; br++) {
                     has_signal |= isfinite(r.step[t].signal[br]) || isfinite(r.step[t].k[br]);
+                    has_k |= isfinite(r.step[t].k[br]);
                     has_acc |= isfinite(r.step[t].accumulator[br]) || isfinite(r.step[t].threshold[br]);
                 }
             rc = write_steps(dat, &r, err);
@@ -297,8 +298,8 @@ int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, i
             vars[0] = '\0';
             plots_var(vars, sizeof vars, "data", dat);
             plots_var(vars, sizeof vars, "title", title);
-            snprintf(vars + strlen(vars), sizeof vars - strlen(vars), "; steps=%s; has_signal=%d; has_acc=%d", steps,
-                     has_signal, has_acc);
+            snprintf(vars + strlen(vars), sizeof vars - strlen(vars), "; steps=%s; has_signal=%d; has_acc=%d; has_k=%d",
+                     steps, has_signal, has_acc, has_k);
             if (plots_gnuplot(templates_dir, "steps.gp", vars, png, err)) return -1;
             (*drawn)++;
         }

@@ -514,7 +514,7 @@ int summary_best(const Summary *s, const SummaryGroup *g, int ng, double min_spe
 
 /* plots/strip.png: the report prompt's baseline (top row) and each strategy's best run below it. */
 static int write_strip(const char *sweep_dir, const Summary *s, const StrategyBest *b, int nb, int report_row,
-                       int *rows_drawn, Error *err) {
+                       const char *templates_dir, int *rows_drawn, Error *err) {
     *rows_drawn = 0;
     if (report_row < 0) return 0;
     RunRecord *recs = calloc((size_t)nb + 1, sizeof *recs);
@@ -540,15 +540,45 @@ static int write_strip(const char *sweep_dir, const Summary *s, const StrategyBe
         n++;
     }
     if (!rc && n) {
-        Image img;
+        Image img = {0};
         int scale = recs[0].height < 128 ? 2 : 1; /* 64-pixel frames are hard to judge at their own size */
-        char path[PATH_MAX];
+        char path[PATH_MAX], frames_path[PATH_MAX];
         snprintf(path, sizeof path, "%s/plots/strip.png", sweep_dir);
+        snprintf(frames_path, sizeof frames_path, "%s/plots/strip_frames.png", sweep_dir);
         rc = strip_compose(videos, n, recs[0].frames, recs[0].height, recs[0].width, scale, 4, &img, err);
+        if (!rc) rc = image_write_png(frames_path, img.rgb, img.height, img.width, err);
         if (!rc) {
-            rc = image_write_png(path, img.rgb, img.height, img.width, err);
-            image_free(&img);
+            /* Row labels by gnuplot; without it (or when it fails) the unlabelled frames are the strip. */
+            char labels[4096] = "(", vars[8192] = "", num[96];
+            size_t longest = 0;
+            for (int k = -1, row = 0; k < nb; k++) {
+                int r = k < 0 ? report_row : b[k].best_row;
+                if (r < 0) continue;
+                size_t used = strlen(labels);
+                double centre = (row + 0.5) * (scale * recs[0].height + 4) - 2;
+                char name[256];
+                snprintf(name, sizeof name, "%s", k < 0 ? "full inference" : s->rows[r].spec);
+                char *c = strstr(name, ",coeffs="); /* a file path: long, and in the report's caption anyway */
+                if (c) {
+                    char *next = strchr(c + 1, ',');
+                    memmove(c, next ? next : c + strlen(c), strlen(next ? next : c + strlen(c)) + 1);
+                }
+                snprintf(labels + used, sizeof labels - used, "%s\"%s\" %.1f", row ? ", " : "", name, centre);
+                if (strlen(name) > longest) longest = strlen(name);
+                row++;
+            }
+            strncat(labels, ")", sizeof labels - strlen(labels) - 1);
+            plots_var(vars, sizeof vars, "img", frames_path);
+            plots_var(vars, sizeof vars, "labels", labels);
+            snprintf(num, sizeof num, "; w=%d; h=%d; rows=%d; left=%d", img.width, img.height, n,
+                     30 + 9 * (int)longest); /* about 8 pixels a character at 11 points, and room */
+            strncat(vars, num, sizeof vars - strlen(vars) - 1);
+            Error gp_err = {{0}};
+            if (plots_gnuplot(templates_dir, "strip.gp", vars, path, &gp_err)) rc = image_write_png(path, img.rgb,
+                                                                                                   img.height,
+                                                                                                   img.width, err);
         }
+        if (img.rgb) image_free(&img);
         if (!rc) *rows_drawn = n;
     }
 done:
@@ -755,7 +785,7 @@ int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult
         ng = kept;
     }
     if (summary_best(&s, g, ng, min_speedup, &b, &nb, &report_row, err)) goto done;
-    if (write_strip(sweep_dir, &s, b, nb, report_row, &strip_rows, err)) goto done;
+    if (write_strip(sweep_dir, &s, b, nb, report_row, templates, &strip_rows, err)) goto done;
     res->plots += strip_rows > 0;
     /* The report is written even when gnuplot fails, then the plotting error is returned. */
     Error plot_err = {{0}};

@@ -764,6 +764,17 @@ Test(sweep, summary_report_plots_and_export, .timeout = 60) {
     image_free(&strip);
     record_free(&r);
 
+    /* The strip: the composed frames, and beside them the row labels (setting names) in strip.png. */
+    Image frames_img, labelled;
+    snprintf(path, sizeof path, "%s/plots/strip_frames.png", out);
+    cr_assert_eq(image_read_png(path, &frames_img, &err), 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/plots/strip.png", out);
+    cr_assert_eq(image_read_png(path, &labelled, &err), 0, "%s", err.msg);
+    cr_expect_gt(labelled.width, frames_img.width + 100, "labels left of the frames: %d vs %d", labelled.width,
+                 frames_img.width);
+    image_free(&frames_img);
+    image_free(&labelled);
+
     /* Trade-off data: FLOP speed-up on x by default, the wall-clock one with --x wall. */
     snprintf(path, sizeof path, "%s/plots/tradeoff_psnr.dat", out);
     char *dat = read_file(path);
