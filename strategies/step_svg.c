@@ -107,7 +107,8 @@ static int compose_create(Strategy *s, const StrategyParams *p, const StrategyEn
     return 0;
 }
 
-static const char *const ecsvg_params[] = {"thresh", "warmup", "sparsity", "dense_steps", "dense_layers", "rows", NULL};
+static const char *const ecsvg_params[] = {"thresh", "warmup", "defaults", "sparsity", "dense_steps", "dense_layers",
+                                           "rows", NULL};
 static int ecsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     return compose_create(s, p, env, &strategy_easycache_info, err);
 }
@@ -120,7 +121,7 @@ STRATEGY_REGISTER(strategy_easycache_svg_info, 50) = {
     .create = ecsvg_create,
 };
 
-static const char *const tcsvg_params[] = {"thresh", "variant", "warmup", "cutoff", "coeffs", "sparsity",
+static const char *const tcsvg_params[] = {"thresh", "variant", "warmup", "cutoff", "coeffs", "defaults", "sparsity",
                                            "dense_steps", "dense_layers", "rows", NULL};
 static int tcsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     return compose_create(s, p, env, &strategy_teacache_info, err);

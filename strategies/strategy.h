@@ -109,6 +109,9 @@ int strategy_parse_spec(const char *spec, StrategyParams *out, Error *err);
 int strategy_param_double(const StrategyParams *p, const char *key, double def, double lo, double hi, double *out,
                           Error *err);
 int strategy_param_int(const StrategyParams *p, const char *key, int def, int lo, int hi, int *out, Error *err);
+/* The "defaults" parameter: ours (absent) or official (the official script's defaults, where they differ: the
+ * strategy says which). The canonical spec does not carry it: it carries the values it selected. */
+int strategy_param_defaults(const StrategyParams *p, int *official, Error *err);
 /* NULL when absent. */
 const char *strategy_param_text(const StrategyParams *p, const char *key);
 /* For creates writing s->spec: the shortest decimal text that reads back as exactly v ("0.05", not

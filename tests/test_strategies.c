@@ -268,9 +268,32 @@ Test(strategies, create_rejects_unknown_names_and_keys) {
     snprintf(want, sizeof want, "unknown strategy \"foo\" (valid: %s)", names);
     create_fails("foo:thresh=1", &env, want);
     create_fails("teacache:tresh=0.1", &env,
-                 "teacache: unknown parameter \"tresh\" (valid: thresh, variant, warmup, cutoff, coeffs)");
-    create_fails("easycache:warmup=3,interval=2", &env, "easycache: unknown parameter \"interval\" (valid: thresh, warmup)");
+                 "teacache: unknown parameter \"tresh\" (valid: thresh, variant, warmup, cutoff, coeffs, defaults)");
+    create_fails("easycache:warmup=3,interval=2", &env, "easycache: unknown parameter \"interval\" (valid: thresh, warmup, defaults)");
     create_fails("none:thresh=0", &env, "none takes no parameters");
+}
+
+/* defaults=official selects the official scripts' defaults where ours differ; the canonical spec carries the values. */
+Test(strategies, official_defaults) {
+    StrategyEnv env = env_for(50, "wan2.1-t2v-1.3b", NULL);
+    Strategy s;
+    create_ok(&s, "easycache", &env);
+    cr_expect_str_eq(s.spec, "easycache:thresh=0.05,warmup=10"); /* round(0.2 * 50) */
+    strategy_destroy(&s);
+    StrategyEnv env30 = env_for(30, "wan2.1-t2v-1.3b", NULL);
+    create_ok(&s, "easycache", &env30);
+    cr_expect_str_eq(s.spec, "easycache:thresh=0.05,warmup=6");
+    strategy_destroy(&s);
+    create_ok(&s, "easycache:defaults=official", &env30);
+    cr_expect_str_eq(s.spec, "easycache:thresh=0.05,warmup=10", "the official script: 10 whatever the steps");
+    strategy_destroy(&s);
+    create_ok(&s, "teacache:defaults=official", &env);
+    cr_expect_str_eq(s.spec, "teacache:thresh=0.2,variant=e,warmup=1,cutoff=1");
+    strategy_destroy(&s);
+    create_ok(&s, "teacache:defaults=ours,thresh=0.1", &env);
+    cr_expect_str_eq(s.spec, "teacache:thresh=0.1,variant=e,warmup=1,cutoff=1");
+    strategy_destroy(&s);
+    create_fails("easycache:defaults=paper", &env, "easycache: defaults must be ours or official, got paper");
 }
 
 Test(strategies, create_rejects_bad_numbers_with_clear_messages) {
