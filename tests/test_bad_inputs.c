@@ -686,7 +686,7 @@ Test(bad_inputs, unknown_strategy) {
 
 Test(bad_inputs, unknown_strategy_key) {
     expect_usage_error("--strategy", "easycache:treshold=0.1",
-                       "easycache: unknown parameter \"treshold\" (valid: thresh, warmup)");
+                       "easycache: unknown parameter \"treshold\" (valid: thresh, warmup, defaults)");
 }
 
 Test(bad_inputs, strategy_value_out_of_range) {
