@@ -139,45 +139,41 @@ static int attr_f64(hid_t obj, const char *name, double v, Error *err) {
     return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
 }
 
-/* A coordinate: int32 0..n-1 made a dimension scale named after itself. h5netcdf treats it as both the dimension
- * and its coordinate variable. */
-static int write_scale(hid_t g, const char *name, hsize_t n, Error *err) {
-    int32_t *v = malloc((n ? n : 1) * sizeof *v);
-    if (!v) return error_set(err, "out of memory");
-    for (hsize_t i = 0; i < n; i++) v[i] = (int32_t)i;
+/* Writes data[n] (file type ftype, memory type mtype) as a dataset made a dimension scale named after itself.
+ * h5netcdf treats it as both the dimension and its coordinate variable. */
+static int write_scale_data(hid_t g, const char *name, hid_t ftype, hid_t mtype, hsize_t n, const void *data,
+                            Error *err) {
     hid_t space = H5Screate_simple(1, &n, NULL);
-    hid_t d = H5Dcreate2(g, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (d >= 0 && H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0 &&
-              H5DSset_scale(d, name) >= 0)
+    hid_t d = H5Dcreate2(g, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (d >= 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0 && H5DSset_scale(d, name) >= 0)
                  ? 0
                  : -1;
     char dd[256] = "", o[256];
     if (rc) h5_detail(dd);
     if (d >= 0) H5Dclose(d);
     H5Sclose(space);
-    free(v);
     if (rc) return error_set(err, "cannot write dimension scale %s/%s (HDF5: %s)", obj_name(g, o), name, dd);
     return 0;
 }
 
-/* A coordinate of names (variable-length UTF-8 strings) made a dimension scale, so that xarray selects by name:
- * ds.sel(branch="cond"). */
+/* A coordinate: int32 0..n-1. */
+static int write_scale(hid_t g, const char *name, hsize_t n, Error *err) {
+    int32_t *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return error_set(err, "out of memory");
+    for (hsize_t i = 0; i < n; i++) v[i] = (int32_t)i;
+    int rc = write_scale_data(g, name, H5T_STD_I32LE, H5T_NATIVE_INT32, n, v, err);
+    free(v);
+    return rc;
+}
+
+/* A coordinate of names (variable-length UTF-8 strings), so that xarray selects by name: ds.sel(branch="cond"). */
 static int write_name_scale(hid_t g, const char *name, const char *const *names, hsize_t n, Error *err) {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t space = H5Screate_simple(1, &n, NULL);
-    hid_t d = H5Dcreate2(g, name, t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (d >= 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, names) >= 0 && H5DSset_scale(d, name) >= 0)
-                 ? 0
-                 : -1;
-    char dd[256] = "", o[256];
-    if (rc) h5_detail(dd);
-    if (d >= 0) H5Dclose(d);
-    H5Sclose(space);
+    int rc = write_scale_data(g, name, t, t, n, names, err);
     H5Tclose(t);
-    if (rc) return error_set(err, "cannot write dimension scale %s/%s (HDF5: %s)", obj_name(g, o), name, dd);
-    return 0;
+    return rc;
 }
 
 /* Writes a variable and attaches (and labels) the dimension scales dims[i], which must already exist in g.
