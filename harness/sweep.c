@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <libgen.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -229,6 +230,7 @@ int sweep_config_add_template(SweepConfig *c, const char *tmpl, Error *err) {
  * stops at its first complaint (the returned line is then the line of that key). */
 typedef struct {
     SweepConfig *cfg;
+    char dir[1024];             /* the INI file's folder: relative paths in it are relative to it */
     char msg[900];
     int failed;
     char seen[16][16];          /* [sweep] keys given, to reject repeats */
@@ -292,8 +294,12 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
     for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++) {
         if (strcmp(name, text_keys[i].key) != 0) continue;
         if (!*value) return ini_fail(st, "[sweep] key '%s' has no value", name);
-        if (strlen(value) >= text_keys[i].cap) return ini_fail(st, "[sweep] value of '%s' too long", name);
-        snprintf(text_keys[i].dst, text_keys[i].cap, "%s", value);
+        const int is_path = (strcmp(name, "weights") == 0 && strncmp(value, "random", 6) != 0) ||
+                            strcmp(name, "out") == 0 || strcmp(name, "prompts") == 0 || strcmp(name, "contexts") == 0;
+        int w = is_path && value[0] != '/' && strcmp(st->dir, ".") != 0
+                    ? snprintf(text_keys[i].dst, text_keys[i].cap, "%s/%s", st->dir, value)
+                    : snprintf(text_keys[i].dst, text_keys[i].cap, "%s", value);
+        if (w < 0 || (size_t)w >= text_keys[i].cap) return ini_fail(st, "[sweep] value of '%s' too long", name);
         return 1;
     }
     if (strcmp(name, "steps") == 0) {
@@ -443,6 +449,9 @@ int sweep_config_read_ini(SweepConfig *c, const char *path, Error *err) {
     }
     *tmp = *c;
     st->cfg = tmp;
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", path);
+    snprintf(st->dir, sizeof st->dir, "%s", dirname(copy));
     int rc = 0;
     if (ini_pass(path, ini_sweep_handler, st, &line, err)) {
         rc = -1;

@@ -19,7 +19,8 @@
  * strategy), whose keys are the strategy's parameters and whose values are lists/ranges as above; spaces around
  * '|' are allowed there. Such a section is the template NAME:key=value,... in the order of the keys. A section
  * needs at least one key (inih does not report empty sections): `enabled = yes` runs the strategy at its
- * defaults, `enabled = no` leaves the section out. Paths are relative to the current directory, like flags.
+ * defaults, `enabled = no` leaves the section out. Relative paths in [sweep] (prompts, weights, contexts, out) are
+ * relative to the INI file's folder, so a config works from any current directory; flags stay relative to it.
  * Unknown sections and keys, repeated keys, bad values and lines over 198 characters are errors naming the file
  * and line.
  *

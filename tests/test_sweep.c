@@ -1040,3 +1040,25 @@ Test(sweep, resume_lists_stale_runs_and_reruns_them, .timeout = 90) {
     cr_expect(strstr(log, "--rerun takes stale, all or a strategy") != NULL, "%s", log);
     fixture_rmdir(dir);
 }
+
+/* Relative paths in an INI file are relative to the file's folder (not to where the command runs); "random" weights
+ * and absolute paths stay as written. */
+Test(sweep, ini_paths_are_relative_to_the_file) {
+    char *dir = fixture_tmpdir();
+    char ini[600], want[700];
+    snprintf(ini, sizeof ini, "%s/grid.ini", dir);
+    write_file(ini, "[sweep]\nprompts = sets/p.txt\nout = ../elsewhere/out\nweights = random:1\n"
+                    "contexts = /abs/c.safetensors\n");
+    SweepConfig *c = calloc(1, sizeof *c);
+    Error err = {{0}};
+    sweep_config_init(c);
+    cr_assert_eq(sweep_config_read_ini(c, ini, &err), 0, "%s", err.msg);
+    snprintf(want, sizeof want, "%s/sets/p.txt", dir);
+    cr_expect_str_eq(c->prompts, want);
+    snprintf(want, sizeof want, "%s/../elsewhere/out", dir);
+    cr_expect_str_eq(c->out, want);
+    cr_expect_str_eq(c->weights, "random:1");
+    cr_expect_str_eq(c->contexts, "/abs/c.safetensors");
+    free(c);
+    fixture_rmdir(dir);
+}
