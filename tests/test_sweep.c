@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness/experiment.h"
 #include "harness/sweep.h"
 #include "metrics/image.h"
 #include "metrics/metrics.h"
@@ -1060,5 +1061,28 @@ Test(sweep, ini_paths_are_relative_to_the_file) {
     cr_expect_str_eq(c->weights, "random:1");
     cr_expect_str_eq(c->contexts, "/abs/c.safetensors");
     free(c);
+    fixture_rmdir(dir);
+}
+
+/* TeaCache run ids name the coefficient file by content: two paths to one file give one id, another file another. */
+Test(sweep, run_id_names_coefficient_files_by_content) {
+    char *dir = fixture_tmpdir();
+    char a[600], b[600], via[700], spec[1024], id1[1024], id2[1024], id3[1024];
+    snprintf(a, sizeof a, "%s/c.txt", dir);
+    snprintf(b, sizeof b, "%s/d.txt", dir);
+    write_file(a, "1 2 3 4 5\n");
+    write_file(b, "1 2 3 4 6\n");
+    snprintf(via, sizeof via, "%s/../%s/c.txt", dir, strrchr(dir, '/') + 1);
+    snprintf(spec, sizeof spec, "teacache:thresh=0.1,variant=e,warmup=1,cutoff=1,coeffs=%s", a);
+    experiment_run_id(spec, "p0", 0, id1, sizeof id1);
+    snprintf(spec, sizeof spec, "teacache:thresh=0.1,variant=e,warmup=1,cutoff=1,coeffs=%s", via);
+    experiment_run_id(spec, "p0", 0, id2, sizeof id2);
+    snprintf(spec, sizeof spec, "teacache+svg:thresh=0.1,coeffs=%s,rows=16", b);
+    experiment_run_id(spec, "p0", 0, id3, sizeof id3);
+    cr_expect_str_eq(id1, id2);
+    cr_expect(strstr(id1, "coeffs-") && !strchr(id1, '/') && strlen(strstr(id1, "coeffs-")) == 7 + 12 + 8,
+              "%s", id1);
+    cr_expect(strstr(id3, "_rows-16__p0__s0") != NULL, "the parameters after coeffs stay: %s", id3);
+    cr_expect(strncmp(strstr(id1, "coeffs-"), strstr(id3, "coeffs-"), 19) != 0, "%s vs %s", id1, id3);
     fixture_rmdir(dir);
 }
