@@ -39,9 +39,12 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* A step's time: min(wall, CPU) (rule: summary.h). */
-static double step_time(const StepRecord *st) {
-    return isnan(st->cpu_seconds) || st->cpu_seconds > st->wall_seconds ? st->wall_seconds : st->cpu_seconds;
+/* A step's time: min(wall, CPU) on the CPU backend, the wall time on others, where the host thread's CPU time says
+ * nothing about the device's work (rule: summary.h). */
+static double step_time(const RunRecord *r, const StepRecord *st) {
+    if (strcmp(r->backend, "cpu") != 0 || isnan(st->cpu_seconds) || st->cpu_seconds > st->wall_seconds)
+        return st->wall_seconds;
+    return st->cpu_seconds;
 }
 
 static int same_work(const SummaryStep *a, const SummaryStep *b) {
@@ -107,7 +110,7 @@ double summary_robust_seconds(const RunRecord *r) {
     if (!row.step_times) return NAN;
     for (int i = 0; i < r->steps; i++)
         row.step_times[i] = (SummaryStep){r->step[i].flops, {r->step[i].computed[0], r->step[i].computed[1]},
-                                     step_time(&r->step[i])};
+                                     step_time(r, &r->step[i])};
     Error err = {{0}};
     double t = pool_times(&row, 1, &err) ? NAN : row.time_s;
     free(row.step_times);
@@ -188,7 +191,7 @@ static int add_row(Summary *s, const char *path, const char *name, const RunReco
         row->n_step_times = r->steps;
         for (int i = 0; i < r->steps; i++)
             row->step_times[i] = (SummaryStep){r->step[i].flops, {r->step[i].computed[0], r->step[i].computed[1]},
-                                          step_time(&r->step[i])};
+                                          step_time(r, &r->step[i])};
     }
     row->cpu_s = r->cpu_seconds;
     row->load_avg = isnan(r->load_average_end) || r->load_average_start > r->load_average_end ? r->load_average_start

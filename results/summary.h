@@ -35,9 +35,10 @@
  * timing was disturbed. */
 #define SUMMARY_TIMING_MARGIN 0.25
 
-/* Robust timing. A step's time is min(wall time, process CPU time): with one thread the CPU time leaves out the time
- * the process waited for a core while other processes ran; with several threads the CPU time exceeds the wall time
- * and the wall time counts. Steps of equal work (same FLOPs, same branches computed) form a class, and a step counts
+/* Robust timing. A step's time is min(wall time, process CPU time) on the CPU backend: with one thread the CPU time
+ * leaves out the time the process waited for a core while other processes ran; with several threads the CPU time
+ * exceeds the wall time and the wall time counts. On other backends (CUDA) it is the wall time: the host's CPU time
+ * says nothing about the device's work. Steps of equal work (same FLOPs, same branches computed) form a class, and a step counts
  * the median time of its class, pooled over every complete run of the same setting (the same spec: the baselines
  * are one setting): a slow run, a slow stretch or the first calls of a process move a median of many steps little,
  * where they move a single run's sum a lot. A run's time_s is the sum over its steps. */

@@ -916,6 +916,7 @@ Test(summary, robust_time_ignores_a_slow_stretch) {
     RunRecord r = {0};
     r.steps = 10;
     r.guidance = 5.0f;
+    snprintf(r.backend, sizeof r.backend, "cpu");
     r.step = calloc((size_t)r.steps, sizeof *r.step);
     for (int i = 0; i < r.steps; i++) {
         int full = i < 4 || i % 2 == 0; /* 0,1,2,3,4,6,8 full: 7 full steps, 3 cheap */
@@ -931,6 +932,10 @@ Test(summary, robust_time_ignores_a_slow_stretch) {
     for (int i = 0; i < r.steps; i++) r.step[i].cpu_seconds = r.step[i].wall_seconds;
     r.step[1].wall_seconds = r.step[2].wall_seconds = r.step[3].wall_seconds = r.step[6].wall_seconds = 0.5;
     cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.1 + 3 * 0.01, 1e-12);
+    /* On the GPU the host's CPU time says nothing: the wall time counts (four full steps at 0.5 s now). */
+    snprintf(r.backend, sizeof r.backend, "cuda");
+    cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.5 + 3 * 0.01, 1e-12);
+    snprintf(r.backend, sizeof r.backend, "cpu");
     /* Several threads: CPU time above the wall time, the wall time counts. */
     for (int i = 0; i < r.steps; i++) {
         r.step[i].wall_seconds = r.step[i].flops > 1e9 ? 0.1 : 0.01;
