@@ -23,6 +23,8 @@ speedups() { # summary.tsv -> "spec speedup" per setting (ratio of mean robust t
               for (s in sb) printf "%s %.4f\n", s, sb[s] / st[s] }' "$1" | sort
 }
 
+loader=
+trap '[ -n "$loader" ] && kill "$loader" 2>/dev/null' EXIT INT TERM # never leave the busy loop behind
 for run in idle load1 load2; do
     loader=
     if [ "$run" != idle ]; then
@@ -32,6 +34,7 @@ for run in idle load1 load2; do
     echo "== $run: load average $(cut -d' ' -f1 /proc/loadavg), OMP_NUM_THREADS=$OMP_NUM_THREADS"
     "$BIN" sweep --config "$INI" --out "$OUT/$run" --quiet > "$OUT/$run.log" 2>&1 || { cat "$OUT/$run.log"; exit 1; }
     [ -n "$loader" ] && kill "$loader"
+    loader=
     speedups "$OUT/$run/summary.tsv" > "$OUT/$run.speedups"
 done
 
