@@ -114,6 +114,8 @@ static const char *const mycache_params[] = {"thresh", "warmup", NULL};
 static const StrategyInfo mycache_info = {
     .name = "mycache",
     .summary = "reuse the last transformation while the input changes little (plug-in)",
+    .params_help = "thresh  accumulated relative input change that forces a compute, >= 0 (default 0.1)\n"
+                   "warmup  leading steps always computed, >= 0 (default 2)",
     .param_names = mycache_params,
     .create = mycache_create,
 };

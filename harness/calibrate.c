@@ -15,7 +15,7 @@ typedef struct {
     const VecOps *ops;
 } Observer;
 
-static int append(CalibrationSamples *s, double x, double y, int step) {
+static int append(CalibrationSamples *s, double x, double y, int step, int branch) {
     if (s->count == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 256;
         double *in = realloc(s->input, cap * sizeof *in);
@@ -27,9 +27,12 @@ static int append(CalibrationSamples *s, double x, double y, int step) {
         int *st = realloc(s->step, cap * sizeof *st);
         if (!st) return -1;
         s->step = st;
+        int *br = realloc(s->branch, cap * sizeof *br);
+        if (!br) return -1;
+        s->branch = br;
         s->cap = cap;
     }
-    s->input[s->count] = x, s->output[s->count] = y, s->step[s->count] = step;
+    s->input[s->count] = x, s->output[s->count] = y, s->step[s->count] = step, s->branch[s->count] = branch;
     s->count++;
     return 0;
 }
@@ -67,7 +70,7 @@ static void observe_output(Strategy *s, const StepInfo *st, const float *x, cons
         double denom = o->ops->mean_abs(o->ops->ctx, o->y_prev[b], n);
         if (denom > 0) {
             double rel = o->ops->mean_abs_diff(o->ops->ctx, y, o->y_prev[b], n) / denom;
-            append(o->samples, o->pending_input[b], rel, st->step);
+            append(o->samples, o->pending_input[b], rel, st->step, b);
         }
     }
     o->ops->copy(o->ops->ctx, o->y_prev[b], y, n);
@@ -106,6 +109,7 @@ void calibration_samples_free(CalibrationSamples *s) {
     free(s->input);
     free(s->output);
     free(s->step);
+    free(s->branch);
     memset(s, 0, sizeof *s);
 }
 

@@ -13,6 +13,7 @@
 typedef struct {
     double *input, *output;     /* [count] samples: signal and model-output rel-L1 */
     int *step;                  /* [count] sampling step of each sample */
+    int *branch;                /* [count] BRANCH_COND or BRANCH_UNCOND */
     size_t count, cap;
 } CalibrationSamples;
 

@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "datasets/prompts.h"
 #include "harness/calibrate.h"
 #include "harness/cli.h"
 #include "harness/experiment.h"
 #include "harness/solvers/solver.h"
+#include "harness/sweep.h"
 #include "strategies/teacache.h"
 
 static void calibrate_usage(FILE *out) {
@@ -24,12 +26,14 @@ static void calibrate_usage(FILE *out) {
             "  --model NAME       built-in model config (default: the checkpoint's own; tiny for random weights)\n"
             "  --weights PATH     model folder or safetensors file (default: the embedded tiny model)\n"
             "  --variant e|e0     signal: time embedding e (default) or time projection e0 (retention steps)\n"
-            "  --seeds LIST       comma-separated seeds (default 0)\n"
+            "  --seeds LIST       seeds as in sweep: \"0,1,2\", ranges \"0..4\", or both (default 0)\n"
             "  --steps N          sampling steps (default: the config's)\n"
             "  --solver NAME      sampler: %s (default: the config's; calibrate with\n"
             "                     the solver the strategy will run under: it sets the timesteps the model sees)\n"
             "  --out FILE         coefficient file (default: teacache_coeffs_<variant>.txt beside the weights,\n"
-            "                     where the teacache strategy looks for it)\n"
+            "                     where the teacache strategy looks for it; an existing default file is kept\n"
+            "                     unless --force)\n"
+            "  --force            overwrite the default coefficient file when it exists\n"
             "  --samples FILE     also write the (step, input, output) samples as TSV\n"
             "  --backend cpu|cuda (default cpu)\n"
             "  --contexts FILE    prompt contexts, as for run and sweep (Wan models: this or --random-context)\n"
@@ -41,7 +45,7 @@ static void calibrate_usage(FILE *out) {
 
 int cmd_calibrate(int argc, char **argv) {
     enum { OPT_PROMPTS = 1000, OPT_MODEL, OPT_WEIGHTS, OPT_VARIANT, OPT_SEEDS, OPT_STEPS, OPT_OUT, OPT_SAMPLES,
-           OPT_BACKEND, OPT_SOLVER, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT };
+           OPT_BACKEND, OPT_SOLVER, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT, OPT_FORCE };
     static const struct option options[] = {
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"model", required_argument, 0, OPT_MODEL},
         {"weights", required_argument, 0, OPT_WEIGHTS}, {"variant", required_argument, 0, OPT_VARIANT},
@@ -51,7 +55,9 @@ int cmd_calibrate(int argc, char **argv) {
         {"solver", required_argument, 0, OPT_SOLVER},
         {"contexts", required_argument, 0, OPT_CONTEXTS}, {"negative-id", required_argument, 0, OPT_NEGATIVE_ID},
         {"random-context", no_argument, 0, OPT_RANDOM_CONTEXT},
+        {"force", no_argument, 0, OPT_FORCE},
         {0, 0, 0, 0}};
+    int force = 0;
     const char *prompts_path = NULL, *model = NULL, *weights = NULL, *out = NULL, *samples_path = NULL;
     const char *backend = "cpu", *seeds_text = "0", *contexts_path = NULL, *negative_id = NULL;
     const SolverKind *solver = NULL; /* the config's */
@@ -88,6 +94,7 @@ int cmd_calibrate(int argc, char **argv) {
         case OPT_CONTEXTS: contexts_path = optarg; break;
         case OPT_NEGATIVE_ID: negative_id = optarg; break;
         case OPT_RANDOM_CONTEXT: random_context = 1; break;
+        case OPT_FORCE: force = 1; break;
         case OPT_HELP: calibrate_usage(stdout); return 0;
         default: return cli_usage_error("calibrate", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -95,16 +102,13 @@ int cmd_calibrate(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("calibrate", "unexpected argument '%s'", argv[optind]);
     if (!prompts_path) return cli_usage_error("calibrate", "--prompts is required");
 
-    /* Seeds: strict comma-separated list. */
-    long seeds[64];
+    /* Seeds: the sweep's grammar (lists and ranges). */
+    uint64_t seeds[64];
     int num_seeds = 0;
     {
-        char buf[1024];
-        snprintf(buf, sizeof buf, "%s", seeds_text);
-        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (num_seeds == 64) return cli_usage_error("calibrate", "at most 64 seeds");
-            if (cli_parse_int("calibrate", "--seeds", tok, 0, 0x7fffffffffffffffL, &seeds[num_seeds++])) return 2;
-        }
+        Error serr = {{0}};
+        if (sweep_parse_seeds(seeds_text, seeds, 64, &num_seeds, &serr))
+            return cli_usage_error("calibrate", "invalid value for --seeds: %s", serr.msg);
         if (num_seeds == 0) return cli_usage_error("calibrate", "--seeds is empty");
     }
 
@@ -123,6 +127,10 @@ int cmd_calibrate(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%s", weights);
         snprintf(default_out, sizeof default_out, "%s/teacache_coeffs_%s.txt", dirname(dir), use_e0 ? "e0" : "e");
         out = default_out;
+        /* The default file sits beside the weights, often a tracked file of the repository: never replaced silently. */
+        if (!force && access(out, F_OK) == 0)
+            return cli_usage_error("calibrate", "%s exists: pass --force to replace it, or --out FILE to write elsewhere",
+                                   out);
     }
 
     Error err = {{0}};
@@ -156,7 +164,7 @@ int cmd_calibrate(int argc, char **argv) {
             ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = prompts.items[p].id,
                                    .prompt = prompts.items[p].text, .negative_prompt = "",
                                    .negative_id = negative_id, .random_context = random_context,
-                                   .seed = (uint64_t)seeds[s], .steps = (int)steps, .solver = solver,
+                                   .seed = seeds[s], .steps = (int)steps, .solver = solver,
                                    .show_progress = 1};
             StrategyEnv env;
             Strategy observer;
@@ -170,7 +178,8 @@ int cmd_calibrate(int argc, char **argv) {
             int failed = rec.failed;
             record_free(&rec);
             if (failed) {
-                error_set(&err, "prompt %s seed %ld: model output turned non-finite", prompts.items[p].id, seeds[s]);
+                error_set(&err, "prompt %s seed %llu: model output turned non-finite", prompts.items[p].id,
+                          (unsigned long long)seeds[s]);
                 goto fail;
             }
             fprintf(stderr, "calibrate: %d/%d trajectories, %zu samples\n", ++done, total, samples.count);
@@ -190,9 +199,10 @@ int cmd_calibrate(int argc, char **argv) {
             error_set(&err, "%s: cannot write samples", samples_path);
             goto fail;
         }
-        fprintf(f, "step\tinput_rel_l1\toutput_rel_l1\n");
+        fprintf(f, "step\tbranch\tinput_rel_l1\toutput_rel_l1\n");
         for (size_t i = 0; i < samples.count; i++)
-            fprintf(f, "%d\t%.9g\t%.9g\n", samples.step[i], samples.input[i], samples.output[i]);
+            fprintf(f, "%d\t%s\t%.9g\t%.9g\n", samples.step[i], samples.branch[i] == BRANCH_UNCOND ? "uncond" : "cond",
+                    samples.input[i], samples.output[i]);
         if (fclose(f)) {
             error_set(&err, "%s: write error", samples_path);
             goto fail;

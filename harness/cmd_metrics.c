@@ -70,6 +70,28 @@ static void input_free(Input *in) {
     image_free(&in->image);
 }
 
+/* 1 when b runs a's trajectory (model, weights, prompt, seed, steps, solver, size), else 0 with what differs. */
+static int same_trajectory(const RunRecord *a, const RunRecord *b, char *why, size_t cap) {
+    if (strcmp(a->model, b->model))
+        snprintf(why, cap, "model %s vs %s", a->model, b->model);
+    else if (strcmp(a->weights_sha256, b->weights_sha256))
+        snprintf(why, cap, "weights sha256 %.12s vs %.12s", a->weights_sha256, b->weights_sha256);
+    else if (strcmp(a->prompt, b->prompt))
+        snprintf(why, cap, "prompt \"%.200s\" vs \"%.200s\"", a->prompt, b->prompt);
+    else if (a->seed != b->seed)
+        snprintf(why, cap, "seed %llu vs %llu", (unsigned long long)a->seed, (unsigned long long)b->seed);
+    else if (a->steps != b->steps)
+        snprintf(why, cap, "steps %d vs %d", a->steps, b->steps);
+    else if (strcmp(a->solver, b->solver))
+        snprintf(why, cap, "solver %s vs %s", a->solver, b->solver);
+    else if (a->frames != b->frames || a->height != b->height || a->width != b->width)
+        snprintf(why, cap, "size %dx%dx%d vs %dx%dx%d", a->frames, a->height, a->width, b->frames, b->height,
+                 b->width);
+    else
+        return 1;
+    return 0;
+}
+
 static void describe(char *buf, size_t cap, const Input *in, int is_record) {
     if (is_record)
         snprintf(buf, cap, "%d frames of %dx%d", in->frames, in->width, in->height);
@@ -133,6 +155,19 @@ int cmd_metrics(int argc, char **argv) {
         fprintf(stderr, "cachebench metrics: cannot compare %s (%s) with %s (%s): sizes differ\n", path_a, size_a,
                 path_b, size_b);
         goto done;
+    }
+
+    /* B must be a run of A's trajectory with another strategy: otherwise the numbers compare different videos. */
+    if (records) {
+        char why_not[600];
+        if (!same_trajectory(&a.record, &b.record, why_not, sizeof why_not)) {
+            if (store) {
+                fprintf(stderr, "cachebench metrics: %s is not a baseline of %s: %s; nothing stored\n", path_a,
+                        path_b, why_not);
+                goto done;
+            }
+            fprintf(stderr, "cachebench metrics: warning: %s and %s differ: %s\n", path_a, path_b, why_not);
+        }
     }
 
     /* LPIPS: the run-time folder when given (a failure there is an error: it was asked for), else the embedded

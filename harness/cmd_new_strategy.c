@@ -128,6 +128,8 @@ static const char TEMPLATE[] =
     "static const StrategyInfo @NAME@_info = {\n"
     "    .name = \"@NAME@\",\n"
     "    .summary = \"reuse the last transformation while the input changes little (plug-in)\",\n"
+    "    .params_help = \"thresh  accumulated relative input change that forces a compute, >= 0 (default 0.1)\\n\"\n"
+    "                   \"warmup  leading steps always computed, >= 0 (default 2)\",\n"
     "    .param_names = @NAME@_params,\n"
     "    .create = @NAME@_create,\n"
     "};\n"

@@ -1,9 +1,11 @@
 /* cachebench run: one trajectory, one run record. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "harness/cli.h"
@@ -55,6 +57,7 @@ static void run_usage(FILE *out) {
             "                       the decoded final latent, so metrics compare pixels (without it a latent model\n"
             "                       records a preview of three latent channels: video_space latent)\n"
             "  --out DIR            output folder, created if missing (default results/runs)\n"
+            "  --force              overwrite an existing record of the same run (refused otherwise)\n"
             "  --quiet              no progress line\n"
             "  --plugin FILE        load a strategy plug-in (a .so built against include/cachebench/strategy.h,\n"
             "                       see `cachebench new-strategy`); repeatable\n"
@@ -69,7 +72,7 @@ int cmd_run(int argc, char **argv) {
     enum { OPT_PROMPT = 1000, OPT_PROMPT_ID, OPT_NEGATIVE, OPT_MODEL, OPT_WEIGHTS, OPT_STRATEGY, OPT_SEED, OPT_STEPS,
            OPT_SHIFT, OPT_GUIDANCE, OPT_SOLVER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH, OPT_BACKEND, OPT_LATENTS, OPT_OUT,
            OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER,
-           OPT_TOKENIZER, OPT_PLUGIN };
+           OPT_TOKENIZER, OPT_PLUGIN, OPT_FORCE };
     static const struct option options[] = {
         {"prompt", required_argument, 0, OPT_PROMPT},     {"prompt-id", required_argument, 0, OPT_PROMPT_ID},
         {"negative", required_argument, 0, OPT_NEGATIVE}, {"model", required_argument, 0, OPT_MODEL},
@@ -89,8 +92,10 @@ int cmd_run(int argc, char **argv) {
         {"text-encoder", required_argument, 0, OPT_TEXT_ENCODER},
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {"plugin", required_argument, 0, OPT_PLUGIN},
+        {"force", no_argument, 0, OPT_FORCE},
         {0, 0, 0, 0}};
     if (plugins_load_from_args("run", argc, argv)) return 1;
+    int force = 0;
     const char *model = NULL, *weights = NULL, *out_dir = "results/runs", *backend = "cpu";
     const char *contexts_path = NULL, *vae_path = NULL, *text_encoder = NULL, *tokenizer = NULL;
     ExperimentSpec spec = {.strategy_spec = "none", .prompt_id = "p0", .negative_prompt = "", .show_progress = 1};
@@ -154,12 +159,18 @@ int cmd_run(int argc, char **argv) {
         case OPT_TEXT_ENCODER: text_encoder = optarg; break;
         case OPT_TOKENIZER: tokenizer = optarg; break;
         case OPT_PLUGIN: break; /* loaded above */
+        case OPT_FORCE: force = 1; break;
         case OPT_HELP: run_usage(stdout); return 0;
         default: return cli_usage_error("run", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
     if (!spec.prompt) return cli_usage_error("run", "--prompt is required");
+    {
+        const char *q = spec.prompt;
+        while (*q && isspace((unsigned char)*q)) q++;
+        if (!*q) return cli_usage_error("run", "--prompt is empty: give the text to generate from");
+    }
     if (!*spec.prompt_id || strchr(spec.prompt_id, '/'))
         return cli_usage_error("run", "invalid --prompt-id '%s': must be non-empty, without '/'", spec.prompt_id);
 
@@ -230,7 +241,17 @@ int cmd_run(int argc, char **argv) {
         experiment_close(&ctx);
         return cli_usage_error("run", "%s", err.msg);
     }
+    /* The file name comes from the canonical spec: known now, before the run, so an existing record (a result
+     * someone may quote) is not silently replaced after minutes of sampling. */
+    char run_id[512], path[4096 + 600];
+    experiment_run_id(check.spec, spec.prompt_id, spec.seed, run_id, sizeof run_id);
+    snprintf(path, sizeof path, "%s/%s.h5", out_dir, run_id);
     strategy_destroy(&check);
+    if (!force && access(path, F_OK) == 0) {
+        fprintf(stderr, "cachebench run: %s exists; pass --force to overwrite it, or choose another --out\n", path);
+        experiment_close(&ctx);
+        return 1;
+    }
 
     if (sweep_make_dirs(out_dir, &err)) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);
@@ -243,9 +264,6 @@ int cmd_run(int argc, char **argv) {
         experiment_close(&ctx);
         return 1;
     }
-    char run_id[512], path[4096 + 600];
-    experiment_run_id(rec.strategy_spec, spec.prompt_id, spec.seed, run_id, sizeof run_id);
-    snprintf(path, sizeof path, "%s/%s.h5", out_dir, run_id);
     int rc = 0;
     if (record_write(path, &rec, &err)) {
         fprintf(stderr, "cachebench run: %s\n", err.msg);

@@ -64,6 +64,9 @@ static void sweep_usage(FILE *out) {
             "                       (a --strategy or --seeds flag replaces the file's list)\n"
             "  --dry-run            print the plan (canonical settings, prompts, seeds, runs already finished)\n"
             "                       and stop; the folder is not touched\n"
+            "  --rerun WHAT         run finished runs again: stale (those whose strategy source changed since, or\n"
+            "                       made by another build when the record lacks the source hash; a resumed sweep\n"
+            "                       lists them), all, or a strategy name (e.g. none: re-time the baselines)\n"
             "  --quiet              no progress, only the plan and the end\n"
             "  --plugin FILE        load a strategy plug-in (a .so built against include/cachebench/strategy.h,\n"
             "                       see `cachebench new-strategy`); repeatable; give it again when resuming\n"
@@ -236,7 +239,7 @@ int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
            OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
            OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER, OPT_TOKENIZER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH,
-           OPT_PLUGIN };
+           OPT_PLUGIN, OPT_RERUN };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -254,9 +257,11 @@ int cmd_sweep(int argc, char **argv) {
         {"frames", required_argument, 0, OPT_FRAMES}, {"height", required_argument, 0, OPT_HEIGHT},
         {"width", required_argument, 0, OPT_WIDTH},
         {"plugin", required_argument, 0, OPT_PLUGIN},
+        {"rerun", required_argument, 0, OPT_RERUN},
         {0, 0, 0, 0}};
     /* Before the config file: it may name a plug-in's strategy. */
     if (plugins_load_from_args("sweep", argc, argv)) return 1;
+    const char *rerun = NULL;
     SweepConfig *cfg = malloc(sizeof *cfg);
     SweepPlan plan;
     int have_plan = 0, rc = 2, opt;
@@ -342,6 +347,15 @@ int cmd_sweep(int argc, char **argv) {
         case OPT_TOKENIZER: snprintf(cfg->tokenizer, sizeof cfg->tokenizer, "%s", optarg); break;
         case OPT_DRY_RUN: dry_run = 1; break;
         case OPT_QUIET: quiet = 1; break;
+        case OPT_RERUN:
+            if (strcmp(optarg, "stale") && strcmp(optarg, "all") && !strategy_find(optarg)) {
+                char names[512];
+                strategy_list_names(names, sizeof names);
+                rc = cli_usage_error("sweep", "--rerun takes stale, all or a strategy (%s), not '%s'", names, optarg);
+                goto done;
+            }
+            rerun = optarg;
+            break;
         default: break;
         }
     }
@@ -371,7 +385,7 @@ int cmd_sweep(int argc, char **argv) {
     if (d.live && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) d.cols = ws.ws_col;
     SweepCallbacks cb = {.plan = cb_plan, .estimate = cb_estimate, .run_start = cb_run_start,
                          .run_done = cb_run_done, .note = cb_note, .user = &d};
-    SweepOptions so = {.dry_run = dry_run, .writing = &sweep_writing, .stop = &sweep_stop};
+    SweepOptions so = {.dry_run = dry_run, .writing = &sweep_writing, .stop = &sweep_stop, .rerun = rerun};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -153,10 +153,24 @@ void experiment_close(ExperimentContext *ctx) {
 void experiment_run_id(const char *strategy_spec, const char *prompt_id, uint64_t seed, char *buf, size_t cap) {
     char spec[256];
     snprintf(spec, sizeof spec, "%s", strategy_spec);
+    /* A coefficient file is named by its content: the same file reached by another relative path, from another
+     * current directory, gives the same run id (and a changed file another one). */
+    char *c = strstr(spec, ",coeffs=");
+    if (c) {
+        char path[256], hex[65], rest[256] = "";
+        const char *value = c + strlen(",coeffs="), *next = strchr(value, ',');
+        snprintf(path, sizeof path, "%.*s", (int)(next ? next - value : (long)strlen(value)), value);
+        if (next) snprintf(rest, sizeof rest, "%s", next);
+        Error err = {{0}};
+        if (sha256_file_hex(path, hex, &err) == 0)
+            snprintf(c, sizeof spec - (size_t)(c - spec), ",coeffs=%.12s%s", hex, rest);
+    }
     for (char *p = spec; *p; p++)
         if (*p == ':' || *p == ',' || *p == '=' || *p == '/' || *p == ' ') *p = *p == ':' ? '_' : *p == '=' ? '-' : '_';
     snprintf(buf, cap, "%s__%s__s%" PRIu64, spec, prompt_id, seed);
 }
+
+const char *experiment_version(void) { return CACHEBENCH_VERSION; }
 
 void experiment_default_weights(char *buf, size_t cap) {
     char exe[PATH_MAX];
@@ -381,6 +395,9 @@ int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Stra
 
     snprintf(rec->strategy, sizeof rec->strategy, "%.63s", strategy->info ? strategy->info->name : strategy->spec);
     snprintf(rec->strategy_spec, sizeof rec->strategy_spec, "%s", strategy->spec);
+    if (strategy->info)
+        snprintf(rec->strategy_source_sha256, sizeof rec->strategy_source_sha256, "%s",
+                 strategy_source_sha256(strategy->info));
     snprintf(rec->model, sizeof rec->model, "%s", cfg->name);
     snprintf(rec->weights_path, sizeof rec->weights_path, "%s", ctx->model.weights_path);
     snprintf(rec->weights_sha256, sizeof rec->weights_sha256, "%s", ctx->model.weights_sha256);

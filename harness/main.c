@@ -25,7 +25,24 @@ static const Command COMMANDS[] = {
     {"compare", cmd_compare, "two strategies pair by pair at matched speed-up, with bootstrap intervals"},
     {"check", cmd_check, "regression gate: a sweep against a baseline file (exit 0 pass, 1 fail)"},
     {"new-strategy", cmd_new_strategy, "write NAME.c, a commented strategy plug-in to start from"},
+    {"strategies", cmd_strategies, "list every caching strategy with its parameters, ranges and defaults"},
 };
+
+/* Levenshtein distance, for "did you mean": command names are short, so the quadratic table is nothing. */
+static size_t edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63) return 64;
+    size_t d[64][64];
+    for (size_t i = 0; i <= n; i++) d[i][0] = i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[n][m];
+}
 
 static void usage(FILE *out) {
     fprintf(out, "Usage: cachebench COMMAND [options]   (cachebench COMMAND --help for details)\n\nCommands:\n");
@@ -51,6 +68,16 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].fn(argc - 1, argv + 1);
+    const char *nearest = NULL;
+    size_t best = 3; /* more than two edits away is not a typo */
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+        size_t d = edit_distance(argv[1], COMMANDS[i].name);
+        if (d < best) best = d, nearest = COMMANDS[i].name;
+    }
+    if (nearest) {
+        fprintf(stderr, "cachebench: unknown command '%s'; did you mean '%s'?\n", argv[1], nearest);
+        return 2;
+    }
     fprintf(stderr, "cachebench: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -13,6 +13,18 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double cpu_seconds(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)) return NAN;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The machine's 1-minute load average: how busy it was while this run was timed. NAN where unavailable. */
+static double load_average(void) {
+    double avg[1];
+    return getloadavg(avg, 1) == 1 ? avg[0] : NAN;
+}
+
 static void sync_engine(Engine *e) {
     if (e->synchronize) e->synchronize(e);
 }
@@ -153,10 +165,12 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     }
 
     const double full_call = dit_flops_forward(cfg, e->L);
+    rec->load_average_start = load_average();
+    const double cpu_start = cpu_seconds();
     const double run_start = now_seconds();
     for (int i = 0; i < rs->steps; i++) {
         StepRecord *r = &rec->step[i];
-        const double step_start = now_seconds();
+        const double step_start = now_seconds(), step_cpu_start = cpu_seconds();
         r->sigma = sigmas[i];
         r->timestep = timesteps[i];
         for (int b = 0; b < 2; b++) {
@@ -186,6 +200,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         if (!bad) kind->step(solver, i, x, guided);
         sync_engine(e);
         r->wall_seconds = now_seconds() - step_start;
+        r->cpu_seconds = cpu_seconds() - step_cpu_start;
         if (bad) {
             rec->failed = 1;
             rec->failed_step = i;
@@ -196,6 +211,8 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         if (rs->progress) rs->progress(rs->progress_user, i + 1, rs->steps, now_seconds() - run_start);
     }
     rec->wall_seconds = now_seconds() - run_start;
+    rec->cpu_seconds = cpu_seconds() - cpu_start;
+    rec->load_average_end = load_average();
     e->download(e, host, x, n);
     if (final_x) memcpy(final_x, host, n * sizeof(float));
     if (rec->failed) memset(rec->video, 0, (size_t)rs->F * rs->H * rs->W * 3);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <libgen.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -230,6 +231,7 @@ int sweep_config_add_template(SweepConfig *c, const char *tmpl, Error *err) {
  * stops at its first complaint (the returned line is then the line of that key). */
 typedef struct {
     SweepConfig *cfg;
+    char dir[1024];             /* the INI file's folder: relative paths in it are relative to it */
     char msg[900];
     int failed;
     char seen[16][16];          /* [sweep] keys given, to reject repeats */
@@ -295,8 +297,12 @@ static int ini_sweep_key(IniState *st, const char *name, const char *value) {
     for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++) {
         if (strcmp(name, text_keys[i].key) != 0) continue;
         if (!*value) return ini_fail(st, "[sweep] key '%s' has no value", name);
-        if (strlen(value) >= text_keys[i].cap) return ini_fail(st, "[sweep] value of '%s' too long", name);
-        snprintf(text_keys[i].dst, text_keys[i].cap, "%s", value);
+        const int is_path = (strcmp(name, "weights") == 0 && strncmp(value, "random", 6) != 0) ||
+                            strcmp(name, "out") == 0 || strcmp(name, "prompts") == 0 || strcmp(name, "contexts") == 0;
+        int w = is_path && value[0] != '/' && strcmp(st->dir, ".") != 0
+                    ? snprintf(text_keys[i].dst, text_keys[i].cap, "%s/%s", st->dir, value)
+                    : snprintf(text_keys[i].dst, text_keys[i].cap, "%s", value);
+        if (w < 0 || (size_t)w >= text_keys[i].cap) return ini_fail(st, "[sweep] value of '%s' too long", name);
         return 1;
     }
     if (strcmp(name, "steps") == 0) {
@@ -458,6 +464,9 @@ int sweep_config_read_ini(SweepConfig *c, const char *path, Error *err) {
     }
     *tmp = *c;
     st->cfg = tmp;
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", path);
+    snprintf(st->dir, sizeof st->dir, "%s", dirname(copy));
     int rc = 0;
     if (ini_pass(path, ini_sweep_handler, st, &line, err)) {
         rc = -1;
@@ -562,6 +571,45 @@ typedef struct {
     int finished;       /* 1: a valid record exists (before or after this session); 2: skipped (baseline failed) */
     int failed;         /* for finished baselines: the record says failed */
 } PlannedRun;
+
+/* Why a finished run is stale (provenance rule: sweep.h), or NULL when it is current. */
+static const char *stale_reason(const RunRecord *r, const char *strategy, char *buf, size_t cap) {
+    const StrategyInfo *info = strategy_find(strategy);
+    const char *now = info ? strategy_source_sha256(info) : "";
+    if (r->strategy_source_sha256[0] && now[0]) {
+        if (strcmp(r->strategy_source_sha256, now) == 0) return NULL;
+        snprintf(buf, cap, "%s source changed (sha256 %.12s, now %.12s)", strategy, r->strategy_source_sha256, now);
+        return buf;
+    }
+    if (strcmp(r->version, experiment_version()) == 0) return NULL;
+    snprintf(buf, cap, "made by cachebench %s (now %s), strategy source not recorded", r->version,
+             experiment_version());
+    return buf;
+}
+
+/* <out>/plan.tsv: what this sweep was asked for, one line per planned run, so that the report can tell finished from
+ * planned and leave out settings of earlier plans (results/summary.h). Written atomically. */
+static int write_plan(const char *out, const SweepPlan *plan, const PlannedRun *runs, long total, Error *err) {
+    char path[2100], tmp[2200];
+    snprintf(path, sizeof path, "%s/plan.tsv", out);
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return error_set(err, "%s: cannot write: %s", tmp, strerror(errno));
+    const int n_specs = plan->specs.count;
+    fputs("spec\tprompt_id\tseed\trun_id\n", f);
+    for (long i = 0; i < total; i++) {
+        int sp = (int)(i % n_specs), seed_i = (int)(i / n_specs % plan->n_seeds);
+        int p = (int)(i / n_specs / plan->n_seeds);
+        fprintf(f, "%s\t%s\t%llu\t%s\n", plan->specs.items[sp], plan->prompts.items[p].id,
+                (unsigned long long)plan->seeds[seed_i], runs[i].run_id);
+    }
+    int bad = ferror(f);
+    if (fclose(f) || bad || rename(tmp, path)) {
+        unlink(tmp);
+        return error_set(err, "%s: cannot write", path);
+    }
+    return 0;
+}
 
 /* Makes every spec canonical by creating the strategy exactly as experiment_run will (same environment). */
 static int canonicalize_specs(ExperimentContext *ctx, int steps, const int grid[3], SpecList *specs, Error *err) {
@@ -824,6 +872,18 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
             note(cb, "%s: has no metrics (not written by a sweep): it will be run again", r->path);
             ok = 0;
         }
+        char why[256];
+        const char *stale = ok ? stale_reason(&rec, rec.strategy, why, sizeof why) : NULL;
+        if (stale) {
+            st.stale++;
+            if (st.stale <= 20) note(cb, "%s: stale: %s", r->path, stale);
+        } else if (ok && strcmp(rec.version, experiment_version())) {
+            st.other_build++;
+        }
+        if (ok && opt->rerun &&
+            (strcmp(opt->rerun, "all") == 0 || (strcmp(opt->rerun, "stale") == 0 && stale) ||
+             strcmp(opt->rerun, rec.strategy) == 0))
+            ok = 0; /* run again: the new record replaces this one when written */
         if (ok) {
             r->finished = 1;
             r->failed = rec.failed;
@@ -833,12 +893,20 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
         }
         record_free(&rec);
     }
+    if (st.stale > 20) note(cb, "... and %ld more stale runs", st.stale - 20);
+    if (st.stale && !(opt->rerun && (strcmp(opt->rerun, "stale") == 0 || strcmp(opt->rerun, "all") == 0)))
+        note(cb, "%ld finished run%s stale and kept; --rerun stale redoes them", st.stale,
+             st.stale == 1 ? " is" : "s are");
+    if (st.other_build)
+        note(cb, "%ld finished run%s made by another build with the same strategy source", st.other_build,
+             st.other_build == 1 ? " was" : "s were");
     update_eta(&st, runs, total, n_specs, mean);
     if (cb->plan) cb->plan(cb->user, plan, &st);
     if (opt->dry_run) {
         rc = 0;
         goto done;
     }
+    if (write_plan(c->out, plan, runs, total, err)) goto done;
     if (lpips_available() && lpips_create(&lpips, err)) goto done;
 
     int estimate_shown = st.eta_seconds >= 0;

@@ -20,7 +20,8 @@
  * strategy), whose keys are the strategy's parameters and whose values are lists/ranges as above; spaces around
  * '|' are allowed there. Such a section is the template NAME:key=value,... in the order of the keys. A section
  * needs at least one key (inih does not report empty sections): `enabled = yes` runs the strategy at its
- * defaults, `enabled = no` leaves the section out. Paths are relative to the current directory, like flags.
+ * defaults, `enabled = no` leaves the section out. Relative paths in [sweep] (prompts, weights, contexts, out) are
+ * relative to the INI file's folder, so a config works from any current directory; flags stay relative to it.
  * Unknown sections and keys, repeated keys, bad values and lines over 198 characters are errors naming the file
  * and line.
  *
@@ -41,7 +42,13 @@
  *
  * Text conditioning: before anything else (folder, lock, weights) the contexts of every prompt id and of the
  * negative prompt are checked (experiment_check_conditioning); a model without a vocabulary needs contexts or
- * random_context. Finished runs must have the sweep's conditioning and contexts file (by sha256). */
+ * random_context. Finished runs must have the sweep's conditioning and contexts file (by sha256).
+ *
+ * Provenance: a finished run is stale when the sha256 of its strategy's source file (strategy_source_sha256,
+ * stored in the record) differs from this build's, or, for records without one, when it was made by another
+ * build (version). Stale runs are listed, not redone, unless SweepOptions.rerun asks ("stale", "all" or a
+ * strategy name); the other mismatches (model, weights, steps, solver, backend, prompt, seed, conditioning) are
+ * errors, as above. */
 #ifndef CACHEBENCH_SWEEP_H
 #define CACHEBENCH_SWEEP_H
 
@@ -125,7 +132,9 @@ static inline long sweep_plan_runs(const SweepPlan *p) {
 /* Progress reports from sweep_run (the library prints nothing; the command decides what to show). */
 typedef struct {
     long total;                 /* runs in the plan */
-    long finished_before;       /* found finished at start */
+    long finished_before;       /* found finished at start (runs to be run again by --rerun not counted) */
+    long stale;                 /* finished runs whose strategy source changed since (listed through cb->note) */
+    long other_build;           /* finished runs made by another build of cachebench with the same strategy source */
     long done;                  /* run (or skipped) in this session so far, finished_before not included */
     long failed;                /* failed runs written in this session */
     long skipped;               /* runs left out because the baseline of their prompt and seed failed */
@@ -154,6 +163,9 @@ typedef struct {
      * loses nothing finished); sweep_run returns 1 after the write when *stop is set. */
     volatile sig_atomic_t *writing;
     volatile sig_atomic_t *stop;
+    /* Finished runs to run again: NULL none; "stale" the stale ones (sweep_run_stale); "all"; or a strategy name
+     * (every run of that strategy, e.g. "none" re-times the baselines). */
+    const char *rerun;
 } SweepOptions;
 
 /* Runs the plan into c->out (created if missing). plan->specs are replaced by their canonical forms. Returns 0

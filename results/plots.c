@@ -165,8 +165,10 @@ static double metric_of(const SummaryGroup *g, int m) { return m == 0 ? g->psnr 
 /* tradeoff_<m>.dat (all settings with a finite value) and front_<m>.dat (their Pareto front: no other setting of
  * the strategy is both faster and better), one block per strategy in the same order. Returns the number of
  * blocks written (0: nothing to plot), -1 on error. */
+static double speedup_of(const SummaryGroup *g, int x_wall) { return x_wall ? g->speedup_wall : g->speedup_flops; }
+
 static int write_tradeoff(const char plots_dir[2100], const char *metric_name, int m, const SummaryGroup *g, int ng,
-                          const StrategyBest *best, int nbest, Error *err) {
+                          const StrategyBest *best, int nbest, int x_wall, Error *err) {
     char path_all[PATH_MAX], path_front[PATH_MAX], path_ci[PATH_MAX];
     snprintf(path_all, sizeof path_all, "%s/tradeoff_%s.dat", plots_dir, metric_name);
     snprintf(path_front, sizeof path_front, "%s/front_%s.dat", plots_dir, metric_name);
@@ -181,21 +183,23 @@ static int write_tradeoff(const char plots_dir[2100], const char *metric_name, i
     fprintf(fc, "# 95%% bootstrap intervals of tradeoff_%s.dat (same blocks and rows): speed-up %s lo hi of each\n",
             metric_name, metric_name);
     const int lower_better = m == 2;
-    fprintf(fa, "# speed-up (wall) vs %s per setting, means over prompts and seeds; one block per strategy\n",
+    const char *x_name = x_wall ? "speedup_wall" : "speedup_flops";
+    fprintf(fa, "# %s vs %s per setting, means over prompts and seeds; one block per strategy\n", x_name,
             metric_name);
     fprintf(ff, "# Pareto front of tradeoff_%s.dat per strategy, by speed-up\n", metric_name);
     for (int b = 0; b < nbest; b++) {
         int n = 0;
         for (int i = 0; i < ng; i++) {
             double y = metric_of(&g[i], m);
-            if (strcmp(g[i].strategy, best[b].strategy) || !isfinite(y) || !isfinite(g[i].speedup_wall)) continue;
-            pts[n++] = (Point){g[i].speedup_wall, lower_better ? -y : y, i};
+            double x = speedup_of(&g[i], x_wall);
+            if (strcmp(g[i].strategy, best[b].strategy) || !isfinite(y) || !isfinite(x)) continue;
+            pts[n++] = (Point){x, lower_better ? -y : y, i};
         }
         if (!n) continue;
         const char *sep = blocks ? "\n\n" : "";
-        fprintf(fa, "%s%s speedup_wall %s setting\n", sep, best[b].strategy, metric_name);
-        fprintf(ff, "%s%s speedup_wall %s\n", sep, best[b].strategy, metric_name);
-        fprintf(fc, "%s%s speedup_wall %s speedup_lo speedup_hi %s_lo %s_hi\n", sep, best[b].strategy, metric_name,
+        fprintf(fa, "%s%s %s %s setting\n", sep, best[b].strategy, x_name, metric_name);
+        fprintf(ff, "%s%s %s %s\n", sep, best[b].strategy, x_name, metric_name);
+        fprintf(fc, "%s%s %s %s speedup_lo speedup_hi %s_lo %s_hi\n", sep, best[b].strategy, x_name, metric_name,
                 metric_name, metric_name);
         for (int i = 0; i < n; i++) {
             char label[256];
@@ -206,8 +210,8 @@ static int write_tradeoff(const char plots_dir[2100], const char *metric_name, i
             /* An interval reaching inf (a resample of identical videos) is drawn up to the point. */
             double y = lower_better ? -pts[i].y : pts[i].y, lo = isfinite(ci[0]) ? ci[0] : y,
                    hi = isfinite(ci[1]) ? ci[1] : y;
-            double xlo = isfinite(G->ci_speedup_wall[0]) ? G->ci_speedup_wall[0] : pts[i].x;
-            double xhi = isfinite(G->ci_speedup_wall[1]) ? G->ci_speedup_wall[1] : pts[i].x;
+            const double *xci = x_wall ? G->ci_speedup_wall : G->ci_speedup_flops;
+            double xlo = isfinite(xci[0]) ? xci[0] : pts[i].x, xhi = isfinite(xci[1]) ? xci[1] : pts[i].x;
             fprintf(fc, "%.9g %.9g %.9g %.9g %.9g %.9g\n", pts[i].x, y, xlo, xhi, lo, hi);
         }
         /* Front: walk from the fastest setting down, keeping each that beats every faster one. */
@@ -258,7 +262,7 @@ static int write_steps(const char *path, const RunRecord *r, Error *err) {
 }
 
 int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, int ng, const StrategyBest *best,
-               int nbest, int report_row, const char *templates_dir, int *drawn, Error *err) {
+               int nbest, int report_row, const char *templates_dir, int x_wall, int *drawn, Error *err) {
     char plots_dir[2100], dat[PATH_MAX], dat2[PATH_MAX], png[PATH_MAX], vars[8192];
     snprintf(plots_dir, sizeof plots_dir, "%s/plots", sweep_dir);
     *drawn = 0;
@@ -269,7 +273,7 @@ int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, i
                                                  "LPIPS vs baseline (lower is better)"};
     for (int m = 0; m < 3 && !rc; m++) {
         if (m == 2 && !s->lpips_available) continue;
-        int blocks = write_tradeoff(plots_dir, metric_names[m], m, g, ng, best, nbest, err);
+        int blocks = write_tradeoff(plots_dir, metric_names[m], m, g, ng, best, nbest, x_wall, err);
         if (blocks < 0) return -1;
         if (blocks == 0) continue; /* nothing but the baseline: no trade-off to draw */
         snprintf(dat, sizeof dat, "%s/tradeoff_%s.dat", plots_dir, metric_names[m]);
@@ -281,6 +285,10 @@ int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, i
         snprintf(dat2, sizeof dat2, "%s/ci_%s.dat", plots_dir, metric_names[m]);
         plots_var(vars, sizeof vars, "ci", dat2);
         plots_var(vars, sizeof vars, "ylabel", metric_labels[m]);
+        if (m == 1) snprintf(vars + strlen(vars), sizeof vars - strlen(vars), "; ymax=1"); /* SSIM <= 1 */
+        plots_var(vars, sizeof vars, "xlabel",
+                  x_wall ? "speed-up, wall clock (robust time; full inference = 1)"
+                         : "speed-up, FLOPs (full inference FLOPs / FLOPs spent)");
         if (plots_gnuplot(templates_dir, "tradeoff.gp", vars, png, err)) return -1;
         (*drawn)++;
     }
@@ -298,13 +306,21 @@ int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, i
             snprintf(title, sizeof title, "%s   prompt %s, seed %llu%s", r.strategy_spec, r.prompt_id,
                      (unsigned long long)r.seed, r.failed ? " (FAILED)" : "");
             snprintf(steps, sizeof steps, "%d", r.steps);
+            int has_signal = 0, has_acc = 0, has_k = 0; /* no empty panels: static has no signal, none nothing */
+            for (int t = 0; t < r.steps; t++)
+                for (int br = 0; br < 2; br++) {
+                    has_signal |= isfinite(r.step[t].signal[br]) || isfinite(r.step[t].k[br]);
+                    has_k |= isfinite(r.step[t].k[br]);
+                    has_acc |= isfinite(r.step[t].accumulator[br]) || isfinite(r.step[t].threshold[br]);
+                }
             rc = write_steps(dat, &r, err);
             record_free(&r);
             if (rc) return -1;
             vars[0] = '\0';
             plots_var(vars, sizeof vars, "data", dat);
             plots_var(vars, sizeof vars, "title", title);
-            snprintf(vars + strlen(vars), sizeof vars - strlen(vars), "; steps=%s", steps);
+            snprintf(vars + strlen(vars), sizeof vars - strlen(vars), "; steps=%s; has_signal=%d; has_acc=%d; has_k=%d",
+                     steps, has_signal, has_acc, has_k);
             if (plots_gnuplot(templates_dir, "steps.gp", vars, png, err)) return -1;
             (*drawn)++;
         }

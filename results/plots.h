@@ -3,7 +3,7 @@
  *     gnuplot -e "data='SWEEP/plots/tradeoff_psnr.dat'; front='SWEEP/plots/front_psnr.dat'; out='x.png';
  *                 ylabel='PSNR (dB)'" plots/tradeoff.gp
  * Drawn (names under <sweep>/plots/):
- *   tradeoff_{psnr,ssim,lpips}.png  speed-up (wall) vs quality, one point per setting (averaged over prompts and
+ *   tradeoff_{psnr,ssim,lpips}.png  speed-up (FLOPs, or wall with x_wall) vs quality, one point per setting (averaged over prompts and
  *                                   seeds, summary.h), one colour per strategy, its Pareto front as a line;
  *                                   infinite PSNR left off; the LPIPS plot only when LPIPS values exist; error
  *                                   bars: the 95% bootstrap intervals of both axes (ci_<metric>.dat, summary.h)
@@ -33,6 +33,6 @@ void plots_var(char *buf, size_t cap, const char *name, const char *value);
 
 /* Writes the data files and draws every plot above; *drawn counts the PNG files made. */
 int plots_draw(const char *sweep_dir, const Summary *s, const SummaryGroup *g, int ng, const StrategyBest *best,
-               int nbest, int report_row, const char *templates_dir, int *drawn, Error *err);
+               int nbest, int report_row, const char *templates_dir, int x_wall, int *drawn, Error *err);
 
 #endif

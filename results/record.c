@@ -139,25 +139,41 @@ static int attr_f64(hid_t obj, const char *name, double v, Error *err) {
     return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
 }
 
-/* A coordinate: int32 0..n-1 made a dimension scale named after itself. h5netcdf treats it as both the dimension
- * and its coordinate variable. */
-static int write_scale(hid_t g, const char *name, hsize_t n, Error *err) {
-    int32_t *v = malloc((n ? n : 1) * sizeof *v);
-    if (!v) return error_set(err, "out of memory");
-    for (hsize_t i = 0; i < n; i++) v[i] = (int32_t)i;
+/* Writes data[n] (file type ftype, memory type mtype) as a dataset made a dimension scale named after itself.
+ * h5netcdf treats it as both the dimension and its coordinate variable. */
+static int write_scale_data(hid_t g, const char *name, hid_t ftype, hid_t mtype, hsize_t n, const void *data,
+                            Error *err) {
     hid_t space = H5Screate_simple(1, &n, NULL);
-    hid_t d = H5Dcreate2(g, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (d >= 0 && H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0 &&
-              H5DSset_scale(d, name) >= 0)
+    hid_t d = H5Dcreate2(g, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (d >= 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0 && H5DSset_scale(d, name) >= 0)
                  ? 0
                  : -1;
     char dd[256] = "", o[256];
     if (rc) h5_detail(dd);
     if (d >= 0) H5Dclose(d);
     H5Sclose(space);
-    free(v);
     if (rc) return error_set(err, "cannot write dimension scale %s/%s (HDF5: %s)", obj_name(g, o), name, dd);
     return 0;
+}
+
+/* A coordinate: int32 0..n-1. */
+static int write_scale(hid_t g, const char *name, hsize_t n, Error *err) {
+    int32_t *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return error_set(err, "out of memory");
+    for (hsize_t i = 0; i < n; i++) v[i] = (int32_t)i;
+    int rc = write_scale_data(g, name, H5T_STD_I32LE, H5T_NATIVE_INT32, n, v, err);
+    free(v);
+    return rc;
+}
+
+/* A coordinate of names (variable-length UTF-8 strings), so that xarray selects by name: ds.sel(branch="cond"). */
+static int write_name_scale(hid_t g, const char *name, const char *const *names, hsize_t n, Error *err) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    int rc = write_scale_data(g, name, t, t, n, names, err);
+    H5Tclose(t);
+    return rc;
 }
 
 /* Writes a variable and attaches (and labels) the dimension scales dims[i], which must already exist in g.
@@ -216,6 +232,7 @@ static int write_root_attrs(hid_t f, const RunRecord *r, Error *err) {
         ATTR_STR(f, "conditioning", r->conditioning, err) || ATTR_STR(f, "contexts_path", r->contexts_path, err) ||
         ATTR_STR(f, "contexts_sha256", r->contexts_sha256, err) ||
         ATTR_STR(f, "contexts_negative_id", r->contexts_negative_id, err) ||
+        ATTR_STR(f, "strategy_source_sha256", r->strategy_source_sha256, err) ||
         ATTR_STR(f, "video_space", r->video_space, err) || ATTR_STR(f, "vae_path", r->vae_path, err) ||
         ATTR_STR(f, "vae_sha256", r->vae_sha256, err) || attr_i32(f, "latent_frames", r->grid[0], err) ||
         attr_i32(f, "latent_height", r->grid[1], err) || attr_i32(f, "latent_width", r->grid[2], err))
@@ -254,7 +271,8 @@ static int write_steps(hid_t f, const RunRecord *r, Error *err) {
     static const char *const d2[] = {"step", "branch"};
     hsize_t s1[1] = {n}, s2[2] = {n, 2};
     if (!rc) rc = write_scale(g, "step", n, err);
-    if (!rc) rc = write_scale(g, "branch", 2, err);
+    static const char *const branch_names[2] = {"cond", "uncond"};
+    if (!rc) rc = write_name_scale(g, "branch", branch_names, 2, err);
     if (!rc) {
         hid_t b = H5Dopen2(g, "branch", H5P_DEFAULT);
         rc = b >= 0 ? attr_str(b, "names", "cond,uncond", 12, err) : error_set(err, "cannot open branch");
@@ -276,6 +294,7 @@ static int write_steps(hid_t f, const RunRecord *r, Error *err) {
     COL1(timestep, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
     COL1(sigma, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
     COL1(wall_seconds, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
+    COL1(cpu_seconds, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
     COL1(flops, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
     COL2(computed, uint8_t, cu, H5T_STD_U8LE, H5T_NATIVE_UINT8)
     COL2(signal, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
@@ -333,6 +352,9 @@ static int write_totals(hid_t f, const RunRecord *r, Error *err) {
              attr_i32(g, "calls_skipped", r->calls_skipped, err) || attr_f64(g, "hit_rate", hit_rate, err) ||
              attr_f64(g, "flops_spent", r->flops_spent, err) || attr_f64(g, "flops_full", r->flops_full, err) ||
              attr_f64(g, "speedup_flops", speedup, err) ||
+             attr_f64(g, "cpu_seconds", r->cpu_seconds, err) ||
+             attr_f64(g, "load_average_start", r->load_average_start, err) ||
+             attr_f64(g, "load_average_end", r->load_average_end, err) ||
              attr_write(g, "peak_rss_kb", H5T_STD_I64LE, H5T_NATIVE_INT64, &rss, err)
                  ? -1
                  : 0;
@@ -680,6 +702,7 @@ static int read_root_attrs(hid_t f, RunRecord *r, Error *err) {
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_path", r->contexts_path, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_sha256", r->contexts_sha256, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "contexts_negative_id", r->contexts_negative_id, err) ||
+        ATTR_READ_STR_OPTIONAL(f, "/", "strategy_source_sha256", r->strategy_source_sha256, err) ||
         ATTR_READ_STR_OPTIONAL(f, "/", "video_space", r->video_space, err) ||
         attr_read_int_optional(f, "/", "latent_frames", &r->grid[0], err) ||
         attr_read_int_optional(f, "/", "latent_height", &r->grid[1], err) ||
@@ -746,6 +769,11 @@ static int read_steps(hid_t f, RunRecord *r, Error *err) {
     COL1(timestep, float, cf, H5T_NATIVE_FLOAT)
     COL1(sigma, float, cf, H5T_NATIVE_FLOAT)
     COL1(wall_seconds, double, col, H5T_NATIVE_DOUBLE)
+    if (!rc && H5Lexists(g, "cpu_seconds", H5P_DEFAULT) > 0) {
+        COL1(cpu_seconds, double, col, H5T_NATIVE_DOUBLE)
+    } else {
+        for (hsize_t i = 0; i < n && r->step; i++) r->step[i].cpu_seconds = NAN; /* written before it existed */
+    }
     COL1(flops, double, col, H5T_NATIVE_DOUBLE)
     COL2(computed, uint8_t, cu, H5T_NATIVE_UINT8)
     COL2(signal, float, cf, H5T_NATIVE_FLOAT)
@@ -831,6 +859,13 @@ static int read_totals(hid_t f, RunRecord *r, Error *err) {
                  ? -1
                  : 0;
     r->peak_rss_kb = (long)rss;
+    /* Optional: records written before they existed read as NAN. */
+    static const char *const optional[3] = {"cpu_seconds", "load_average_start", "load_average_end"};
+    double *fields[3] = {&r->cpu_seconds, &r->load_average_start, &r->load_average_end};
+    for (int i = 0; i < 3; i++) {
+        *fields[i] = NAN;
+        if (!rc && H5Aexists(g, optional[i]) > 0) rc = attr_read_double(g, "/totals", optional[i], fields[i], err);
+    }
     H5Gclose(g);
     return rc;
 }
@@ -1128,6 +1163,11 @@ int record_print_info(const char *path, FILE *out, Error *err) {
     double speedup = r.flops_spent > 0 ? r.flops_full / r.flops_spent : NAN;
     fprintf(out, "  totals     wall %.3f s (model %.3f s), peak RSS %ld kB\n", r.wall_seconds, r.model_seconds,
             r.peak_rss_kb);
+    if (!isnan(r.cpu_seconds) && !isnan(r.load_average_start)) {
+        char c[32];
+        fprintf(out, "  machine    CPU %s s, load average %.2f before, %.2f after\n",
+                fmt_num(c, sizeof c, r.cpu_seconds, "%.3f"), r.load_average_start, r.load_average_end);
+    }
     fprintf(out, "  calls      %d of %d computed, %d reused, hit rate %.1f%%, FLOP speed-up %sx\n", r.calls_computed,
             r.calls_total, r.calls_skipped, hit, fmt_num(a, sizeof a, speedup, "%.2f"));
     fprintf(out, "  decisions  (C computed, R reused%s)\n", r.failed ? ", - not run" : "");

@@ -6,14 +6,17 @@
  *                     negative_prompt, seed, steps, solver, shift, guidance, backend, device, version, start_time,
  *                     status ("complete" | "failed"), failed_step, failure, frames, height, width,
  *                     conditioning (how the text was encoded: "vocabulary" | "contexts" | "random-stand-in"),
- *                     contexts_path, contexts_sha256, contexts_negative_id ("" unless conditioning is "contexts").
+ *                     contexts_path, contexts_sha256, contexts_negative_id ("" unless conditioning is "contexts"),
+ *                     strategy_source_sha256 (sha256 of the strategy's source file in the build that ran it),
  *                     video_space ("pixel": /video holds pixels, of a pixel-space model such as tiny or decoded
  *                     by a VAE; "latent": a preview of the first three latent channels of a latent model run
  *                     without a VAE, whose metrics then compare latents), vae_path, vae_sha256 ("" without a VAE).
  *                     latent_frames, latent_height, latent_width (the grid the model ran on, whatever /video holds).
- *                     The last ten are optional on reading (older records read them as "" or 0).
- *   /steps            dims step[steps], branch[2] (0 = cond, 1 = uncond; attribute "names" = "cond,uncond")
- *                     timestep(step), sigma(step), wall_seconds(step), flops(step),
+ *                     The last eleven are optional on reading (older records read them as "" or 0).
+ *   /steps            dims step[steps], branch[2] (the coordinate holds the names "cond", "uncond", so that
+ *                     xarray's sel(branch="cond") works; attribute "names" = "cond,uncond" as before)
+ *                     timestep(step), sigma(step), wall_seconds(step), cpu_seconds(step) (optional on reading:
+ *                     NAN when absent), flops(step),
  *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
  *                     optional SVG trace (runs of attention-planning strategies: svg, easycache+svg), with dims
  *                     layer[layers], head[heads]: svg_spatial_heads, svg_temporal_heads (step,branch,layer) int32,
@@ -22,7 +25,9 @@
  *   /latents          optional: dims step, channel, lframe, lheight, lwidth; latents(step,...) float32 chunked per
  *                     step, deflate + shuffle
  *   /totals           attributes: wall_seconds, model_seconds, calls_total, calls_computed, calls_skipped, hit_rate,
- *                     flops_spent, flops_full, speedup_flops, peak_rss_kb
+ *                     flops_spent, flops_full, speedup_flops, peak_rss_kb, cpu_seconds (process CPU time of the
+ *                     sampling loop, all threads), load_average_start, load_average_end (1-minute load average of
+ *                     the machine before and after it; the last three optional on reading: NAN when absent)
  *   /metrics          optional (added against a baseline): dims frame; psnr(frame), ssim(frame), lpips(frame);
  *                     attributes psnr_mean, ssim_mean, lpips_mean (NAN when unavailable), lpips_available,
  *                     baseline (path of the baseline run). PSNR of identical frames is +inf.
@@ -39,6 +44,7 @@
 typedef struct {
     float timestep, sigma;
     double wall_seconds;            /* whole step, both branches and the sampler update */
+    double cpu_seconds;             /* process CPU time of the step, all threads (NAN in older records) */
     double flops;                   /* model FLOPs spent in this step */
     uint8_t computed[2];
     float signal[2], accumulator[2], threshold[2], k[2];
@@ -59,6 +65,7 @@ typedef struct {
     char contexts_path[1024];       /* contexts file, its sha256 and the key of the negative context */
     char contexts_sha256[65];
     char contexts_negative_id[64];
+    char strategy_source_sha256[65]; /* "" in older records */
     char video_space[16];           /* "pixel" | "latent" ("" in older records): what /video and its metrics are */
     char vae_path[1024];            /* VAE decoder checkpoint and its sha256; "" without one */
     char vae_sha256[65];
@@ -91,6 +98,8 @@ typedef struct {
     int calls_total, calls_computed, calls_skipped;
     double flops_spent, flops_full;
     long peak_rss_kb;
+    double cpu_seconds;             /* process CPU time over the sampling loop (NAN: unknown) */
+    double load_average_start, load_average_end; /* 1-minute load average (NAN: unknown) */
 
     /* optional metrics against a baseline; frames == 0 when absent */
     RunMetrics metrics;

@@ -27,6 +27,99 @@ void summary_format(char *buf, size_t cap, const char *fmt, double v) {
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
+ * Robust run time */
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of v[0..n) (reorders v); NAN when n == 0. */
+static double median(double *v, int n) {
+    if (n <= 0) return NAN;
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* A step's time: min(wall, CPU) on the CPU backend, the wall time on others, where the host thread's CPU time says
+ * nothing about the device's work (rule: summary.h). */
+static double step_time(const RunRecord *r, const StepRecord *st) {
+    if (strcmp(r->backend, "cpu") != 0 || isnan(st->cpu_seconds) || st->cpu_seconds > st->wall_seconds)
+        return st->wall_seconds;
+    return st->cpu_seconds;
+}
+
+static int same_work(const SummaryStep *a, const SummaryStep *b) {
+    return a->flops == b->flops && a->computed[0] == b->computed[0] && a->computed[1] == b->computed[1];
+}
+
+/* Classes of equal work over steps[0..n): each step's class median is written to med[i]. scratch: n doubles. */
+static void class_medians(const SummaryStep *steps, int n, double *med, double *scratch, char *done) {
+    memset(done, 0, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        int k = 0;
+        for (int j = i; j < n; j++)
+            if (!done[j] && same_work(&steps[i], &steps[j])) scratch[k++] = steps[j].seconds;
+        double m = median(scratch, k);
+        for (int j = i; j < n; j++)
+            if (!done[j] && same_work(&steps[i], &steps[j])) med[j] = m, done[j] = 1;
+    }
+}
+
+/* Pools the steps of rows[0..count) (complete runs only) and sets each complete row's time_s. */
+static int pool_times(SummaryRow *rows, int count, Error *err) {
+    int n = 0;
+    for (int r = 0; r < count; r++)
+        if (!rows[r].failed) n += rows[r].n_step_times;
+    SummaryStep *all = malloc((size_t)(n ? n : 1) * sizeof *all);
+    double *med = malloc((size_t)(n ? n : 1) * sizeof *med), *scratch = malloc((size_t)(n ? n : 1) * sizeof *scratch);
+    char *done = malloc((size_t)(n ? n : 1));
+    if (!all || !med || !scratch || !done) {
+        free(all), free(med), free(scratch), free(done);
+        return error_set(err, "out of memory");
+    }
+    n = 0;
+    for (int r = 0; r < count; r++)
+        if (!rows[r].failed) memcpy(all + n, rows[r].step_times, (size_t)rows[r].n_step_times * sizeof *all), n += rows[r].n_step_times;
+    class_medians(all, n, med, scratch, done);
+    n = 0;
+    for (int r = 0; r < count; r++) {
+        if (rows[r].failed) continue;
+        double t = 0;
+        for (int i = 0; i < rows[r].n_step_times; i++) t += med[n + i];
+        rows[r].time_s = rows[r].n_step_times ? t : NAN;
+        n += rows[r].n_step_times;
+    }
+    free(all), free(med), free(scratch), free(done);
+    return 0;
+}
+
+int summary_pool_times(Summary *s, Error *err) {
+    for (int i = 0; i < s->count;) {
+        int j = i;
+        while (j < s->count && strcmp(s->rows[j].spec, s->rows[i].spec) == 0) j++;
+        if (pool_times(s->rows + i, j - i, err)) return -1;
+        i = j;
+    }
+    return 0;
+}
+
+double summary_robust_seconds(const RunRecord *r) {
+    if (r->failed || r->steps <= 0 || !r->step) return NAN;
+    SummaryRow row = {.n_step_times = r->steps};
+    row.step_times = malloc((size_t)r->steps * sizeof *row.step_times);
+    if (!row.step_times) return NAN;
+    for (int i = 0; i < r->steps; i++)
+        row.step_times[i] = (SummaryStep){r->step[i].flops, {r->step[i].computed[0], r->step[i].computed[1]},
+                                     step_time(r, &r->step[i])};
+    Error err = {{0}};
+    double t = pool_times(&row, 1, &err) ? NAN : row.time_s;
+    free(row.step_times);
+    return t;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
  * Loading */
 
 static int strategy_rank(const char *name) {
@@ -93,6 +186,18 @@ static int add_row(Summary *s, const char *path, const char *name, const RunReco
     row->calls_total = r->calls_total;
     row->hit_rate = r->calls_total ? (double)r->calls_skipped / r->calls_total : NAN;
     row->wall_s = r->wall_seconds;
+    row->time_s = NAN; /* summary_pool_times, once every run of the setting is loaded */
+    if (!r->failed && r->steps > 0) {
+        row->step_times = malloc((size_t)r->steps * sizeof *row->step_times);
+        if (!row->step_times) return error_set(err, "out of memory");
+        row->n_step_times = r->steps;
+        for (int i = 0; i < r->steps; i++)
+            row->step_times[i] = (SummaryStep){r->step[i].flops, {r->step[i].computed[0], r->step[i].computed[1]},
+                                          step_time(r, &r->step[i])};
+    }
+    row->cpu_s = r->cpu_seconds;
+    row->load_avg = isnan(r->load_average_end) || r->load_average_start > r->load_average_end ? r->load_average_start
+                                                                                               : r->load_average_end;
     row->failed = r->failed;
     row->failed_step = r->failed_step;
     row->speedup_wall = NAN;
@@ -118,6 +223,41 @@ static int add_row(Summary *s, const char *path, const char *name, const RunReco
         s->frames = r->frames, s->height = r->height, s->width = r->width;
     }
     return 0;
+}
+
+/* Reads <sweep>/plan.tsv when present (a folder made before plans were written has none). */
+static int read_plan(const char *sweep_dir, Summary *s, Error *err) {
+    char path[2100], line[1024];
+    snprintf(path, sizeof path, "%s/plan.tsv", sweep_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int cap = 0, lineno = 0, rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (++lineno == 1) continue; /* header */
+        line[strcspn(line, "\n")] = '\0';
+        char *spec = strtok(line, "\t"), *pid = strtok(NULL, "\t"), *seed = strtok(NULL, "\t"), *end = NULL;
+        unsigned long long sv = seed ? strtoull(seed, &end, 10) : 0;
+        if (!spec || !pid || !seed || *end || strlen(spec) >= sizeof s->plan[0].spec ||
+            strlen(pid) >= sizeof s->plan[0].prompt_id) {
+            rc = error_set(err, "%s:%d: expected spec, prompt_id, seed and run_id separated by tabs", path, lineno);
+            break;
+        }
+        if (s->plan_count == cap) {
+            cap = cap ? 2 * cap : 64;
+            PlannedPair *p = realloc(s->plan, (size_t)cap * sizeof *p);
+            if (!p) {
+                rc = error_set(err, "out of memory");
+                break;
+            }
+            s->plan = p;
+        }
+        PlannedPair *p = &s->plan[s->plan_count++];
+        snprintf(p->spec, sizeof p->spec, "%s", spec);
+        snprintf(p->prompt_id, sizeof p->prompt_id, "%s", pid);
+        p->seed = sv;
+    }
+    fclose(f);
+    return rc;
 }
 
 int summary_load(const char *sweep_dir, Summary *s, Error *err) {
@@ -169,7 +309,15 @@ int summary_load(const char *sweep_dir, Summary *s, Error *err) {
         summary_free(s);
         return -1;
     }
+    if (read_plan(sweep_dir, s, err)) {
+        summary_free(s);
+        return -1;
+    }
     if (s->count) qsort(s->rows, (size_t)s->count, sizeof *s->rows, compare_rows);
+    if (summary_pool_times(s, err)) {
+        summary_free(s);
+        return -1;
+    }
     /* Baselines: the complete "none" run of the same prompt and seed. */
     for (int i = 0; i < s->count; i++) {
         SummaryRow *row = &s->rows[i];
@@ -177,7 +325,7 @@ int summary_load(const char *sweep_dir, Summary *s, Error *err) {
             const SummaryRow *b = &s->rows[j];
             if (strcmp(b->strategy, "none") || strcmp(b->prompt_id, row->prompt_id) || b->seed != row->seed) continue;
             row->baseline = j;
-            if (!row->failed && !b->failed && row->wall_s > 0) row->speedup_wall = b->wall_s / row->wall_s;
+            if (!row->failed && !b->failed && row->time_s > 0) row->speedup_wall = b->time_s / row->time_s;
             break;
         }
     }
@@ -185,7 +333,9 @@ int summary_load(const char *sweep_dir, Summary *s, Error *err) {
 }
 
 void summary_free(Summary *s) {
+    for (int i = 0; i < s->count; i++) free(s->rows[i].step_times);
     free(s->rows);
+    free(s->plan);
     memset(s, 0, sizeof *s);
 }
 
@@ -220,11 +370,14 @@ int summary_write_tsv(const Summary *s, const char *path, Error *err) {
     FILE *f = open_tmp(path, tmp, sizeof tmp, err);
     if (!f) return -1;
     fputs("run_id\tstrategy\tparams\tprompt_id\tseed\tsteps\tcalls_computed\tcalls_total\thit_rate\twall_s\t"
-          "speedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\n",
+          "speedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\ttime_s\tcpu_s\tload_avg\n",
           f);
     for (int i = 0; i < s->count; i++) {
         const SummaryRow *r = &s->rows[i];
-        char hit[32], wall[32], sw[32], sf[32], psnr[32], ssim[32], lpips[32];
+        char hit[32], wall[32], sw[32], sf[32], psnr[32], ssim[32], lpips[32], time[32], cpu[32], load[32];
+        summary_format(time, sizeof time, "%.3f", r->time_s);
+        summary_format(cpu, sizeof cpu, "%.3f", r->cpu_s);
+        summary_format(load, sizeof load, "%.2f", r->load_avg);
         summary_format(hit, sizeof hit, "%.4f", r->hit_rate);
         summary_format(wall, sizeof wall, "%.3f", r->wall_s);
         summary_format(sw, sizeof sw, "%.3f", r->speedup_wall);
@@ -232,9 +385,10 @@ int summary_write_tsv(const Summary *s, const char *path, Error *err) {
         summary_format(psnr, sizeof psnr, "%.4f", r->psnr);
         summary_format(ssim, sizeof ssim, "%.6f", r->ssim);
         summary_format(lpips, sizeof lpips, "%.6f", r->lpips);
-        fprintf(f, "%s\t%s\t%s\t%s\t%llu\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r->run_id, r->strategy, r->spec,
-                r->prompt_id, (unsigned long long)r->seed, r->steps, r->calls_computed, r->calls_total, hit, wall, sw,
-                sf, psnr, ssim, lpips, r->failed ? "failed" : "complete");
+        fprintf(f, "%s\t%s\t%s\t%s\t%llu\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r->run_id,
+                r->strategy, r->spec, r->prompt_id, (unsigned long long)r->seed, r->steps, r->calls_computed,
+                r->calls_total, hit, wall, sw, sf, psnr, ssim, lpips, r->failed ? "failed" : "complete", time, cpu,
+                load);
     }
     return close_tmp(f, tmp, path, err);
 }
@@ -256,17 +410,47 @@ static int group_intervals(const Summary *s, SummaryGroup *G) {
             const SummaryRow *r = &s->rows[j];
             if (r->failed || r->baseline < 0 || s->rows[r->baseline].failed) continue;
             if (k == 0) {
-                if (!(r->wall_s > 0)) continue;
-                v[2 * n] = s->rows[r->baseline].wall_s, v[2 * n + 1] = r->wall_s, n++;
+                if (!(r->time_s > 0)) continue; /* the robust times the aggregates use */
+                v[2 * n] = s->rows[r->baseline].time_s, v[2 * n + 1] = r->time_s, n++;
                 continue;
             }
-            double x = k == 1 ? r->speedup_flops : k == 2 ? r->psnr : k == 3 ? r->ssim : k == 4 ? r->lpips : r->wall_s;
+            double x = k == 1 ? r->speedup_flops : k == 2 ? r->psnr : k == 3 ? r->ssim : k == 4 ? r->lpips : r->time_s;
             if (!isnan(x)) v[n++] = x;
         }
         rc = stats_bootstrap(v, n, kinds[k], STATS_SEED + (uint64_t)k, &out[k][0], &out[k][1]);
     }
     free(v);
     return rc;
+}
+
+/* Is (prompt_id, seed) covered for G: a finished run of G, or a failed baseline (the sweep skips the pair)? */
+static int pair_covered(const Summary *s, const SummaryGroup *G, const char *prompt_id, uint64_t seed) {
+    for (int j = G->first; j < G->first + G->count; j++)
+        if (s->rows[j].seed == seed && strcmp(s->rows[j].prompt_id, prompt_id) == 0) return 1;
+    for (int j = 0; j < s->count; j++)
+        if (s->rows[j].failed && s->rows[j].seed == seed && strcmp(s->rows[j].strategy, "none") == 0 &&
+            strcmp(s->rows[j].prompt_id, prompt_id) == 0)
+            return 1;
+    return 0;
+}
+
+/* planned, in_plan and partial (rule: summary.h); a partial setting's aggregates become NAN. */
+static void mark_partial(const Summary *s, SummaryGroup *G) {
+    int missing = 0;
+    G->planned = 0;
+    for (int k = 0; k < s->plan_count; k++) {
+        if (strcmp(s->plan[k].spec, G->spec)) continue;
+        G->planned++;
+        missing += !pair_covered(s, G, s->plan[k].prompt_id, s->plan[k].seed);
+    }
+    G->in_plan = s->plan_count == 0 || G->planned > 0;
+    if (!G->planned) /* no plan, or a setting of an earlier plan: the baselines' pairs */
+        for (int j = 0; j < s->count; j++)
+            if (strcmp(s->rows[j].strategy, "none") == 0)
+                missing += !pair_covered(s, G, s->rows[j].prompt_id, s->rows[j].seed);
+    G->partial = missing > 0;
+    if (G->partial)
+        G->latency = G->base_latency = G->speedup_wall = G->speedup_flops = G->psnr = G->ssim = G->lpips = NAN;
 }
 
 int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *err) {
@@ -289,8 +473,8 @@ int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *e
             G->failed += r->failed;
             if (r->failed || r->baseline < 0 || s->rows[r->baseline].failed) continue;
             G->used++;
-            wall += r->wall_s;
-            base += s->rows[r->baseline].wall_s;
+            wall += r->time_s;
+            base += s->rows[r->baseline].time_s;
             flops += r->speedup_flops;
             /* PSNR = 10·log10(1/MSE), so MSE = 10^(-PSNR/10): exact for the video-level PSNR of each run. */
             if (!isnan(r->psnr)) mse += isinf(r->psnr) ? 0.0 : pow(10.0, -r->psnr / 10.0), n_mse++;
@@ -304,7 +488,14 @@ int summary_groups(const Summary *s, SummaryGroup **groups, int *count, Error *e
         G->psnr = n_mse ? (mse > 0 ? 10.0 * log10(n_mse / mse) : INFINITY) : NAN;
         G->ssim = n_ssim ? ssim / n_ssim : NAN;
         G->lpips = n_lpips ? lpips / n_lpips : NAN;
-        if (group_intervals(s, G)) {
+        mark_partial(s, G);
+        G->timing_flag = !G->partial && strcmp(G->strategy, "none") && !isnan(G->speedup_wall) &&
+                         !isnan(G->speedup_flops) && fabs(G->speedup_wall / G->speedup_flops - 1.0) > SUMMARY_TIMING_MARGIN;
+        if (G->partial) { /* no interval over a subset either */
+            double *const ci[6] = {G->ci_latency, G->ci_speedup_wall, G->ci_speedup_flops, G->ci_psnr, G->ci_ssim,
+                                   G->ci_lpips};
+            for (int k = 0; k < 6; k++) ci[k][0] = ci[k][1] = NAN;
+        } else if (group_intervals(s, G)) {
             free(g);
             return error_set(err, "out of memory");
         }
@@ -391,7 +582,7 @@ int summary_write_settings_tsv(const SummaryGroup *g, int ng, const char *path, 
 
 /* plots/strip.png: the report prompt's baseline (top row) and each strategy's best run below it. */
 static int write_strip(const char *sweep_dir, const Summary *s, const StrategyBest *b, int nb, int report_row,
-                       int *rows_drawn, Error *err) {
+                       const char *templates_dir, int *rows_drawn, Error *err) {
     *rows_drawn = 0;
     if (report_row < 0) return 0;
     RunRecord *recs = calloc((size_t)nb + 1, sizeof *recs);
@@ -417,15 +608,45 @@ static int write_strip(const char *sweep_dir, const Summary *s, const StrategyBe
         n++;
     }
     if (!rc && n) {
-        Image img;
+        Image img = {0};
         int scale = recs[0].height < 128 ? 2 : 1; /* 64-pixel frames are hard to judge at their own size */
-        char path[PATH_MAX];
+        char path[PATH_MAX], frames_path[PATH_MAX];
         snprintf(path, sizeof path, "%s/plots/strip.png", sweep_dir);
+        snprintf(frames_path, sizeof frames_path, "%s/plots/strip_frames.png", sweep_dir);
         rc = strip_compose(videos, n, recs[0].frames, recs[0].height, recs[0].width, scale, 4, &img, err);
+        if (!rc) rc = image_write_png(frames_path, img.rgb, img.height, img.width, err);
         if (!rc) {
-            rc = image_write_png(path, img.rgb, img.height, img.width, err);
-            image_free(&img);
+            /* Row labels by gnuplot; without it (or when it fails) the unlabelled frames are the strip. */
+            char labels[4096] = "(", vars[8192] = "", num[96];
+            size_t longest = 0;
+            for (int k = -1, row = 0; k < nb; k++) {
+                int r = k < 0 ? report_row : b[k].best_row;
+                if (r < 0) continue;
+                size_t used = strlen(labels);
+                double centre = (row + 0.5) * (scale * recs[0].height + 4) - 2;
+                char name[256];
+                snprintf(name, sizeof name, "%s", k < 0 ? "full inference" : s->rows[r].spec);
+                char *c = strstr(name, ",coeffs="); /* a file path: long, and in the report's caption anyway */
+                if (c) {
+                    char *next = strchr(c + 1, ',');
+                    memmove(c, next ? next : c + strlen(c), strlen(next ? next : c + strlen(c)) + 1);
+                }
+                snprintf(labels + used, sizeof labels - used, "%s\"%s\" %.1f", row ? ", " : "", name, centre);
+                if (strlen(name) > longest) longest = strlen(name);
+                row++;
+            }
+            strncat(labels, ")", sizeof labels - strlen(labels) - 1);
+            plots_var(vars, sizeof vars, "img", frames_path);
+            plots_var(vars, sizeof vars, "labels", labels);
+            snprintf(num, sizeof num, "; w=%d; h=%d; rows=%d; left=%d", img.width, img.height, n,
+                     30 + 9 * (int)longest); /* about 8 pixels a character at 11 points, and room */
+            strncat(vars, num, sizeof vars - strlen(vars) - 1);
+            Error gp_err = {{0}};
+            if (plots_gnuplot(templates_dir, "strip.gp", vars, path, &gp_err)) rc = image_write_png(path, img.rgb,
+                                                                                                   img.height,
+                                                                                                   img.width, err);
         }
+        if (img.rgb) image_free(&img);
         if (!rc) *rows_drawn = n;
     }
 done:
@@ -548,7 +769,7 @@ static void write_report_statistics(FILE *f, const Summary *s, const SummaryGrou
 
 static int write_report(const char *sweep_dir, const Summary *s, const SummaryGroup *g, int ng,
                         const StrategyBest *b, int nb, int report_row, int strip_rows, double min_speedup,
-                        Error *err) {
+                        int opt_x_wall, Error *err) {
     char path[PATH_MAX], tmp[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/report.md", sweep_dir);
     FILE *f = open_tmp(path, tmp, sizeof tmp, err);
@@ -561,39 +782,79 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
     fprintf(f, "# Sweep report\n\n");
     char sha[48] = "";
     if (strlen(s->weights_sha256) == 64) snprintf(sha, sizeof sha, " (sha256 %.16s…)", s->weights_sha256);
-    fprintf(f, "%d runs (%d failed) in `runs/`, %d prompt × seed pairs. Model `%s`, weights `%s`%s, %d steps, "
+    fprintf(f, "%d run%s (%d failed) in `runs/`, %d (prompt, seed) pair%s. Model `%s`, weights `%s`%s, %d steps, "
                "%d frames of %d×%d, backend %s on %s; cachebench %s.\n\n",
-            s->count, failed, prompts, s->model, s->weights_path, sha, s->steps, s->frames, s->height, s->width,
-            s->backend, s->device, s->version);
+            s->count, s->count == 1 ? "" : "s", failed, prompts, prompts == 1 ? "" : "s", s->model, s->weights_path,
+            sha, s->steps, s->frames, s->height, s->width, s->backend, s->device, s->version);
     if (s->unreadable)
         fprintf(f, "**%d run file(s) could not be read and are left out** (first: %s).\n\n", s->unreadable,
                 s->unreadable_msg);
     fprintf(f, "## Results\n\n");
-    fprintf(f, "| Method | Latency (s) | Speed-up | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
-    fprintf(f, "|:--|--:|--:|--:|--:|--:|\n");
+    fprintf(f, "| Method | Runs | Latency (s) | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | LPIPS ↓ |\n");
+    fprintf(f, "|:--|--:|--:|--:|--:|--:|--:|--:|\n");
+    int flagged = 0, partial = 0;
     for (int i = 0; i < ng; i++) {
         const SummaryGroup *G = &g[i];
-        char lat[32], sp[32], psnr[32], ssim[32], lpips[32];
+        char lat[32], sp[40], sf[32], psnr[32], ssim[32], lpips[32], runs[48];
         md_num(lat, sizeof lat, "%.2f", G->latency);
         md_num(sp, sizeof sp, "%.2f×", G->speedup_wall);
+        md_num(sf, sizeof sf, "%.2f×", G->speedup_flops);
         md_num(psnr, sizeof psnr, "%.2f", G->psnr);
         md_num(ssim, sizeof ssim, "%.4f", G->ssim);
         md_num(lpips, sizeof lpips, "%.4f", G->lpips);
+        if (G->timing_flag) {
+            strncat(sp, " ⚠", sizeof sp - strlen(sp) - 1);
+            flagged++;
+        }
+        if (G->planned > 0) snprintf(runs, sizeof runs, "%d/%d", G->count, G->planned);
+        else snprintf(runs, sizeof runs, "%d", G->count);
+        if (G->partial) {
+            partial++;
+            snprintf(lat, sizeof lat, "partial");
+            snprintf(sp, sizeof sp, "partial");
+            snprintf(sf, sizeof sf, "partial");
+            snprintf(psnr, sizeof psnr, "partial");
+            snprintf(ssim, sizeof ssim, "partial");
+            snprintf(lpips, sizeof lpips, "partial");
+        }
         char name[300];
         if (strcmp(G->strategy, "none") == 0) snprintf(name, sizeof name, "none (full inference)");
         else snprintf(name, sizeof name, "%s", G->spec);
-        fprintf(f, "| %s%s | %s | %s | %s | %s | %s |\n", name, G->failed ? " (some runs failed)" : "", lat, sp, psnr,
-                ssim, lpips);
+        fprintf(f, "| %s%s | %s | %s | %s | %s | %s | %s | %s |\n", name, G->failed ? " (some runs failed)" : "", runs,
+                lat, sp, sf, psnr, ssim, lpips);
     }
-    fprintf(f, "\nOne row per setting, averaged over the prompts and seeds of its complete runs. Latency: wall-clock "
-               "seconds of one sampling run. Speed-up: mean baseline latency / mean latency over the same prompts and "
-               "seeds. PSNR: 10·log10(1/MSE) with the MSE over all pixels of all those videos against their "
-               "baselines (∞: identical to full inference). SSIM, LPIPS: means of the per-video values. FLOP speed-ups "
-               "and per-run values are in `summary.tsv`.");
+    char margin[32];
+    strategy_format_double(100.0 * SUMMARY_TIMING_MARGIN, margin, sizeof margin);
+    fprintf(f, "\nOne row per setting, averaged over the (prompt, seed) pairs of its complete runs. Runs: finished / "
+               "planned (planned from the sweep's plan, `plan.tsv`; without one, the baselines' pairs). A setting "
+               "that has not finished every planned pair shows \"partial\": means over a subset would not compare "
+               "with the other rows. Latency: robust seconds of one sampling run: each step counts the median time "
+               "(min of wall and CPU time) of the steps of equal work (same FLOPs, same branches computed) over all "
+               "runs of the setting, so that a slow run, a busy stretch of the machine or the first calls of a "
+               "process do not move it (raw wall times, CPU times and load averages are in `summary.tsv`). "
+               "Speed-up (wall): mean baseline latency / mean latency over the same pairs. Speed-up (FLOPs): full "
+               "inference FLOPs / FLOPs spent, the figure that does not depend on the machine. ⚠: the two speed-ups "
+               "differ by more than %s%% (time the FLOP count does not see, such as signals or profiling, or "
+               "disturbed timing). PSNR: 10·log10(1/MSE) with the MSE over all pixels of all those videos against "
+               "their baselines (∞: identical to full inference). SSIM, LPIPS: means of the per-video values.",
+            margin);
     if (!s->lpips_available)
         fprintf(f, " LPIPS: unavailable (a build without the LPIPS weights, or frames smaller than 31×31), shown as "
                    "–.");
     fprintf(f, "\n\n");
+    if (flagged) fprintf(f, "%d setting%s flagged ⚠.\n\n", flagged, flagged == 1 ? "" : "s");
+    if (partial)
+        fprintf(f, "%d setting%s partial: the sweep has not finished %s.\n\n", partial, partial == 1 ? " is" : "s are",
+                partial == 1 ? "it" : "them");
+    double load_lo = NAN, load_hi = NAN;
+    for (int i = 0; i < s->count; i++) {
+        double l = s->rows[i].load_avg;
+        if (isnan(l)) continue;
+        if (isnan(load_lo) || l < load_lo) load_lo = l;
+        if (isnan(load_hi) || l > load_hi) load_hi = l;
+    }
+    if (!isnan(load_lo))
+        fprintf(f, "Machine load (1-minute load average) during the runs: %.2f to %.2f.\n\n", load_lo, load_hi);
 
     fprintf(f, "## Best setting per strategy\n\n");
     char ms[32];
@@ -643,8 +904,9 @@ static int write_report(const char *sweep_dir, const Summary *s, const SummaryGr
         any = 1;
     }
     if (any)
-        fprintf(f, "Each point is one setting (means as in the table); lines join each strategy's Pareto front. "
-                   "Infinite PSNR (identical output) is left off.\n\n");
+        fprintf(f, "Each point is one setting (means as in the table) at its %s speed-up; lines join each strategy's "
+                   "Pareto front. Infinite PSNR (identical output) is left off.\n\n",
+                opt_x_wall ? "wall-clock" : "FLOP");
     for (int k = 0; k < nb; k++) {
         char name[128];
         snprintf(name, sizeof name, "steps_%s.png", b[k].strategy);
@@ -686,17 +948,25 @@ int summary_render(const char *sweep_dir, const RenderOptions *opt, RenderResult
     }
     snprintf(path, sizeof path, "%s/summary.tsv", sweep_dir);
     if (summary_write_tsv(&s, path, err)) goto done;
-    if (summary_groups(&s, &g, &ng, err) || summary_best(&s, g, ng, min_speedup, &b, &nb, &report_row, err)) goto done;
+    if (summary_groups(&s, &g, &ng, err)) goto done;
+    if (!(opt && opt->all)) { /* settings of an earlier plan stay in summary.tsv but leave the report and plots */
+        int kept = 0;
+        for (int i = 0; i < ng; i++)
+            if (g[i].in_plan) g[kept++] = g[i];
+        ng = kept;
+    }
+    if (summary_best(&s, g, ng, min_speedup, &b, &nb, &report_row, err)) goto done;
     snprintf(path, sizeof path, "%s/settings.tsv", sweep_dir);
     if (summary_write_settings_tsv(g, ng, path, err)) goto done;
-    if (write_strip(sweep_dir, &s, b, nb, report_row, &strip_rows, err)) goto done;
+    if (write_strip(sweep_dir, &s, b, nb, report_row, templates, &strip_rows, err)) goto done;
     res->plots += strip_rows > 0;
     /* The report is written even when gnuplot fails, then the plotting error is returned. */
     Error plot_err = {{0}};
     int drawn = 0;
-    int prc = plots_draw(sweep_dir, &s, g, ng, b, nb, report_row, templates, &drawn, &plot_err);
+    int prc = plots_draw(sweep_dir, &s, g, ng, b, nb, report_row, templates, opt && opt->x_wall, &drawn, &plot_err);
     res->plots += drawn;
-    if (write_report(sweep_dir, &s, g, ng, b, nb, report_row, strip_rows, min_speedup, err)) goto done;
+    if (write_report(sweep_dir, &s, g, ng, b, nb, report_row, strip_rows, min_speedup, opt && opt->x_wall, err))
+        goto done;
     if (prc) {
         *err = plot_err;
         goto done;

@@ -173,13 +173,16 @@ static void ec_destroy(Strategy *s) {
     s->state = NULL;
 }
 
-static const char *const ec_params[] = {"thresh", "warmup", NULL};
+static const char *const ec_params[] = {"thresh", "warmup", "defaults", NULL};
 
 static int ec_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     double thresh;
     int warmup;
+    /* defaults=official: EasyCache4Wan2.1's script warms up a fixed 10 steps whatever the step count. */
+    int official;
+    if (strategy_param_defaults(p, &official, err)) return -1;
     if (strategy_param_double(p, "thresh", 0.05, 0.0, INFINITY, &thresh, err)) return -1;
-    if (strategy_param_int(p, "warmup", (int)lround(0.2 * env->num_steps), 0, INT_MAX, &warmup, err))
+    if (strategy_param_int(p, "warmup", official ? 10 : (int)lround(0.2 * env->num_steps), 0, INT_MAX, &warmup, err))
         return -1;
     EcState *E = calloc(1, sizeof *E);
     if (!E) return error_set(err, "easycache: out of memory");
@@ -197,9 +200,13 @@ static int ec_create(Strategy *s, const StrategyParams *p, const StrategyEnv *en
     return 0;
 }
 
-const StrategyInfo strategy_easycache_info = {
+STRATEGY_REGISTER(strategy_easycache_info, 30) = {
     .name = "easycache",
     .summary = "reuse the model's last transformation y = x + Δ while the k-predicted output change stays below τ",
+    .params_help = "thresh    tau >= 0: reuse while the accumulated k-predicted change stays below it (default 0.05)\n"
+                   "warmup    steps computed first, >= 0 (default round(0.2 * steps); the official EasyCache4Wan2.1\n"
+                   "          script warms up a fixed 10 steps whatever the step count)\n"
+                   "defaults  ours | official: official selects the official script's defaults (warmup 10)",
     .param_names = ec_params,
     .create = ec_create,
 };

@@ -16,9 +16,10 @@ static int none_create(Strategy *s, const StrategyParams *p, const StrategyEnv *
     return 0;
 }
 
-const StrategyInfo strategy_none_info = {
+STRATEGY_REGISTER(strategy_none_info, 0) = {
     .name = "none",
     .summary = "always compute (the full-inference baseline)",
+    .params_help = "(no parameters)",
     .param_names = none_params,
     .create = none_create,
 };

@@ -99,9 +99,11 @@ static int static_create(Strategy *s, const StrategyParams *p, const StrategyEnv
     return 0;
 }
 
-const StrategyInfo strategy_static_info = {
+STRATEGY_REGISTER(strategy_static_info, 10) = {
     .name = "static",
     .summary = "compute the first R steps, then every N-th step and the last; reuse y = x + Δ in between",
+    .params_help = "interval  N >= 1: compute every N-th step after the warm-up (default 3)\n"
+                   "warmup    R >= 0: steps computed first (default 5)",
     .param_names = static_params,
     .create = static_create,
 };

@@ -107,29 +107,32 @@ static int compose_create(Strategy *s, const StrategyParams *p, const StrategyEn
     return 0;
 }
 
-static const char *const ecsvg_params[] = {"thresh",       "warmup", "svg_version", "sparsity", "dense_steps",
-                                           "dense_layers", "rows",   "row_seed",    "band",     NULL};
+static const char *const ecsvg_params[] = {"thresh",      "warmup",       "defaults", "svg_version", "sparsity",
+                                           "dense_steps", "dense_layers", "rows",     "row_seed",    "band",
+                                           NULL};
 static int ecsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     return compose_create(s, p, env, &strategy_easycache_info, err);
 }
 
-const StrategyInfo strategy_easycache_svg_info = {
+STRATEGY_REGISTER(strategy_easycache_svg_info, 50) = {
     .name = "easycache+svg",
     .summary = "EasyCache step reuse with Sparse VideoGen attention on the computed steps",
+    .params_help = "the parameters of easycache and of svg, with their defaults",
     .param_names = ecsvg_params,
     .create = ecsvg_create,
 };
 
-static const char *const tcsvg_params[] = {"thresh",      "variant",     "warmup",       "cutoff", "coeffs",   "svg_version",
-                                           "sparsity",    "dense_steps", "dense_layers", "rows",   "row_seed", "band",
-                                           NULL};
+static const char *const tcsvg_params[] = {"thresh",      "variant",      "warmup", "cutoff",   "coeffs", "defaults",
+                                           "svg_version", "sparsity",     "dense_steps", "dense_layers", "rows",
+                                           "row_seed",    "band",         NULL};
 static int tcsvg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     return compose_create(s, p, env, &strategy_teacache_info, err);
 }
 
-const StrategyInfo strategy_teacache_svg_info = {
+STRATEGY_REGISTER(strategy_teacache_svg_info, 60) = {
     .name = "teacache+svg",
     .summary = "TeaCache block-stack reuse with Sparse VideoGen attention on the computed block stacks",
+    .params_help = "the parameters of teacache and of svg, with their defaults",
     .param_names = tcsvg_params,
     .create = tcsvg_create,
 };

@@ -199,3 +199,11 @@ void strategy_destroy(Strategy *s) {
     if (s->destroy) s->destroy(s);
     memset(s, 0, sizeof *s);
 }
+
+int strategy_param_defaults(const StrategyParams *p, int *official, Error *err) {
+    const char *v = strategy_param_text(p, "defaults");
+    *official = v && strcmp(v, "official") == 0;
+    if (v && !*official && strcmp(v, "ours") != 0)
+        return error_set(err, "%s: defaults must be ours or official, got %s", p->name, v);
+    return 0;
+}

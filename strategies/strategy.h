@@ -1,5 +1,5 @@
-/* The strategy interface (DESIGN §4). A strategy is one file in strategies/ plus one line in
- * strategies/registry.c. The runner calls its hooks around every model call; every hook may be NULL.
+/* The strategy interface (DESIGN §4). A strategy is one file in strategies/ that defines its StrategyInfo with
+ * STRATEGY_REGISTER (below): nothing else to edit. The runner calls its hooks around every model call; every hook may be NULL.
  *
  * Order of calls for one model call (one step, one branch), as made by harness/runner.c:
  *   model_begin(x)            -> STRATEGY_REUSE: model_reuse(x, y) and nothing else runs
@@ -97,6 +97,8 @@ typedef struct {
 typedef struct StrategyInfo {
     const char *name;
     const char *summary;                 /* one line for --help */
+    const char *params_help;             /* one line per parameter: name, range, default (`cachebench strategies`);
+                                          * where a default departs from the official code, say so */
     const char *const *param_names;      /* NULL-terminated list of accepted keys */
     int (*create)(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err);
 } StrategyInfo;
@@ -111,16 +113,28 @@ int strategy_parse_spec(const char *spec, StrategyParams *out, Error *err);
 int strategy_param_double(const StrategyParams *p, const char *key, double def, double lo, double hi, double *out,
                           Error *err);
 int strategy_param_int(const StrategyParams *p, const char *key, int def, int lo, int hi, int *out, Error *err);
+/* The "defaults" parameter: ours (absent) or official (the official script's defaults, where they differ: the
+ * strategy says which). The canonical spec does not carry it: it carries the values it selected. */
+int strategy_param_defaults(const StrategyParams *p, int *official, Error *err);
 /* NULL when absent. */
 const char *strategy_param_text(const StrategyParams *p, const char *key);
 /* For creates writing s->spec: the shortest decimal text that reads back as exactly v ("0.05", not
  * "0.050000000000000003"), so a canonical spec parses back to the same parameters. */
 void strategy_format_double(double v, char *buf, size_t cap);
 
+/* Registers a strategy: write, at the start of a line of a file in strategies/,
+ *     STRATEGY_REGISTER(strategy_foo_info, ORDER) = { .name = "foo", ... };
+ * The build collects these lines (strategies/strategies.mk) into the table of strategies/registry.c, sorted by
+ * ORDER: the strategy's rank in listings, reports and plots (none 0, static 10, teacache 20, ...; leave gaps). */
+#define STRATEGY_REGISTER(info, order) const StrategyInfo info
+
 /* Registry (strategies/registry.c). */
 const StrategyInfo *strategy_find(const char *name);
 int strategy_count(void);
 const StrategyInfo *strategy_at(int i);
+/* sha256 (hex) of the source file that registers info, taken at build time: what a record stores so that results of
+ * changed strategy code can be told apart. "" for an unregistered info. */
+const char *strategy_source_sha256(const StrategyInfo *info);
 /* Writes "none, static, ..." into buf. */
 void strategy_list_names(char *buf, size_t cap);
 /* Adds a strategy at run time (a plug-in, harness/plugins.h), after the built-in ones, for the rest of the process.

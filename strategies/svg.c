@@ -111,9 +111,17 @@ static int svg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     return 0;
 }
 
-const StrategyInfo strategy_svg_info = {
+STRATEGY_REGISTER(strategy_svg_info, 40) = {
     .name = "svg",
     .summary = "Sparse VideoGen (SVG1): per-head spatial/temporal block-sparse attention, heads classified online",
+    .params_help = "svg_version   5efea72 | head: the official version whose dense warm-up and defaults apply\n"
+                   "              (default 5efea72)\n"
+                   "sparsity      fraction of (query, key) pairs skipped, 0..1 (default 0.75; head: 0.7)\n"
+                   "dense_steps   --first_times_fp, 0..1 (default 0.075; head: 0.2)\n"
+                   "dense_layers  --first_layers_fp, 0..1 (default 0.025; head: 0.03)\n"
+                   "rows          query rows sampled to classify a head, >= 1 (default 64)\n"
+                   "row_seed      seed of the sampled rows, >= 0 (default 0)\n"
+                   "band          official (128-token blocks) | exact (not the official mask) (default official)",
     .param_names = svg_params,
     .create = svg_create,
 };

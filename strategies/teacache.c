@@ -269,7 +269,7 @@ static int tea_coeffs(const StrategyParams *p, const StrategyEnv *env, int use_e
     return 0;
 }
 
-static const char *const tea_params[] = {"thresh", "variant", "warmup", "cutoff", "coeffs", NULL};
+static const char *const tea_params[] = {"thresh", "variant", "warmup", "cutoff", "coeffs", "defaults", NULL};
 
 static int tea_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     const char *variant = strategy_param_text(p, "variant");
@@ -278,7 +278,10 @@ static int tea_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     int use_e0 = variant && strcmp(variant, "e0") == 0;
     double thresh;
     int warmup, cutoff;
-    if (strategy_param_double(p, "thresh", 0.08, 0.0, INFINITY, &thresh, err)) return -1;
+    /* defaults=official: TeaCache4Wan2.1's script defaults to a threshold of 0.2. */
+    int official;
+    if (strategy_param_defaults(p, &official, err)) return -1;
+    if (strategy_param_double(p, "thresh", official ? 0.2 : 0.08, 0.0, INFINITY, &thresh, err)) return -1;
     if (strategy_param_int(p, "warmup", use_e0 ? 5 : 1, 0, INT_MAX, &warmup, err)) return -1;
     if (strategy_param_int(p, "cutoff", use_e0 ? 0 : 1, 0, INT_MAX, &cutoff, err)) return -1;
     double c[5];
@@ -308,9 +311,17 @@ static int tea_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     return 0;
 }
 
-const StrategyInfo strategy_teacache_info = {
+STRATEGY_REGISTER(strategy_teacache_info, 20) = {
     .name = "teacache",
     .summary = "reuse the block-stack residual while the rescaled change of the timestep modulation stays below δ",
+    .params_help = "thresh    delta >= 0: reuse while the accumulated rescaled signal stays below it (default 0.08;\n"
+                   "          the official TeaCache4Wan2.1 script defaults to 0.2)\n"
+                   "variant   e | e0: signal from the time embedding e or the modulation input e0 (default e)\n"
+                   "warmup    steps computed first, >= 0 (default 1 for e, 5 for e0)\n"
+                   "cutoff    last steps always computed, >= 0 (default 1 for e, 0 for e0)\n"
+                   "coeffs    rescaling polynomial file (default: built in for Wan2.1, else\n"
+                   "          teacache_coeffs_<variant>.txt beside the weights, from `cachebench calibrate`)\n"
+                   "defaults  ours | official: official selects the official script's defaults (thresh 0.2)",
     .param_names = tea_params,
     .create = tea_create,
 };

@@ -95,23 +95,25 @@ def check_xarray(path, exp):
     ds = open_group(path, "steps")
     assert dict(ds.sizes) == {"step": steps, "branch": 2}, dict(ds.sizes)
     same(ds["step"].values, np.arange(steps), "step coordinate")
-    assert ds["step"].dtype == np.int32 and ds["branch"].dtype == np.int32
-    same(ds["branch"].values, [0, 1], "branch coordinate")
+    assert ds["step"].dtype == np.int32
+    assert list(ds["branch"].values) == ["cond", "uncond"], ds["branch"].values
     assert ds["branch"].attrs["names"] == "cond,uncond"
     assert set(ds.coords) == {"step", "branch"}, set(ds.coords)
-    kinds = {"timestep": np.float32, "sigma": np.float32, "wall_seconds": np.float64, "flops": np.float64,
+    kinds = {"timestep": np.float32, "sigma": np.float32, "wall_seconds": np.float64, "cpu_seconds": np.float64,
+             "flops": np.float64,
              "computed": np.uint8, "signal": np.float32, "accumulator": np.float32, "threshold": np.float32,
              "k": np.float32, "call_seconds": np.float64}
     assert set(ds.data_vars) == set(kinds), set(ds.data_vars)
     for name, dtype in kinds.items():
         var = ds[name]
-        want_dims = ("step",) if name in ("timestep", "sigma", "wall_seconds", "flops") else ("step", "branch")
+        want_dims = ("step",) if name in ("timestep", "sigma", "wall_seconds", "cpu_seconds", "flops") else ("step", "branch")
         assert var.dims == want_dims, (name, var.dims)
         assert var.dtype == dtype, (name, var.dtype)
         same(var.values, floats(exp["step_vars"][name]), f"steps {name}")
     assert np.isnan(ds["signal"].values[0]).all(), "NaN signals must survive"
     # Selecting by label works, which is the point of the coordinates.
-    same(ds["computed"].sel(branch=0).values, floats(exp["step_vars"]["computed"][0::2]), "computed cond")
+    same(ds["computed"].sel(branch="cond").values, floats(exp["step_vars"]["computed"][0::2]), "computed cond")
+    same(ds["computed"].sel(branch="uncond").values, floats(exp["step_vars"]["computed"][1::2]), "computed uncond")
 
     ds = open_group(path, "video")
     assert dict(ds.sizes) == {"frame": frames, "height": exp["height"], "width": exp["width"], "rgb": 3}

@@ -25,6 +25,7 @@
 #include "models/dit/config.h"
 #include "models/dit/dit.h"
 #include "models/safetensors.h"
+#include "strategies/strategy.h"
 #include "tests/fixtures.h"
 
 static char *dir;      /* per test (Criterion runs each test in its own process) */
@@ -320,6 +321,103 @@ Test(bad_inputs, unknown_prompt_word_lists_the_vocabulary) {
     expect_no_outputs(out_dir);
 }
 
+Test(bad_inputs, prompt_with_punctuation_or_empty) {
+    char out[8192];
+    const char *args[] = {"run", "--weights", "random:1", "--prompt", "a red circle, moving right.", "--frames", "1",
+                          "--height", "16", "--width", "16", "--steps", "1", "--quiet", "--out", out_dir, NULL};
+    expect_result(out, cli(out, sizeof out, args), 1, "unknown word 'circle,'",
+                  "the vocabulary has no punctuation: write bare words separated by spaces", NULL);
+    args[4] = "  ";
+    expect_result(out, cli(out, sizeof out, args), 2, "--prompt is empty", NULL);
+    expect_no_outputs(out_dir);
+}
+
+/* `cachebench strategies` documents every registered strategy and every parameter it accepts. */
+Test(bad_inputs, strategies_lists_every_strategy_and_parameter) {
+    static char out[65536];
+    const char *args[] = {"strategies", NULL};
+    expect_result(out, cli(out, sizeof out, args), 0, "official", NULL);
+    for (int i = 0; i < strategy_count(); i++) {
+        const StrategyInfo *info = strategy_at(i);
+        char line[128];
+        snprintf(line, sizeof line, "\n%s\n", info->name);
+        cr_expect(strstr(out, line) || strncmp(out, line + 1, strlen(line + 1)) == 0, "%s missing:\n%s", info->name,
+                  out);
+        cr_expect_not_null(info->params_help, "%s: no params_help", info->name);
+        for (const char *const *k = info->param_names; *k; k++) {
+            snprintf(line, sizeof line, "    %s ", *k);
+            cr_expect(strstr(out, line), "%s: parameter %s undocumented", info->name, *k);
+        }
+    }
+}
+
+Test(bad_inputs, misspelt_command_suggests_the_nearest) {
+    char out[8192];
+    const char *args[] = {"swep", "--help", NULL};
+    expect_result(out, cli(out, sizeof out, args), 2, "unknown command 'swep'; did you mean 'sweep'?", NULL);
+    const char *far[] = {"frobnicate", NULL};
+    int rc = cli(out, sizeof out, far);
+    expect_result(out, rc, 2, "unknown command 'frobnicate'", NULL);
+    cr_expect(strstr(out, "did you mean") == NULL, "%s", out);
+}
+
+/* calibrate keeps an existing default coefficient file (a tracked file beside the shipped weights) unless --force,
+ * takes seeds in the sweep's grammar, and its samples file says which branch each sample is from. */
+Test(bad_inputs, calibrate_keeps_the_default_file_and_takes_seed_ranges) {
+    char out[8192], prompts[700], coeffs[700], samples[700];
+    path_in(prompts, sizeof prompts, "p.txt");
+    path_in(coeffs, sizeof coeffs, "c.txt");
+    path_in(samples, sizeof samples, "s.tsv");
+    FILE *f = fopen(prompts, "w");
+    cr_assert_not_null(f);
+    fputs("p0\ta red circle moving right on a black background\n", f);
+    fclose(f);
+    const char *keep[] = {"calibrate", "--prompts", prompts, NULL};
+    expect_result(out, cli(out, sizeof out, keep), 2, "teacache_coeffs_e.txt exists: pass --force to replace it",
+                  NULL);
+    const char *fit[] = {"calibrate", "--weights", "random:1", "--prompts", prompts, "--steps", "4", "--seeds",
+                         "0..2", "--out", coeffs, "--samples", samples, NULL};
+    expect_result(out, cli(out, sizeof out, fit), 0, coeffs, NULL);
+    f = fopen(samples, "r");
+    cr_assert_not_null(f);
+    char line[256];
+    int rows = 0, cond = 0, uncond = 0;
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    cr_expect_str_eq(line, "step\tbranch\tinput_rel_l1\toutput_rel_l1\n");
+    while (fgets(line, sizeof line, f)) {
+        rows++;
+        cond += strstr(line, "\tcond\t") != NULL;
+        uncond += strstr(line, "\tuncond\t") != NULL;
+    }
+    fclose(f);
+    /* 3 seeds x 2 branches x (4 steps - the first call of each branch) samples. */
+    cr_expect_eq(rows, 3 * 2 * 3, "%d samples", rows);
+    cr_expect_eq(cond, uncond, "%d cond, %d uncond", cond, uncond);
+    const char *bad[] = {"calibrate", "--weights", "random:1", "--prompts", prompts, "--seeds", "2..1", "--out",
+                         coeffs, NULL};
+    expect_result(out, cli(out, sizeof out, bad), 2, "invalid value for --seeds", NULL);
+}
+
+/* A second run of the same settings into the same folder would replace a record someone may quote: refused before
+ * sampling, the first file unchanged; --force overwrites. */
+Test(bad_inputs, run_refuses_to_overwrite_a_record) {
+    char out[8192], rec[900];
+    const char *args[] = {"run", "--weights", "random:1", "--prompt", "red", "--frames", "1", "--height", "16",
+                          "--width", "16", "--steps", "1", "--quiet", "--out", out_dir, NULL, NULL};
+    int rc = cli(out, sizeof out, args);
+    expect_result(out, rc, 0, "complete", NULL);
+    snprintf(rec, sizeof rec, "%s/none__p0__s0.h5", out_dir);
+    struct stat before, after;
+    cr_assert_eq(stat(rec, &before), 0);
+    rc = cli(out, sizeof out, args);
+    expect_result(out, rc, 1, rec, "exists; pass --force to overwrite it", NULL);
+    cr_assert_eq(stat(rec, &after), 0);
+    cr_expect(before.st_ino == after.st_ino && before.st_mtime == after.st_mtime, "the record was replaced");
+    args[16] = "--force";
+    rc = cli(out, sizeof out, args);
+    expect_result(out, rc, 0, "complete", NULL);
+}
+
 /* Finite weights whose product overflows: every head output is a sum of 128 terms of size ~3e38. */
 static void put_huge(const char *name, float *data, size_t n) {
     if (strcmp(name, "head.head.weight") == 0)
@@ -459,6 +557,29 @@ Test(bad_inputs, metrics_frame_counts_differ) {
     free(after);
 }
 
+/* A "baseline" of another trajectory (here another prompt) is refused by --store (nothing written) and warned
+ * about by plain metrics. */
+Test(bad_inputs, metrics_store_refuses_a_baseline_of_another_trajectory) {
+    char a[900], b[900], out[8192];
+    make_record(a, sizeof a, "a", "1", "16");
+    const char *other[] = {"run", "--weights", "random:1", "--prompt", "red moving", "--frames", "1", "--height",
+                           "16", "--width", "16", "--steps", "1", "--quiet", "--prompt-id", "b", "--out", out_dir,
+                           NULL};
+    cr_assert_eq(cli(out, sizeof out, other), 0, "%s", out);
+    snprintf(b, sizeof b, "%s/none__b__s0.h5", out_dir);
+    size_t n0, n1;
+    char *before = slurp(b, &n0);
+    const char *store[] = {"metrics", "--store", a, b, NULL};
+    expect_result(out, cli(out, sizeof out, store), 1, "is not a baseline of", "prompt \"red\" vs \"red moving\"",
+                  "nothing stored", NULL);
+    char *after = slurp(b, &n1);
+    cr_expect(n0 == n1 && memcmp(before, after, n0) == 0, "%s changed", b);
+    free(before);
+    free(after);
+    const char *plain[] = {"metrics", a, b, NULL};
+    expect_result(out, cli(out, sizeof out, plain), 0, "warning:", "differ: prompt", "psnr_db", NULL);
+}
+
 Test(bad_inputs, metrics_frame_sizes_differ) {
     char a[900], b[900], out[8192];
     make_record(a, sizeof a, "narrow", "1", "16");
@@ -560,12 +681,12 @@ Test(bad_inputs, non_numeric_seed) {
 }
 
 Test(bad_inputs, unknown_strategy) {
-    expect_usage_error("--strategy", "fastcache", "unknown strategy 'fastcache' (valid: none, static, teacache");
+    expect_usage_error("--strategy", "fastcache", "unknown strategy 'fastcache' (valid: none, ");
 }
 
 Test(bad_inputs, unknown_strategy_key) {
     expect_usage_error("--strategy", "easycache:treshold=0.1",
-                       "easycache: unknown parameter \"treshold\" (valid: thresh, warmup)");
+                       "easycache: unknown parameter \"treshold\" (valid: thresh, warmup, defaults)");
 }
 
 Test(bad_inputs, strategy_value_out_of_range) {

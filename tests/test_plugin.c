@@ -36,7 +36,8 @@
     X(Strategy, model_reuse) X(Strategy, model_end) X(Strategy, blocks_begin) X(Strategy, blocks_reuse)               \
     X(Strategy, blocks_end) X(Strategy, attention_plan) X(Strategy, destroy)                                           \
     X(StrategyParams, name) X(StrategyParams, count) X(StrategyParams, keys) X(StrategyParams, values)                \
-    X(StrategyInfo, name) X(StrategyInfo, summary) X(StrategyInfo, param_names) X(StrategyInfo, create)
+    X(StrategyInfo, name) X(StrategyInfo, summary) X(StrategyInfo, params_help) X(StrategyInfo, param_names)         \
+    X(StrategyInfo, create)
 
 #define STR(x) #x
 #define LINE_TEXT(type, field)                                                                                         \

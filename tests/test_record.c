@@ -112,7 +112,7 @@ static void fill_record(RunRecord *r, int latents, int metrics) {
     for (int i = 0; i < STEPS; i++) {
         StepRecord *s = &r->step[i];
         s->timestep = 1000 * fabs(rnd()), s->sigma = fabs(rnd());
-        s->wall_seconds = fabs(rnd()), s->flops = 1e12 * fabs(rnd());
+        s->wall_seconds = fabs(rnd()), s->cpu_seconds = fabs(rnd()), s->flops = 1e12 * fabs(rnd());
         for (int b = 0; b < 2; b++) {
             s->computed[b] = PATTERN[b][i] == 'C';
             s->signal[b] = rnd(), s->accumulator[b] = rnd(), s->threshold[b] = rnd(), s->k[b] = rnd();
@@ -194,6 +194,7 @@ static void assert_records_equal(const RunRecord *a, const RunRecord *b) {
         cr_assert_eq(x->timestep, y->timestep, "timestep[%d]", i);
         cr_assert_eq(x->sigma, y->sigma, "sigma[%d]", i);
         cr_assert_eq(x->wall_seconds, y->wall_seconds, "wall_seconds[%d]", i);
+        cr_assert_eq(x->cpu_seconds, y->cpu_seconds, "cpu_seconds[%d]", i);
         cr_assert_eq(x->flops, y->flops, "flops[%d]", i);
         for (int c = 0; c < 2; c++) {
             cr_assert_eq(x->computed[c], y->computed[c], "computed[%d][%d]", i, c);
@@ -389,7 +390,7 @@ static void write_sidecar(const char *json_path, const RunRecord *r) {
     for (int i = 0; i < n; i++)                                    \
         for (int b = 0; b < 2; b++) col[2 * i + b] = r->step[i].F[b]; \
     cJSON_AddItemToObject(st, #F, num_array(col, 2 * n));
-    ADD1(timestep) ADD1(sigma) ADD1(wall_seconds) ADD1(flops)
+    ADD1(timestep) ADD1(sigma) ADD1(wall_seconds) ADD1(cpu_seconds) ADD1(flops)
     ADD2(computed) ADD2(signal) ADD2(accumulator) ADD2(threshold) ADD2(k) ADD2(call_seconds)
 #undef ADD1
 #undef ADD2

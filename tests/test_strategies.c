@@ -164,15 +164,58 @@ static void create_fails(const char *spec, const StrategyEnv *env, const char *w
 
 /* ---------------------------------------------------------------- registry and specs */
 
-Test(strategies, registry_lists_every_strategy) {
-    char names[256];
+/* The registry is generated from the STRATEGY_REGISTER lines of the strategy files (strategies/strategies.mk): every
+ * such line, and nothing else, is in it, once, "none" first. No count or list written here: a new strategy file
+ * must pass this test unchanged. */
+Test(strategies, registry_lists_every_registered_strategy_file) {
+    FILE *ls = popen("grep -h '^STRATEGY_REGISTER(' strategies/*.c", "r");
+    cr_assert_not_null(ls);
+    char line[512];
+    int lines = 0;
+    while (fgets(line, sizeof line, ls)) lines++;
+    pclose(ls);
+    cr_assert_gt(lines, 1, "run from the repository root");
+    cr_assert_eq(strategy_count(), lines, "%d registered, %d STRATEGY_REGISTER lines", strategy_count(), lines);
+    cr_assert_str_eq(strategy_at(0)->name, "none", "the baseline comes first");
+    cr_assert_null(strategy_at(strategy_count()));
+    cr_assert_null(strategy_at(-1));
+    char names[1024];
     strategy_list_names(names, sizeof names);
-    cr_assert_str_eq(names, "none, static, teacache, easycache, svg, easycache+svg, teacache+svg");
-    cr_assert_eq(strategy_count(), 7);
-    cr_assert_str_eq(strategy_at(2)->name, "teacache");
-    cr_assert_null(strategy_at(7));
-    cr_assert_eq(strategy_find("easycache"), strategy_at(3));
+    for (int i = 0; i < strategy_count(); i++) {
+        const StrategyInfo *info = strategy_at(i);
+        cr_assert_eq(strategy_find(info->name), info, "%s found as itself (names are unique)", info->name);
+        cr_assert(strstr(names, info->name), "%s missing from \"%s\"", info->name, names);
+        cr_assert(info->create && info->summary && info->param_names, "%s: incomplete StrategyInfo", info->name);
+    }
     cr_assert_null(strategy_find("easy"));
+}
+
+/* The scaffold every strategy gets for free: created at its defaults and driven through the runner's call
+ * sequence on a random synthetic trajectory, its decision string must be made of C and R only, start with a
+ * computed step on each branch, and every reused output must be x_t + (y_c - x_c) (check_outputs). A new strategy
+ * then adds its own test below with a decision string worked out by hand, e.g.
+ *     StrategyEnv env = env_for(8, "tiny", NULL);
+ *     Strategy s;  create_ok(&s, "foo:param=1", &env);
+ *     Run *r = run_new(8, 1);   ... shape r->x / r->y_full / r->e0 ...   drive(&s, r);
+ *     cr_assert_str_eq(r->dec[BRANCH_COND], "CCRCRC");  check_outputs(r);  strategy_destroy(&s);  free(r); */
+Test(strategies, every_strategy_drives_a_synthetic_trajectory) {
+    for (int i = 0; i < strategy_count(); i++) {
+        const char *name = strategy_at(i)->name;
+        /* wan2.1-t2v-1.3b: TeaCache's coefficients are built in for it, so every strategy creates at defaults. */
+        StrategyEnv env = env_for(12, "wan2.1-t2v-1.3b", NULL);
+        Strategy s;
+        create_ok(&s, name, &env);
+        Run *r = run_new(12, 1);
+        drive(&s, r);
+        for (int b = 0; b < BRANCH_COUNT; b++) {
+            cr_assert_eq(strlen(r->dec[b]), 12, "%s: %s", name, r->dec[b]);
+            cr_assert_eq(strspn(r->dec[b], "CR"), 12, "%s branch %d: %s", name, b, r->dec[b]);
+            cr_assert_eq(r->dec[b][0], 'C', "%s branch %d computes its first step: %s", name, b, r->dec[b]);
+        }
+        check_outputs(r);
+        strategy_destroy(&s);
+        free(r);
+    }
 }
 
 Test(strategies, parse_spec_accepts_the_grammar) {
@@ -220,11 +263,37 @@ Test(strategies, parse_spec_rejects_malformed_specs) {
 
 Test(strategies, create_rejects_unknown_names_and_keys) {
     StrategyEnv env = env_for(50, "tiny", NULL);
-    create_fails("foo:thresh=1", &env, "unknown strategy \"foo\" (valid: none, static, teacache, easycache, svg, easycache+svg, teacache+svg)");
+    char names[1024], want[1100];
+    strategy_list_names(names, sizeof names);
+    snprintf(want, sizeof want, "unknown strategy \"foo\" (valid: %s)", names);
+    create_fails("foo:thresh=1", &env, want);
     create_fails("teacache:tresh=0.1", &env,
-                 "teacache: unknown parameter \"tresh\" (valid: thresh, variant, warmup, cutoff, coeffs)");
-    create_fails("easycache:warmup=3,interval=2", &env, "easycache: unknown parameter \"interval\" (valid: thresh, warmup)");
+                 "teacache: unknown parameter \"tresh\" (valid: thresh, variant, warmup, cutoff, coeffs, defaults)");
+    create_fails("easycache:warmup=3,interval=2", &env, "easycache: unknown parameter \"interval\" (valid: thresh, warmup, defaults)");
     create_fails("none:thresh=0", &env, "none takes no parameters");
+}
+
+/* defaults=official selects the official scripts' defaults where ours differ; the canonical spec carries the values. */
+Test(strategies, official_defaults) {
+    StrategyEnv env = env_for(50, "wan2.1-t2v-1.3b", NULL);
+    Strategy s;
+    create_ok(&s, "easycache", &env);
+    cr_expect_str_eq(s.spec, "easycache:thresh=0.05,warmup=10"); /* round(0.2 * 50) */
+    strategy_destroy(&s);
+    StrategyEnv env30 = env_for(30, "wan2.1-t2v-1.3b", NULL);
+    create_ok(&s, "easycache", &env30);
+    cr_expect_str_eq(s.spec, "easycache:thresh=0.05,warmup=6");
+    strategy_destroy(&s);
+    create_ok(&s, "easycache:defaults=official", &env30);
+    cr_expect_str_eq(s.spec, "easycache:thresh=0.05,warmup=10", "the official script: 10 whatever the steps");
+    strategy_destroy(&s);
+    create_ok(&s, "teacache:defaults=official", &env);
+    cr_expect_str_eq(s.spec, "teacache:thresh=0.2,variant=e,warmup=1,cutoff=1");
+    strategy_destroy(&s);
+    create_ok(&s, "teacache:defaults=ours,thresh=0.1", &env);
+    cr_expect_str_eq(s.spec, "teacache:thresh=0.1,variant=e,warmup=1,cutoff=1");
+    strategy_destroy(&s);
+    create_fails("easycache:defaults=paper", &env, "easycache: defaults must be ours or official, got paper");
 }
 
 Test(strategies, create_rejects_bad_numbers_with_clear_messages) {

@@ -17,11 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness/experiment.h"
 #include "harness/sweep.h"
 #include "metrics/image.h"
 #include "metrics/metrics.h"
 #include "models/dit/config.h"
 #include "results/record.h"
+#include "results/summary.h"
+#include "strategies/strategy.h"
 #include "tests/fixtures.h"
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -130,7 +133,7 @@ static void sleep_ms(int ms) {
     nanosleep(&t, NULL);
 }
 
-/* summary.tsv without the wall-clock columns (wall_s, speedup_wall: fields 10 and 11). */
+/* summary.tsv without the timing columns (wall_s, speedup_wall: fields 10 and 11; time_s, cpu_s, load_avg: 17-19). */
 static char *summary_without_wall(const char *out) {
     char path[512];
     snprintf(path, sizeof path, "%s/summary.tsv", out);
@@ -145,7 +148,7 @@ static char *summary_without_wall(const char *out) {
             if (*p == '\t' || *p == '\0') {
                 char end = *p;
                 *p = '\0';
-                if (field != 10 && field != 11) {
+                if (field != 10 && field != 11 && field < 17) {
                     strcat(res, start);
                     strcat(res, "\t");
                 }
@@ -656,15 +659,17 @@ Test(sweep, summary_report_plots_and_export, .timeout = 60) {
     char *tsv = read_file(path);
     cr_assert_not_null(tsv);
     const char *header = "run_id\tstrategy\tparams\tprompt_id\tseed\tsteps\tcalls_computed\tcalls_total\thit_rate\t"
-                         "wall_s\tspeedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\n";
+                         "wall_s\tspeedup_wall\tspeedup_flops\tpsnr\tssim\tlpips\tstatus\ttime_s\tcpu_s\tload_avg\n";
     cr_assert(strncmp(tsv, header, strlen(header)) == 0, "header: %.200s", tsv);
     int rows = 0, baselines = 0, finite_psnr = 0;
     char *save = NULL;
     for (char *line = strtok_r(tsv + strlen(header), "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *f[17];
+        char *f[20];
         int n = 0;
-        for (char *s2 = NULL, *t = strtok_r(line, "\t", &s2); t && n < 17; t = strtok_r(NULL, "\t", &s2)) f[n++] = t;
-        cr_assert_eq(n, 16, "row %d has %d fields", rows, n);
+        for (char *s2 = NULL, *t = strtok_r(line, "\t", &s2); t && n < 20; t = strtok_r(NULL, "\t", &s2)) f[n++] = t;
+        cr_assert_eq(n, 19, "row %d has %d fields", rows, n);
+        for (int i = 16; i <= 17; i++) cr_expect(is_number(f[i], 0, 0) && atof(f[i]) > 0, "column %d: %s", i + 1, f[i]);
+        cr_expect(is_number(f[18], 0, 0) && atof(f[18]) >= 0, "load_avg: %s", f[18]);
         for (int i = 4; i <= 7; i++) cr_expect(is_number(f[i], 0, 0), "column %d: %s", i + 1, f[i]);
         for (int i = 8; i <= 13; i++) cr_expect(is_number(f[i], i == 12, 0), "column %d: %s", i + 1, f[i]);
         cr_expect(is_number(f[14], 0, 1), "lpips: %s", f[14]);
@@ -691,8 +696,10 @@ Test(sweep, summary_report_plots_and_export, .timeout = 60) {
     snprintf(path, sizeof path, "%s/report.md", out);
     char *report = read_file(path);
     cr_assert_not_null(report);
-    cr_expect(strstr(report, "| Method | Latency (s) | Speed-up | PSNR ↑ | SSIM ↑ | LPIPS ↓ |") != NULL);
-    cr_expect(strstr(report, "| none (full inference) |") != NULL);
+    cr_expect(strstr(report, "| Method | Runs | Latency (s) | Speed-up (wall) | Speed-up (FLOPs) | PSNR ↑ | SSIM ↑ | "
+                             "LPIPS ↓ |") != NULL);
+    cr_expect(strstr(report, "| none (full inference) | 2/2 |") != NULL, "%s", report);
+    cr_expect(strstr(report, "| partial |") == NULL, "nothing partial: %s", report);
     cr_expect(strstr(report, "| easycache:thresh=5,warmup=1 |") != NULL, "%s", report);
     free(report);
 
@@ -757,6 +764,75 @@ Test(sweep, summary_report_plots_and_export, .timeout = 60) {
                  "first row of the last frame");
     image_free(&strip);
     record_free(&r);
+
+    /* The strip: the composed frames, and beside them the row labels (setting names) in strip.png. */
+    Image frames_img, labelled;
+    snprintf(path, sizeof path, "%s/plots/strip_frames.png", out);
+    cr_assert_eq(image_read_png(path, &frames_img, &err), 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/plots/strip.png", out);
+    cr_assert_eq(image_read_png(path, &labelled, &err), 0, "%s", err.msg);
+    cr_expect_gt(labelled.width, frames_img.width + 100, "labels left of the frames: %d vs %d", labelled.width,
+                 frames_img.width);
+    image_free(&frames_img);
+    image_free(&labelled);
+
+    /* Trade-off data: FLOP speed-up on x by default, the wall-clock one with --x wall. */
+    snprintf(path, sizeof path, "%s/plots/tradeoff_psnr.dat", out);
+    char *dat = read_file(path);
+    cr_expect(dat && strstr(dat, "static speedup_flops psnr setting") != NULL, "%s", dat);
+    free(dat);
+    const char *plot_wall[] = {"plot", out, "--x", "wall", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, plot_wall), 0, "%s", log);
+    dat = read_file(path);
+    cr_expect(dat && strstr(dat, "static speedup_wall psnr setting") != NULL, "%s", dat);
+    free(dat);
+
+    /* A setting missing one planned pair is partial, not a mean over a subset. */
+    snprintf(path, sizeof path, "%s/runs/easycache_thresh-5_warmup-1__pb__s0.h5", out);
+    cr_assert_eq(unlink(path), 0, "%s", path);
+    cr_assert_eq(fixture_run_cli(log, sizeof log, plot), 0, "%s", log);
+    snprintf(path, sizeof path, "%s/report.md", out);
+    report = read_file(path);
+    cr_expect(report && strstr(report, "| easycache:thresh=5,warmup=1 | 1/2 | partial | partial |") != NULL, "%s",
+              report);
+    cr_expect(strstr(report, "| static:interval=2,warmup=1 | 2/2 | ") != NULL, "%s", report);
+    free(report);
+
+    /* Settings that left the plan (plan.tsv) leave the report unless --all. */
+    snprintf(path, sizeof path, "%s/plan.tsv", out);
+    char *plan = read_file(path);
+    cr_assert_not_null(plan);
+    char *kept = calloc(1, strlen(plan) + 1);
+    char *save2 = NULL;
+    for (char *line = strtok_r(plan, "\n", &save2); line; line = strtok_r(NULL, "\n", &save2))
+        if (strncmp(line, "static:", 7)) strcat(strcat(kept, line), "\n");
+    write_file(path, kept);
+    free(plan);
+    free(kept);
+    cr_assert_eq(fixture_run_cli(log, sizeof log, plot), 0, "%s", log);
+    snprintf(path, sizeof path, "%s/report.md", out);
+    report = read_file(path);
+    cr_expect(report && strstr(report, "| static:") == NULL, "%s", report);
+    free(report);
+    const char *plot_all[] = {"plot", out, "--all", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, plot_all), 0, "%s", log);
+    report = read_file(path);
+    cr_expect(report && strstr(report, "| static:interval=2,warmup=1 | 2 | ") != NULL, "%s", report);
+    free(report);
+
+    /* scripts/load_sweep.py opens the sweep as one xarray dataset, branch selectable by name. */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import xarray, h5netcdf' 2>/dev/null", fixture_python());
+    if (system(cmd) == 0) {
+        snprintf(cmd, sizeof cmd,
+                 "'%s' -c 'import sys; sys.path.insert(0, \"scripts\"); from load_sweep import load_sweep; "
+                 "ds = load_sweep(sys.argv[1]); c = ds[\"computed\"].sel(branch=\"cond\"); "
+                 "assert c.dims == (\"run\", \"step\") and ds.sizes[\"run\"] == %d, ds; "
+                 "assert sorted(set(ds.strategy.values)) == [\"easycache\", \"none\", \"static\"]; "
+                 "assert (c.sel(run=ds.strategy == \"none\") == 1).all()' '%s'",
+                 fixture_python(), SWEEP_RUNS - 1, out);
+        cr_expect_eq(system(cmd), 0, "load_sweep.py failed: %s", cmd);
+    }
     fixture_rmdir(dir);
     free(dir);
 }
@@ -802,7 +878,7 @@ Test(sweep, non_finite_runs_are_kept_as_failed, .timeout = 60) {
     char *tsv = read_file(path);
     cr_assert_not_null(tsv);
     cr_expect(strstr(tsv, "none__pa__s0\tnone\tnone\tpa\t0\t4\t") != NULL, "%s", tsv);
-    cr_expect(strstr(tsv, "\tNA\tNA\tNA\tNA\tNA\tfailed\n") != NULL, "%s", tsv);
+    cr_expect(strstr(tsv, "\tNA\tNA\tNA\tNA\tNA\tfailed\tNA\t") != NULL, "%s", tsv);
     free(tsv);
     snprintf(path, sizeof path, "%s/report.md", out);
     char *report = read_file(path);
@@ -829,4 +905,189 @@ Test(sweep, refuses_a_folder_of_another_sweep, .timeout = 60) {
     cr_expect(strstr(log, "made with steps 2, this sweep has steps 3") != NULL, "%s", log);
     fixture_rmdir(dir);
     free(dir);
+}
+
+/* ---------------------------------------------------------------------------------------------------------- */
+/* Robust timing (results/summary.h) */
+
+/* A record of steps whose work alternates between two kinds (full steps 0.1 s, cheap steps 0.01 s), with a slow
+ * stretch: two full steps 20x slower. The robust time is what an idle machine would have taken. */
+Test(summary, robust_time_ignores_a_slow_stretch) {
+    RunRecord r = {0};
+    r.steps = 10;
+    r.guidance = 5.0f;
+    snprintf(r.backend, sizeof r.backend, "cpu");
+    r.step = calloc((size_t)r.steps, sizeof *r.step);
+    for (int i = 0; i < r.steps; i++) {
+        int full = i < 4 || i % 2 == 0; /* 0,1,2,3,4,6,8 full: 7 full steps, 3 cheap */
+        r.step[i].flops = full ? 2e9 : 1e7;
+        r.step[i].computed[0] = r.step[i].computed[1] = (uint8_t)full;
+        r.step[i].wall_seconds = full ? 0.1 : 0.01;
+        r.step[i].cpu_seconds = NAN; /* a record without CPU times: the wall times count */
+    }
+    r.step[0].wall_seconds = 2.0; /* the first call of a process */
+    r.step[4].wall_seconds = 2.0; /* another process */
+    cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.1 + 3 * 0.01, 1e-12);
+    /* One thread on a busy core: the CPU time (what the step computed) counts, not the wall time it waited. */
+    for (int i = 0; i < r.steps; i++) r.step[i].cpu_seconds = r.step[i].wall_seconds;
+    r.step[1].wall_seconds = r.step[2].wall_seconds = r.step[3].wall_seconds = r.step[6].wall_seconds = 0.5;
+    cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.1 + 3 * 0.01, 1e-12);
+    /* On the GPU the host's CPU time says nothing: the wall time counts (four full steps at 0.5 s now). */
+    snprintf(r.backend, sizeof r.backend, "cuda");
+    cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.5 + 3 * 0.01, 1e-12);
+    snprintf(r.backend, sizeof r.backend, "cpu");
+    /* Several threads: CPU time above the wall time, the wall time counts. */
+    for (int i = 0; i < r.steps; i++) {
+        r.step[i].wall_seconds = r.step[i].flops > 1e9 ? 0.1 : 0.01;
+        r.step[i].cpu_seconds = 2 * r.step[i].wall_seconds;
+    }
+    cr_expect_float_eq(summary_robust_seconds(&r), 7 * 0.1 + 3 * 0.01, 1e-12);
+    r.failed = 1;
+    cr_expect(isnan(summary_robust_seconds(&r)), "a failed run has no time");
+    free(r.step);
+}
+
+/* Step times are pooled over the runs of a setting: a run that was slow throughout (another process on its core)
+ * gets the time of its steps' work, not its own clock. */
+Test(summary, slow_run_takes_the_setting_s_step_times) {
+    SummaryStep a[4], b[4];
+    for (int i = 0; i < 4; i++) {
+        int full = i != 2;
+        a[i] = (SummaryStep){full ? 2e9 : 1e7, {(uint8_t)full, (uint8_t)full}, full ? 0.1 : 0.01};
+        b[i] = a[i];
+        b[i].seconds *= 3; /* the slow run */
+    }
+    SummaryRow rows[3] = {0};
+    for (int i = 0; i < 3; i++) snprintf(rows[i].spec, sizeof rows[i].spec, "static:interval=3");
+    rows[0].step_times = a, rows[0].n_step_times = 4;
+    rows[1].step_times = a, rows[1].n_step_times = 4; /* two ordinary runs outvote the slow one */
+    rows[2].step_times = b, rows[2].n_step_times = 4;
+    Summary s = {.rows = rows, .count = 3};
+    Error err = {{0}};
+    cr_assert_eq(summary_pool_times(&s, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 3; i++) cr_expect_float_eq(rows[i].time_s, 3 * 0.1 + 0.01, 1e-12, "row %d: %g", i, rows[i].time_s);
+}
+
+/* Two runs of one pair: the wall-clock speed-up (baseline time / time) and the flag when it departs from the FLOP
+ * speed-up by more than SUMMARY_TIMING_MARGIN. */
+Test(summary, wall_speedup_far_from_flops_is_flagged) {
+    SummaryRow rows[3] = {0};
+    const char *specs[3] = {"none", "static:interval=2,warmup=1", "static:interval=3,warmup=1"};
+    const double time[3] = {10.0, 5.2, 2.0}, flops[3] = {1.0, 2.0, 3.0};
+    for (int i = 0; i < 3; i++) {
+        snprintf(rows[i].strategy, sizeof rows[i].strategy, "%s", i ? "static" : "none");
+        snprintf(rows[i].spec, sizeof rows[i].spec, "%s", specs[i]);
+        snprintf(rows[i].prompt_id, sizeof rows[i].prompt_id, "p");
+        rows[i].time_s = time[i];
+        rows[i].speedup_flops = flops[i];
+        rows[i].baseline = 0;
+        rows[i].psnr = rows[i].ssim = rows[i].lpips = NAN;
+    }
+    Summary s = {.rows = rows, .count = 3};
+    SummaryGroup *g;
+    int ng;
+    Error err = {{0}};
+    cr_assert_eq(summary_groups(&s, &g, &ng, &err), 0, "%s", err.msg);
+    cr_assert_eq(ng, 3);
+    cr_expect_float_eq(g[1].speedup_wall, 10.0 / 5.2, 1e-12);
+    cr_expect_eq(g[1].timing_flag, 0, "1.92x against 2x FLOPs is within the margin");
+    cr_expect_float_eq(g[2].speedup_wall, 5.0, 1e-12);
+    cr_expect_eq(g[2].timing_flag, 1, "5x against 3x FLOPs is flagged");
+    cr_expect_eq(g[0].timing_flag, 0, "the baseline is never flagged");
+    cr_expect_eq(g[1].partial + g[2].partial, 0, "every baseline pair is covered");
+    free(g);
+}
+
+/* Provenance: a finished run whose strategy source changed since is listed as stale on resume and kept;
+ * --rerun stale redoes exactly it, --rerun STRATEGY every run of that strategy. */
+Test(sweep, resume_lists_stale_runs_and_reruns_them, .timeout = 90) {
+    char *dir = fixture_tmpdir();
+    char prompts[512], out[512], path[2048];
+    static char log[65536];
+    write_prompts(dir, prompts, sizeof prompts);
+    snprintf(out, sizeof out, "%s/out", dir);
+    cr_assert_eq(run_sweep(prompts, out, log, sizeof log), 0, "%s", log);
+
+    snprintf(path, sizeof path, "%s/runs/static_interval-2_warmup-1__pb__s0.h5", out);
+    RunRecord r;
+    Error err = {{0}};
+    cr_assert_eq(record_read(path, &r, &err), 0, "%s", err.msg);
+    char current[65];
+    snprintf(current, sizeof current, "%s", r.strategy_source_sha256);
+    cr_assert_eq(strlen(current), 64, "the record stores the strategy source hash: '%s'", current);
+    cr_assert_str_eq(current, strategy_source_sha256(strategy_find("static")));
+    memset(r.strategy_source_sha256, 'a', 64); /* as if made by an older static.c */
+    cr_assert_eq(record_write(path, &r, &err), 0, "%s", err.msg);
+    record_free(&r);
+
+    const char *dry[] = {SWEEP_ARGS(prompts, out), "--dry-run", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, dry), 0, "%s", log);
+    cr_expect(strstr(log, "static_interval-2_warmup-1__pb__s0.h5: stale: static source changed") != NULL, "%s", log);
+    cr_expect(strstr(log, "1 finished run is stale and kept; --rerun stale redoes them") != NULL, "%s", log);
+
+    const char *stale[] = {SWEEP_ARGS(prompts, out), "--rerun", "stale", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, stale), 0, "%s", log);
+    cr_expect(strstr(log, "runs done: 1 this session") != NULL, "%s", log);
+    cr_assert_eq(record_read(path, &r, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(r.strategy_source_sha256, current);
+    record_free(&r);
+
+    const char *again[] = {SWEEP_ARGS(prompts, out), NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, again), 0, "%s", log);
+    cr_expect(strstr(log, "stale") == NULL, "nothing stale any more: %s", log);
+    cr_expect(strstr(log, "runs done: 0 this session") != NULL, "%s", log);
+
+    const char *bases[] = {SWEEP_ARGS(prompts, out), "--rerun", "none", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, bases), 0, "%s", log);
+    cr_expect(strstr(log, "runs done: 2 this session") != NULL, "the two baselines: %s", log);
+
+    const char *bad[] = {SWEEP_ARGS(prompts, out), "--rerun", "fastcache", NULL};
+    cr_expect_eq(fixture_run_cli(log, sizeof log, bad), 2, "%s", log);
+    cr_expect(strstr(log, "--rerun takes stale, all or a strategy") != NULL, "%s", log);
+    fixture_rmdir(dir);
+}
+
+/* Relative paths in an INI file are relative to the file's folder (not to where the command runs); "random" weights
+ * and absolute paths stay as written. */
+Test(sweep, ini_paths_are_relative_to_the_file) {
+    char *dir = fixture_tmpdir();
+    char ini[600], want[700];
+    snprintf(ini, sizeof ini, "%s/grid.ini", dir);
+    write_file(ini, "[sweep]\nprompts = sets/p.txt\nout = ../elsewhere/out\nweights = random:1\n"
+                    "contexts = /abs/c.safetensors\n");
+    SweepConfig *c = calloc(1, sizeof *c);
+    Error err = {{0}};
+    sweep_config_init(c);
+    cr_assert_eq(sweep_config_read_ini(c, ini, &err), 0, "%s", err.msg);
+    snprintf(want, sizeof want, "%s/sets/p.txt", dir);
+    cr_expect_str_eq(c->prompts, want);
+    snprintf(want, sizeof want, "%s/../elsewhere/out", dir);
+    cr_expect_str_eq(c->out, want);
+    cr_expect_str_eq(c->weights, "random:1");
+    cr_expect_str_eq(c->contexts, "/abs/c.safetensors");
+    free(c);
+    fixture_rmdir(dir);
+}
+
+/* TeaCache run ids name the coefficient file by content: two paths to one file give one id, another file another. */
+Test(sweep, run_id_names_coefficient_files_by_content) {
+    char *dir = fixture_tmpdir();
+    char a[600], b[600], via[700], spec[1024], id1[1024], id2[1024], id3[1024];
+    snprintf(a, sizeof a, "%s/c.txt", dir);
+    snprintf(b, sizeof b, "%s/d.txt", dir);
+    write_file(a, "1 2 3 4 5\n");
+    write_file(b, "1 2 3 4 6\n");
+    snprintf(via, sizeof via, "%s/../%s/c.txt", dir, strrchr(dir, '/') + 1);
+    snprintf(spec, sizeof spec, "teacache:thresh=0.1,variant=e,warmup=1,cutoff=1,coeffs=%s", a);
+    experiment_run_id(spec, "p0", 0, id1, sizeof id1);
+    snprintf(spec, sizeof spec, "teacache:thresh=0.1,variant=e,warmup=1,cutoff=1,coeffs=%s", via);
+    experiment_run_id(spec, "p0", 0, id2, sizeof id2);
+    snprintf(spec, sizeof spec, "teacache+svg:thresh=0.1,coeffs=%s,rows=16", b);
+    experiment_run_id(spec, "p0", 0, id3, sizeof id3);
+    cr_expect_str_eq(id1, id2);
+    cr_expect(strstr(id1, "coeffs-") && !strchr(id1, '/') && strlen(strstr(id1, "coeffs-")) == 7 + 12 + 8,
+              "%s", id1);
+    cr_expect(strstr(id3, "_rows-16__p0__s0") != NULL, "the parameters after coeffs stay: %s", id3);
+    cr_expect(strncmp(strstr(id1, "coeffs-"), strstr(id3, "coeffs-"), 19) != 0, "%s vs %s", id1, id3);
+    fixture_rmdir(dir);
 }

@@ -144,6 +144,8 @@ typedef struct {
 typedef struct StrategyInfo {
     const char *name;                    /* lower-case letters, digits, '_', '+', '-'; not a built-in's name */
     const char *summary;                 /* one line for --help */
+    const char *params_help;             /* one line per parameter: name, range, default (`cachebench strategies`);
+                                          * may be NULL */
     const char *const *param_names;      /* NULL-terminated list of accepted keys (checked before create) */
     int (*create)(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err);
 } StrategyInfo;

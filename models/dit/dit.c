@@ -580,7 +580,11 @@ int dit_encode_prompt(const DitModel *m, char **vocab, int vocab_size, const cha
             size_t used = 0;
             for (int i = 0; i < vocab_size && used < sizeof list; i++)
                 used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? " " : "", vocab[i]);
-            return error_set(err, "unknown word '%s' in prompt \"%s\"; the vocabulary is: %s", word, prompt, list);
+            int punct = 0;
+            for (size_t i = 0; i < len; i++) punct |= ispunct((unsigned char)word[i]) != 0;
+            return error_set(err, "unknown word '%s' in prompt \"%s\"%s; the vocabulary is: %s", word, prompt,
+                             punct ? " (the vocabulary has no punctuation: write bare words separated by spaces)" : "",
+                             list);
         }
         if (row == c->text_len)
             return error_set(err, "prompt \"%s\" has more than %d words", prompt, c->text_len);

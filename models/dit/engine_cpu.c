@@ -52,7 +52,8 @@ static void describe_cpu(char *buf, size_t cap) {
         }
         fclose(f);
     }
-    snprintf(buf, cap, "cpu: %s (%d threads)", model, omp_get_max_threads());
+    const int threads = omp_get_max_threads();
+    snprintf(buf, cap, "cpu: %s (%d thread%s)", model, threads, threads == 1 ? "" : "s");
 }
 
 static float *cpu_tokens(Engine *e) { return impl(e)->state.tokens; }
