@@ -131,6 +131,8 @@ typedef struct {
     long skipped;               /* runs left out because the baseline of their prompt and seed failed */
     double eta_seconds;         /* remaining time; < 0 when unknown */
     int eta_upper_bound;        /* 1 while the estimate is (remaining runs) × (baseline wall): caching is faster */
+    long by_others;             /* worker: runs found finished by other workers after the start */
+    long taken_over;            /* worker: stale claims taken over */
 } SweepStatus;
 
 typedef struct {
@@ -154,6 +156,12 @@ typedef struct {
      * loses nothing finished); sweep_run returns 1 after the write when *stop is set. */
     volatile sig_atomic_t *writing;
     volatile sig_atomic_t *stop;
+    /* Many workers on one folder (harness/claims.h) instead of the folder lock: each (prompt, seed) group is claimed
+     * before it runs; a worker returns when every run of the plan (of its shard) is finished, by it or by others,
+     * waiting meanwhile for groups other live workers hold. */
+    int worker;
+    double stale_after;         /* seconds without a heartbeat after which a claim is taken over; 0: 600 */
+    int shard, shards;          /* shards > 0: only the groups g (in plan order, from 0) with g % shards == shard */
 } SweepOptions;
 
 /* Runs the plan into c->out (created if missing). plan->specs are replaced by their canonical forms. Returns 0
