@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,10 @@ void claims_close(Claims *c) {
 /* A claim (or takeover) file is stale when its heartbeat is older than stale_after; one that cannot be parsed (being
  * rewritten right now, or damaged) by its modification time. */
 static int is_stale(const Claims *c, const char *path, const ClaimInfo *info, int parsed) {
+    /* A claim of this host whose process is gone (Ctrl-C, kill -9, then the same command again) needs no wait. */
+    if (parsed && strcmp(info->host, c->me.host) == 0 && info->pid > 0 && kill((pid_t)info->pid, 0) != 0 &&
+        errno == ESRCH)
+        return 1;
     long long beat = info->heartbeat;
     if (!parsed) {
         struct stat st;

@@ -6,7 +6,8 @@
  * where O_EXCL was not always), holding
  *     host=<hostname>  pid=<pid>  token=<unique per worker process>  started=<unix s>  heartbeat=<unix s>
  * one per line. A thread rewrites the heartbeat every stale_after/4 seconds while the group runs. A claim whose
- * heartbeat is older than stale_after (its worker died, or lost its machine) is taken over: the taker first
+ * heartbeat is older than stale_after (its worker died, or lost its machine), or of this host whose process is
+ * gone, is taken over: the taker first
  * creates <group>.takeover the same atomic way, so only one worker takes a claim over, re-reads the claim (still
  * stale, same token), and replaces it. A worker checks that its claim is still its own before it writes a run file:
  * two workers never write the same run file. Finished groups have no claim (run files say they are finished).

@@ -14,6 +14,7 @@ int cmd_plot(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 /* Shared parsing helpers (harness/cli.c): strict number parsing, the whole string must be a number in [lo, hi].
  * On failure print "cachebench <cmd>: invalid value 'v' for --flag: ..." and the hint of cli_usage_error to stderr
