@@ -159,27 +159,50 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void setup(char **dir, char *prompts, size_t cap, int three) {
-    *dir = fixture_tmpdir();
-    snprintf(prompts, cap, "%s/prompts.txt", *dir);
-    write_text(prompts, three ? "pa\ta red circle\npb\ta blue square\npc\ta green triangle\n"
-                              : "pa\ta red circle\npb\ta blue square\n");
+/* A test's folder: the prompts, the reference sweep by one process (one/) and the folder the workers fill (many/). */
+typedef struct {
+    char *dir;
+    char prompts[512], one[600], many[600];
+} Sweeps;
+
+static char log[65536]; /* each test's CLI output; tests run in their own processes */
+
+static void start(Sweeps *x, int three, int small, const char *seeds) {
+    x->dir = fixture_tmpdir();
+    snprintf(x->prompts, sizeof x->prompts, "%s/prompts.txt", x->dir);
+    write_text(x->prompts, three ? "pa\ta red circle\npb\ta blue square\npc\ta green triangle\n"
+                                 : "pa\ta red circle\npb\ta blue square\n");
+    snprintf(x->one, sizeof x->one, "%s/one", x->dir);
+    snprintf(x->many, sizeof x->many, "%s/many", x->dir);
+    const char *a[MAX_ARGS];
+    sweep_args(a, x->prompts, x->one, small, seeds);
+    cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
+}
+
+/* The workers' folder equals the reference: same summary (run ids, decisions, metrics); no run done twice. */
+static void expect_same_as_one_process(const Sweeps *x, int runs, int slack) {
+    char *sa = summary_no_wall(x->one), *sb = summary_no_wall(x->many);
+    cr_expect_str_eq(sa, sb);
+    free(sa), free(sb);
+    cr_expect_eq(count_h5(x->many), runs);
+    expect_each_run_once(x->many, runs, slack);
+}
+
+static void finish(Sweeps *x) {
+    fixture_rmdir(x->dir);
+    free(x->dir);
 }
 
 Test(workers, parallel_workers_equal_one_process, .timeout = 60) {
-    char *dir, prompts[512], one[600], many[600], logs[2][700];
-    static char log[65536];
-    setup(&dir, prompts, sizeof prompts, 1);
-    snprintf(one, sizeof one, "%s/one", dir);
-    snprintf(many, sizeof many, "%s/many", dir);
+    Sweeps x;
+    start(&x, 1, 1, "0,1");
+    char logs[2][700];
     const char *a[MAX_ARGS];
-    sweep_args(a, prompts, one, 1, "0,1");
-    cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
 
     pid_t pids[2];
     for (int w = 0; w < 2; w++) {
-        snprintf(logs[w], sizeof logs[w], "%s/worker%d.log", dir, w);
-        int n = sweep_args(a, prompts, many, 1, "0,1");
+        snprintf(logs[w], sizeof logs[w], "%s/worker%d.log", x.dir, w);
+        int n = sweep_args(a, x.prompts, x.many, 1, "0,1");
         append_args(a, n, (const char *[]){"--worker", NULL});
         pids[w] = spawn_cli(a, logs[w]);
     }
@@ -190,59 +213,50 @@ Test(workers, parallel_workers_equal_one_process, .timeout = 60) {
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker %d: %s", w, text);
         free(text);
     }
-    char *sa = summary_no_wall(one), *sb = summary_no_wall(many);
-    cr_expect_str_eq(sa, sb);
-    free(sa), free(sb);
-    cr_expect_eq(count_h5(many), 18);
-    expect_each_run_once(many, 18, 0);
+    expect_same_as_one_process(&x, 18, 0);
 
     /* status: everything done, both workers listed with their runs. */
-    const char *st[] = {"status", many, NULL};
+    const char *st[] = {"status", x.many, NULL};
     cr_assert_eq(fixture_run_cli(log, sizeof log, st), 0, "%s", log);
     cr_expect(strstr(log, "done 18 (0 failed), claimed 0, left 0"), "%s", log);
     cr_expect(strstr(log, "all runs finished"), "%s", log);
 
     /* A worker of another sweep (other weights) is refused, naming what differs. */
-    int n = sweep_args(a, prompts, many, 1, "0,1");
+    int n = sweep_args(a, x.prompts, x.many, 1, "0,1");
     a[2] = "random:2";
     append_args(a, n, (const char *[]){"--worker", NULL});
     cr_expect_eq(fixture_run_cli(log, sizeof log, a), 1, "%s", log);
     cr_expect(strstr(log, "weights"), "%s", log);
     /* ... and one of another plan (other seeds) too: plan.tsv. */
-    n = sweep_args(a, prompts, many, 1, "0,1,2");
+    n = sweep_args(a, x.prompts, x.many, 1, "0,1,2");
     append_args(a, n, (const char *[]){"--worker", NULL});
     cr_expect_eq(fixture_run_cli(log, sizeof log, a), 1, "%s", log);
     cr_expect(strstr(log, "plan.tsv") && strstr(log, "differs"), "%s", log);
-    fixture_rmdir(dir);
-    free(dir);
+    finish(&x);
 }
 
 Test(workers, killed_worker_is_taken_over_nothing_lost_or_doubled, .timeout = 90) {
-    char *dir, prompts[512], one[600], many[600], path[1024];
-    static char log[65536];
-    setup(&dir, prompts, sizeof prompts, 0);
-    snprintf(one, sizeof one, "%s/one", dir);
-    snprintf(many, sizeof many, "%s/many", dir);
+    Sweeps x;
+    start(&x, 0, 0, "0");
+    char path[1024];
     const char *a[MAX_ARGS];
-    sweep_args(a, prompts, one, 0, "0");
-    cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
 
     /* SIGKILL once the first baseline is written: the worker dies in the middle of its group. */
-    int n = sweep_args(a, prompts, many, 0, "0");
+    int n = sweep_args(a, x.prompts, x.many, 0, "0");
     append_args(a, n, (const char *[]){"--worker", "--stale-after", "60", NULL});
-    snprintf(path, sizeof path, "%s/killed.log", dir);
+    snprintf(path, sizeof path, "%s/killed.log", x.dir);
     pid_t pid = spawn_cli(a, path);
-    for (int i = 0; i < 60000 && count_h5(many) < 1; i++) sleep_ms(1);
+    for (int i = 0; i < 60000 && count_h5(x.many) < 1; i++) sleep_ms(1);
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
     cr_assert(WIFSIGNALED(status), "the worker finished before the kill");
-    int before = count_h5(many);
+    int before = count_h5(x.many);
     cr_assert(before >= 1 && before < 3, "%d run files at the kill", before);
-    snprintf(path, sizeof path, "%s/claims/none__pa__s0.claim", many);
+    snprintf(path, sizeof path, "%s/claims/none__pa__s0.claim", x.many);
     cr_assert_eq(access(path, F_OK), 0, "the dead worker's claim is left");
 
-    const char *st[] = {"status", many, NULL};
+    const char *st[] = {"status", x.many, NULL};
     cr_assert_eq(fixture_run_cli(log, sizeof log, st), 0, "%s", log);
     char want[128];
     snprintf(want, sizeof want, "done %d (0 failed), claimed %d, left 3", before, 3 - before);
@@ -250,89 +264,67 @@ Test(workers, killed_worker_is_taken_over_nothing_lost_or_doubled, .timeout = 90
     cr_expect(strstr(log, "none__pa__s0"), "the claim is shown:\n%s", log);
 
     /* A new worker takes the claim over (its process is gone on this host) and runs only what is missing. */
-    n = sweep_args(a, prompts, many, 0, "0");
+    n = sweep_args(a, x.prompts, x.many, 0, "0");
     append_args(a, n, (const char *[]){"--worker", "--stale-after", "60", NULL});
     cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
     cr_expect(strstr(log, "took over none__pa__s0"), "%s", log);
     cr_expect_eq(access(path, F_OK), -1, "no claim left");
-    char *sa = summary_no_wall(one), *sb = summary_no_wall(many);
-    cr_expect_str_eq(sa, sb);
-    free(sa), free(sb);
-    cr_expect_eq(count_h5(many), 6);
-    expect_each_run_once(many, 6, 1);
-    fixture_rmdir(dir);
-    free(dir);
+    expect_same_as_one_process(&x, 6, 1);
+    finish(&x);
 }
 
 Test(workers, silent_claim_is_taken_over_only_after_the_stale_time, .timeout = 60) {
-    char *dir, prompts[512], one[600], many[600], path[1024];
-    static char log[65536];
-    setup(&dir, prompts, sizeof prompts, 0);
-    snprintf(one, sizeof one, "%s/one", dir);
-    snprintf(many, sizeof many, "%s/many", dir);
+    Sweeps x;
+    start(&x, 0, 1, "0");
+    char path[1024];
     const char *a[MAX_ARGS];
-    sweep_args(a, prompts, one, 1, "0");
-    cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
 
     /* A claim of another machine, with a heartbeat of now: a live worker there, until it stays silent 2 s. */
-    snprintf(path, sizeof path, "%s/claims", many);
+    snprintf(path, sizeof path, "%s/claims", x.many);
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", path);
     cr_assert_eq(system(cmd), 0);
-    snprintf(path, sizeof path, "%s/claims/none__pb__s0.claim", many);
+    snprintf(path, sizeof path, "%s/claims/none__pb__s0.claim", x.many);
     char text[256];
     long long now = (long long)time(NULL);
     snprintf(text, sizeof text, "host=elsewhere-node\npid=4242\ntoken=elsewhere-node:4242:1\nstarted=%lld\n"
                                 "heartbeat=%lld\n", now, now);
     write_text(path, text);
     const double t0 = now_s();
-    int n = sweep_args(a, prompts, many, 1, "0");
+    int n = sweep_args(a, x.prompts, x.many, 1, "0");
     append_args(a, n, (const char *[]){"--worker", "--stale-after", "2", NULL});
     cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
     const double took = now_s() - t0;
     cr_expect(took >= 1.5, "took the claim over after %.2f s, before the stale time", took);
     cr_expect(strstr(log, "took over none__pb__s0 (prompt pb seed 0) from elsewhere-node pid 4242"), "%s", log);
-    char *sa = summary_no_wall(one), *sb = summary_no_wall(many);
-    cr_expect_str_eq(sa, sb);
-    free(sa), free(sb);
-    expect_each_run_once(many, 6, 0);
-    fixture_rmdir(dir);
-    free(dir);
+    expect_same_as_one_process(&x, 6, 0);
+    finish(&x);
 }
 
 Test(workers, shards_partition_the_groups, .timeout = 60) {
-    char *dir, prompts[512], one[600], many[600];
-    static char log[65536];
-    setup(&dir, prompts, sizeof prompts, 1);
-    snprintf(one, sizeof one, "%s/one", dir);
-    snprintf(many, sizeof many, "%s/many", dir);
+    Sweeps x;
+    start(&x, 1, 1, "0");
     const char *a[MAX_ARGS];
-    sweep_args(a, prompts, one, 1, "0");
-    cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
 
     /* Groups in plan order: pa, pb, pc. Shard 1/2 runs pa and pc, shard 2/2 pb. */
-    int n = sweep_args(a, prompts, many, 1, "0");
+    int n = sweep_args(a, x.prompts, x.many, 1, "0");
     append_args(a, n, (const char *[]){"--shard", "1/2", NULL});
     cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
     cr_expect(strstr(log, "shard 1/2 done"), "%s", log);
     char path[1024];
-    snprintf(path, sizeof path, "%s/runs/none__pb__s0.h5", many);
+    snprintf(path, sizeof path, "%s/runs/none__pb__s0.h5", x.many);
     cr_expect_eq(access(path, F_OK), -1, "shard 1/2 ran a group of shard 2/2");
-    cr_expect_eq(count_h5(many), 6);
-    n = sweep_args(a, prompts, many, 1, "0");
+    cr_expect_eq(count_h5(x.many), 6);
+    n = sweep_args(a, x.prompts, x.many, 1, "0");
     append_args(a, n, (const char *[]){"--shard", "2/2", NULL});
     cr_assert_eq(fixture_run_cli(log, sizeof log, a), 0, "%s", log);
-    cr_expect_eq(count_h5(many), 9);
-    const char *plot[] = {"plot", many, NULL};
+    cr_expect_eq(count_h5(x.many), 9);
+    const char *plot[] = {"plot", x.many, NULL};
     cr_assert_eq(fixture_run_cli(log, sizeof log, plot), 0, "%s", log);
-    char *sa = summary_no_wall(one), *sb = summary_no_wall(many);
-    cr_expect_str_eq(sa, sb);
-    free(sa), free(sb);
-    expect_each_run_once(many, 9, 0);
+    expect_same_as_one_process(&x, 9, 0);
 
     const char *bad[] = {"sweep", "--shard", "3/2", NULL};
     cr_expect_eq(fixture_run_cli(log, sizeof log, bad), 2, "%s", log);
     cr_expect(strstr(log, "--shard"), "%s", log);
-    fixture_rmdir(dir);
-    free(dir);
+    finish(&x);
 }
