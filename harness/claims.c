@@ -33,7 +33,8 @@ int claims_parse(const char *text, ClaimInfo *out) {
             buf[len] = '\0';
             if (strncmp(buf, "host=", 5) == 0) snprintf(out->host, sizeof out->host, "%.127s", buf + 5), have |= 1;
             else if (strncmp(buf, "pid=", 4) == 0) out->pid = strtol(buf + 4, NULL, 10), have |= 2;
-            else if (strncmp(buf, "token=", 6) == 0) snprintf(out->token, sizeof out->token, "%.191s", buf + 6), have |= 4;
+            else if (strncmp(buf, "token=", 6) == 0)
+                snprintf(out->token, sizeof out->token, "%.191s", buf + 6), have |= 4;
             else if (strncmp(buf, "started=", 8) == 0) out->started = strtoll(buf + 8, NULL, 10), have |= 8;
             else if (strncmp(buf, "heartbeat=", 10) == 0) out->heartbeat = strtoll(buf + 10, NULL, 10), have |= 16;
         }

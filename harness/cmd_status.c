@@ -238,7 +238,8 @@ int cmd_status(int argc, char **argv) {
     }
     char eta_s[32];
     fmt_duration(eta_s, sizeof eta_s, eta);
-    if (left + claimed == 0) printf("all runs finished: `cachebench plot %s` (or the last worker) writes the summary\n", dir);
+    if (left + claimed == 0)
+        printf("all runs finished: `cachebench plot %s` (or the last worker) writes the summary\n", dir);
     else printf("time left: %s%s with %d live worker%s (measured run times)\n", upper ? "at most " : "", eta_s,
                 live > 0 ? live : 1, live == 1 ? "" : "s");
     rc = 0;

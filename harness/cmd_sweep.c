@@ -350,8 +350,8 @@ int cmd_sweep(int argc, char **argv) {
         case OPT_WORKER: worker = 1; break;
         case OPT_STALE_AFTER:
             if (claims_parse_duration(optarg, &stale_after)) {
-                rc = cli_usage_error("sweep", "invalid value '%s' for --stale-after: write seconds, or e.g. 30s, 10m, 1h",
-                                     optarg);
+                rc = cli_usage_error("sweep", "invalid value '%s' for --stale-after: write seconds, or e.g. 30s, "
+                                     "10m, 1h", optarg);
                 goto done;
             }
             break;

@@ -85,7 +85,8 @@ static char *summary_no_wall(const char *out) {
     cr_assert_not_null(text, "%s missing", path);
     int drop[64] = {0}, col = 0;
     for (const char *p = text; *p && *p != '\n'; p++) {
-        if (p == text || p[-1] == '\t') drop[col < 63 ? col : 63] = strncmp(p, "wall", 4) == 0 || strncmp(p, "speedup_wall", 12) == 0;
+        if (p == text || p[-1] == '\t')
+            drop[col < 63 ? col : 63] = strncmp(p, "wall", 4) == 0 || strncmp(p, "speedup_wall", 12) == 0;
         if (*p == '\t') col++;
     }
     char *res = calloc(1, strlen(text) + 2), *w = res;

@@ -16,7 +16,8 @@ fail() { echo "test-slurm: FAILED: $*" >&2; exit 1; }
 
 [ -x "$cachebench" ] || fail "$cachebench missing (make first)"
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
-    [ "$(id -u)" = 0 ] || skip "slurm-wlm and munge are not installed and this is not root (apt-get install slurm-wlm munge)"
+    [ "$(id -u)" = 0 ] || skip "slurm-wlm and munge are not installed and this is not root" \
+        "(apt-get install slurm-wlm munge)"
     command -v apt-get >/dev/null || skip "slurm-wlm and munge are not installed and there is no apt-get"
     echo "test-slurm: installing slurm-wlm and munge"
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -127,7 +128,10 @@ OMP_NUM_THREADS=1 "$cachebench" sweep --config "$work/sweep.ini" --out "$work/on
     || fail "the one-process sweep failed: $(tail -n 3 "$work/one.log")"
 start=$(date +%s)
 while [ -n "$(squeue -h -j "$job" 2>/dev/null)" ]; do
-    [ $(( $(date +%s) - start )) -lt "$limit" ] || { scancel "$job" || true; fail "job $job still running after ${limit}s"; }
+    if [ $(( $(date +%s) - start )) -ge "$limit" ]; then
+        scancel "$job" || true
+        fail "job $job still running after ${limit}s"
+    fi
     sleep 1
 done
 echo "test-slurm: job $job done after $(( $(date +%s) - start ))s"
