@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness/claims.h"
 #include "tests/fixtures.h"
 
 #define MAX_ARGS 40
@@ -328,4 +329,46 @@ Test(workers, shards_partition_the_groups, .timeout = 60) {
     cr_expect_eq(fixture_run_cli(log, sizeof log, bad), 2, "%s", log);
     cr_expect(strstr(log, "--shard"), "%s", log);
     finish(&x);
+}
+
+/* Processes racing for one claim, fresh or stale: exactly one gets it (claims_try in forked children). */
+static int race_for_claim(const char *out, int racers) {
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t pids[16];
+    for (int i = 0; i < racers; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            Claims c;
+            Error err = {{0}};
+            char won = '0';
+            if (claims_open(&c, out, 60, &err) == 0 && claims_try(&c, "none__pa__s0", NULL, &err) == 1) won = '1';
+            ssize_t w = write(pipefd[1], &won, 1);
+            _exit(w == 1 ? 0 : 1); /* the claim stays: the winner must not release it before the others try */
+        }
+    }
+    close(pipefd[1]);
+    int winners = 0;
+    char ch;
+    for (int i = 0; i < racers && read(pipefd[0], &ch, 1) == 1; i++) winners += ch == '1';
+    close(pipefd[0]);
+    for (int i = 0; i < racers; i++) waitpid(pids[i], NULL, 0);
+    return winners;
+}
+
+Test(workers, one_winner_among_racing_claims) {
+    char *dir = fixture_tmpdir(), path[1024], cmd[1200];
+    cr_expect_eq(race_for_claim(dir, 8), 1, "a fresh claim");
+    /* A stale claim of another machine: one taker, and no takeover file left behind. */
+    snprintf(path, sizeof path, "%s/claims/none__pa__s0.claim", dir);
+    write_text(path, "host=elsewhere-node\npid=4242\ntoken=elsewhere-node:4242:1\nstarted=1\nheartbeat=1\n");
+    cr_expect_eq(race_for_claim(dir, 8), 1, "a stale claim");
+    snprintf(cmd, sizeof cmd, "ls %s/claims | grep -c -v '\\.claim$' || true", dir);
+    FILE *p = popen(cmd, "r");
+    int others = -1;
+    cr_assert(p && fscanf(p, "%d", &others) == 1);
+    pclose(p);
+    cr_expect_eq(others, 0, "files other than the claim left in claims/");
+    fixture_rmdir(dir);
+    free(dir);
 }
