@@ -36,7 +36,8 @@
  * a failed run (NaN/Inf) is written with status failed and no metrics. A run counts as finished when record_read
  * accepts its file, it has metrics (or failed), and its model, weights, steps, solver, backend, prompt and spec are
  * the sweep's (a mismatch is an error: use another folder). Stale *.tmp files are removed at start; a lock file
- * (.lock, flock) keeps two sweeps out of one folder. An interrupt abandons the run in progress (nothing of it is
+ * (.lock, flock) keeps two sweeps out of one folder. Workers (SweepOptions.worker) share a folder instead, through
+ * claim files (harness/claims.h), and neither lock it nor remove *.tmp files. An interrupt abandons the run in progress (nothing of it is
  * kept) but never a file being written (SweepOptions.writing).
  *
  * Text conditioning: before anything else (folder, lock, weights) the contexts of every prompt id and of the
