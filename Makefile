@@ -23,7 +23,7 @@ TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC := $(wildcard bench/*.c)
 
-.PHONY: all test bench demo clean deps install FORCE
+.PHONY: all test test-slurm bench demo clean deps install FORCE
 all: $(BUILD)/cachebench
 
 # The version string recorded in every run; the header is rewritten only when the version changes.
@@ -56,6 +56,11 @@ $(BUILD)/test_all: $(TEST_OBJ) $(BUILD)/libcachebench.a
 # -j2: the CI machine has two cores; OMP_NUM_THREADS=1 keeps parallel tests from oversubscribing them.
 test: deps $(BUILD)/cachebench $(BUILD)/test_all
 	OMP_NUM_THREADS=1 CACHEBENCH_PYTHON=$(PYTHON) $(BUILD)/test_all -j2 $(TEST_ARGS)
+
+# Opt-in: scripts/slurm/sweep.sbatch as a real 2-task job array on a one-node Slurm cluster the script starts and
+# stops (installs slurm-wlm and munge when missing; root). Prints SKIPPED when it cannot run here.
+test-slurm: $(BUILD)/cachebench
+	bash scripts/slurm/test-local.sh $(BUILD)/cachebench
 
 $(BUILD)/bench_%: bench/%.c $(BUILD)/libcachebench.a
 	@mkdir -p $(dir $@)

@@ -18,6 +18,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_new_strategy(int argc, char **argv);
 int cmd_strategies(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 /* Shared parsing helpers (harness/cli.c): strict number parsing, the whole string must be a number in [lo, hi].
  * On failure print "cachebench <cmd>: invalid value 'v' for --flag: ..." and the hint of cli_usage_error to stderr

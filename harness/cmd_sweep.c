@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness/claims.h"
 #include "harness/cli.h"
 #include "harness/plugins.h"
 #include "harness/solvers/solver.h"
@@ -70,6 +71,14 @@ static void sweep_usage(FILE *out) {
             "  --quiet              no progress, only the plan and the end\n"
             "  --plugin FILE        load a strategy plug-in (a .so built against include/cachebench/strategy.h,\n"
             "                       see `cachebench new-strategy`); repeatable; give it again when resuming\n"
+            "  --worker             share DIR with other workers running the same command (on this machine or\n"
+            "                       others, e.g. a Slurm job array): each claims one (prompt, seed) group at a\n"
+            "                       time through DIR/claims/, returns when every run is finished (by anyone),\n"
+            "                       and the last one writes the summary. See `cachebench status DIR`\n"
+            "  --stale-after T      worker: a claim without heartbeat for T (seconds, or 30s, 10m, 1h) belongs to a\n"
+            "                       dead worker and is taken over (default 10m)\n"
+            "  --shard K/N          worker that runs only the groups K, K+N, K+2N, ... (K from 1): a fixed\n"
+            "                       partition for schedulers that want fixed tasks\n"
             "  --help               this text\n\n"
             "Config file (INI):\n"
             "  [sweep]\n"
@@ -239,7 +248,7 @@ int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
            OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
            OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER, OPT_TOKENIZER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH,
-           OPT_PLUGIN, OPT_RERUN };
+           OPT_PLUGIN, OPT_RERUN, OPT_WORKER, OPT_STALE_AFTER, OPT_SHARD };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -258,6 +267,8 @@ int cmd_sweep(int argc, char **argv) {
         {"width", required_argument, 0, OPT_WIDTH},
         {"plugin", required_argument, 0, OPT_PLUGIN},
         {"rerun", required_argument, 0, OPT_RERUN},
+        {"worker", no_argument, 0, OPT_WORKER}, {"stale-after", required_argument, 0, OPT_STALE_AFTER},
+        {"shard", required_argument, 0, OPT_SHARD},
         {0, 0, 0, 0}};
     /* Before the config file: it may name a plug-in's strategy. */
     if (plugins_load_from_args("sweep", argc, argv)) return 1;
@@ -295,7 +306,8 @@ int cmd_sweep(int argc, char **argv) {
         goto done;
     }
     /* Pass 2: the flags. */
-    int dry_run = 0, quiet = 0, strategies_from_flags = 0;
+    int dry_run = 0, quiet = 0, strategies_from_flags = 0, worker = 0, shard = 0, shards = 0;
+    double stale_after = 600;
     long lv;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -356,6 +368,23 @@ int cmd_sweep(int argc, char **argv) {
             }
             rerun = optarg;
             break;
+        case OPT_WORKER: worker = 1; break;
+        case OPT_STALE_AFTER:
+            if (claims_parse_duration(optarg, &stale_after)) {
+                rc = cli_usage_error("sweep", "invalid value '%s' for --stale-after: write seconds, or e.g. 30s, "
+                                     "10m, 1h", optarg);
+                goto done;
+            }
+            break;
+        case OPT_SHARD: {
+            char tail;
+            if (sscanf(optarg, "%d/%d%c", &shard, &shards, &tail) != 2 || shards < 1 || shard < 1 || shard > shards) {
+                rc = cli_usage_error("sweep", "invalid value '%s' for --shard: write K/N with 1 <= K <= N", optarg);
+                goto done;
+            }
+            worker = 1;
+            break;
+        }
         default: break;
         }
     }
@@ -385,7 +414,8 @@ int cmd_sweep(int argc, char **argv) {
     if (d.live && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) d.cols = ws.ws_col;
     SweepCallbacks cb = {.plan = cb_plan, .estimate = cb_estimate, .run_start = cb_run_start,
                          .run_done = cb_run_done, .note = cb_note, .user = &d};
-    SweepOptions so = {.dry_run = dry_run, .writing = &sweep_writing, .stop = &sweep_stop, .rerun = rerun};
+    SweepOptions so = {.dry_run = dry_run, .writing = &sweep_writing, .stop = &sweep_stop, .rerun = rerun,
+                       .worker = worker, .stale_after = stale_after, .shard = shard - 1, .shards = shards};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -424,6 +454,14 @@ int cmd_sweep(int argc, char **argv) {
     format_duration(took, sizeof took, now_seconds() - t0);
     printf("runs done: %ld this session (%ld failed%s), %ld found finished, in %s\n", st.done - st.skipped, st.failed,
            st.skipped ? ", some left out after a failed baseline" : "", st.finished_before, took);
+    if (worker) printf("worker: %ld runs finished by other workers meanwhile, %ld stale claims taken over\n",
+                       st.by_others, st.taken_over);
+    if (shards) {
+        printf("shard %d/%d done; `cachebench status %s` shows the others, `cachebench plot %s` draws the summary\n",
+               shard, shards, cfg->out, cfg->out);
+        rc = 0;
+        goto done;
+    }
     RenderResult res;
     if (summary_render(cfg->out, NULL, &res, &err)) {
         fprintf(stderr, "cachebench sweep: %s\n", err.msg);

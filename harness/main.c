@@ -18,6 +18,7 @@ static const Command COMMANDS[] = {
     {"calibrate", cmd_calibrate, "fit TeaCache's rescaling polynomial for a model from full-inference traces"},
     {"metrics", cmd_metrics, "PSNR, SSIM and LPIPS between two runs or two PNG images"},
     {"sweep", cmd_sweep, "run a grid of strategies x settings x prompts x seeds (resumable), then summary and plots"},
+    {"status", cmd_status, "where a sweep run by workers stands: runs done, claimed, left, per worker, time left"},
     {"plot", cmd_plot, "redraw a sweep's summary.tsv, plots and report.md from its run files"},
     {"export", cmd_export, "write the frames of a run record as PNG files"},
     {"encode", cmd_encode, "turn prompt text into umT5 contexts (Wan2.1's text encoder) in a .safetensors file"},

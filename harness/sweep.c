@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness/claims.h"
 #include "harness/experiment.h"
 #include "harness/solvers/solver.h"
 #include "harness/text_encoder.h"
@@ -773,6 +774,55 @@ static int check_conditioning(const SweepConfig *c, SweepPlan *plan, const char 
     return rc;
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Workers (harness/claims.h) */
+
+/* What every worker of one folder must agree on: the identity of the runs and the plan, one group per (prompt,
+ * seed) named by its baseline's run id. malloc'd. */
+static char *worker_plan_text(const ExperimentContext *ctx, const char *backend, int steps, const int grid[3],
+                              const char *solver, const PlannedRun *runs, long total, int n_specs, Error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return error_set(err, "out of memory"), NULL;
+    fprintf(f, "# cachebench sweep plan: every worker of this folder computes exactly this\n");
+    fprintf(f, "model\t%s\nweights_sha256\t%s\n", ctx->model.cfg.name, ctx->model.weights_sha256);
+    if (strcmp(ctx->model.weights_sha256, "none") == 0) fprintf(f, "weights\t%s\n", ctx->model.weights_path);
+    fprintf(f, "backend\t%s\nsteps\t%d\nsolver\t%s\ngrid\t%dx%dx%d\n", backend, steps, solver, grid[0], grid[1],
+            grid[2]);
+    fprintf(f, "contexts_sha256\t%s\nvae_sha256\t%s\n", ctx->contexts ? ctx->contexts->sha256 : "none",
+            ctx->vae ? ctx->vae_sha256 : "none");
+    for (long i = 0; i < total; i++)
+        fprintf(f, "run\t%s\t%d\t%s\n", runs[i - i % n_specs].run_id, (int)(i % n_specs), runs[i].run_id);
+    if (fclose(f)) {
+        free(text);
+        return error_set(err, "out of memory"), NULL;
+    }
+    return text;
+}
+
+/* After claiming a group: its runs another worker finished since the start (a claim taken over, or a group
+ * finished between the scan and the claim) are finished. */
+static void adopt_finished_runs(PlannedRun *runs, long g, int n_specs, SweepStatus *st) {
+    for (int s = 0; s < n_specs; s++) {
+        PlannedRun *r = &runs[g + s];
+        if (r->finished || access(r->path, F_OK) != 0) continue;
+        RunRecord h = {0};
+        Error e = {{0}};
+        if (record_read_header(r->path, &h, &e) == 0 && (h.failed || h.metrics.frames)) {
+            r->finished = 1;
+            r->failed = h.failed;
+            st->by_others++;
+        }
+        record_free(&h);
+    }
+}
+
+static void sleep_seconds(double s) {
+    struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&t, NULL);
+}
+
 int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, const SweepCallbacks *cb,
               SweepStatus *final, Error *err) {
     SweepStatus st = {.eta_seconds = -1};
@@ -783,6 +833,9 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     LpipsNet *lpips = NULL;
     RunRecord base = {0}, rec = {0};
     int have_base = 0;
+    Claims claims;
+    int claims_open_ = 0;
+    char *plan_text = NULL;
     const char *model = c->model[0] ? c->model : NULL, *backend = c->backend[0] ? c->backend : "cpu";
     char runs_dir[2048], weights[4096];
 
@@ -792,7 +845,12 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     const char *negative_id = c->negative_id[0] ? c->negative_id : NULL;
     if (check_conditioning(c, plan, model, weights, negative_id, opt->dry_run, err)) return -1;
 
-    if (!opt->dry_run) {
+    if (!opt->dry_run && opt->worker) { /* no lock and no *.tmp clean-up: other workers write now */
+        snprintf(runs_dir, sizeof runs_dir, "%s/runs", c->out);
+        if (sweep_make_dirs(runs_dir, err)) return -1;
+        if (claims_open(&claims, c->out, opt->stale_after > 0 ? opt->stale_after : 600, err)) return -1;
+        claims_open_ = 1;
+    } else if (!opt->dry_run) {
         snprintf(runs_dir, sizeof runs_dir, "%s/runs", c->out);
         if (sweep_make_dirs(runs_dir, err)) return -1;
         char lock_path[2048];
@@ -900,6 +958,11 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     if (st.other_build)
         note(cb, "%ld finished run%s made by another build with the same strategy source", st.other_build,
              st.other_build == 1 ? " was" : "s were");
+    if (claims_open_) {
+        if (!(plan_text = worker_plan_text(&ctx, backend, steps, grid, solver->name, runs, total, n_specs, err)) ||
+            claims_check_plan(&claims, plan_text, err))
+            goto done;
+    }
     update_eta(&st, runs, total, n_specs, mean);
     if (cb->plan) cb->plan(cb->user, plan, &st);
     if (opt->dry_run) {
@@ -910,12 +973,32 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     if (lpips_available() && lpips_create(&lpips, err)) goto done;
 
     int estimate_shown = st.eta_seconds >= 0;
+    for (int waiting = 1; waiting;) { /* one pass, or in a worker as many as it takes other workers to finish */
+    waiting = 0;
     for (long g = 0; g < total; g += n_specs) {
         const int p = (int)(g / n_specs / plan->n_seeds), seed_i = (int)(g / n_specs % plan->n_seeds);
         const Prompt *prompt = &plan->prompts.items[p];
+        if (opt->shards > 0 && (g / n_specs) % opt->shards != opt->shard) continue;
         int todo = 0;
         for (int s = 0; s < n_specs; s++) todo += !runs[g + s].finished;
         if (!todo) continue;
+        if (claims_open_) {
+            ClaimInfo prev;
+            int got = claims_try(&claims, runs[g].run_id, &prev, err);
+            if (got < 0) goto done;
+            if (got == 0) {
+                waiting = 1;
+                continue;
+            }
+            if (prev.pid) {
+                st.taken_over++;
+                note(cb, "took over %s (prompt %s seed %llu) from %s pid %ld, silent for %llds", runs[g].run_id,
+                     prompt->id, (unsigned long long)plan->seeds[seed_i], prev.host, prev.pid,
+                     (long long)time(NULL) - prev.heartbeat);
+            }
+            if (claims_hold(&claims, runs[g].run_id, err)) goto done;
+            adopt_finished_runs(runs, g, n_specs, &st);
+        }
         if (have_base) record_free(&base), have_base = 0;
         char base_file[600];
         snprintf(base_file, sizeof base_file, "%s.h5", runs[g].run_id);
@@ -954,6 +1037,14 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
                 record_free(&rec);
                 goto done;
             }
+            if (claims_open_ && !claims_still_ours(&claims, runs[g].run_id)) {
+                /* Silent for longer than the stale time (a paused machine): another worker runs this group now. */
+                note(cb, "lost the claim of %s to another worker (no heartbeat for %.0fs?): %s not written",
+                     runs[g].run_id, claims.stale_after, r->run_id);
+                record_free(&rec);
+                waiting = 1;
+                break;
+            }
             writing_begin(opt);
             int wrc = record_write(r->path, &rec, err);
             writing_end(opt);
@@ -962,6 +1053,10 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
                 goto done;
             }
             const double seconds = now_seconds() - t0;
+            if (claims_open_ && claims_log_run(&claims, r->run_id, rec.failed ? "failed" : "complete", seconds, err)) {
+                record_free(&rec);
+                goto done;
+            }
             r->finished = 1;
             st.done++;
             st.failed += rec.failed;
@@ -989,9 +1084,18 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
                 goto done;
             }
         }
+        if (claims_open_) claims_release(&claims, runs[g].run_id);
+    }
+    if (waiting) { /* groups that live workers hold: finished by them, or taken over once they go silent */
+        double poll = claims.stale_after / 4;
+        sleep_seconds(poll < 5 ? poll : 5);
+        for (long i = 0; i < total; i += n_specs) adopt_finished_runs(runs, i, n_specs, &st);
+    }
     }
     rc = 0;
 done:
+    if (claims_open_) claims_close(&claims);
+    free(plan_text);
     if (final) *final = st;
     if (have_base) record_free(&base);
     record_free(&rec);

@@ -37,7 +37,8 @@
  * a failed run (NaN/Inf) is written with status failed and no metrics. A run counts as finished when record_read
  * accepts its file, it has metrics (or failed), and its model, weights, steps, solver, backend, prompt and spec are
  * the sweep's (a mismatch is an error: use another folder). Stale *.tmp files are removed at start; a lock file
- * (.lock, flock) keeps two sweeps out of one folder. An interrupt abandons the run in progress (nothing of it is
+ * (.lock, flock) keeps two sweeps out of one folder. Workers (SweepOptions.worker) share a folder instead, through
+ * claim files (harness/claims.h), and neither lock it nor remove *.tmp files. An interrupt abandons the run in progress (nothing of it is
  * kept) but never a file being written (SweepOptions.writing).
  *
  * Text conditioning: before anything else (folder, lock, weights) the contexts of every prompt id and of the
@@ -140,6 +141,8 @@ typedef struct {
     long skipped;               /* runs left out because the baseline of their prompt and seed failed */
     double eta_seconds;         /* remaining time; < 0 when unknown */
     int eta_upper_bound;        /* 1 while the estimate is (remaining runs) × (baseline wall): caching is faster */
+    long by_others;             /* worker: runs found finished by other workers after the start */
+    long taken_over;            /* worker: stale claims taken over */
 } SweepStatus;
 
 typedef struct {
@@ -166,6 +169,12 @@ typedef struct {
     /* Finished runs to run again: NULL none; "stale" the stale ones (sweep_run_stale); "all"; or a strategy name
      * (every run of that strategy, e.g. "none" re-times the baselines). */
     const char *rerun;
+    /* Many workers on one folder (harness/claims.h) instead of the folder lock: each (prompt, seed) group is claimed
+     * before it runs; a worker returns when every run of the plan (of its shard) is finished, by it or by others,
+     * waiting meanwhile for groups other live workers hold. */
+    int worker;
+    double stale_after;         /* seconds without a heartbeat after which a claim is taken over; 0: 600 */
+    int shard, shards;          /* shards > 0: only the groups g (in plan order, from 0) with g % shards == shard */
 } SweepOptions;
 
 /* Runs the plan into c->out (created if missing). plan->specs are replaced by their canonical forms. Returns 0

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Frames are at most a few thousand pixels a side; the cap keeps h*w*3 far from overflow and rejects absurd
  * headers (a corrupt IHDR) before any allocation. */
@@ -115,7 +116,9 @@ int image_write_png(const char *path, const uint8_t *rgb, int height, int width,
         return error_set(err, "%s: cannot write a %dx%d image (sides must be in [1, %d])", path, width, height,
                          IMAGE_MAX_SIDE);
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return error_set(err, "%s: path too long", path);
+    /* Per process: sweep workers and `plot` may redraw one folder's plots at the same time. */
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp)
+        return error_set(err, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
 
