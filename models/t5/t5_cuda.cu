@@ -192,6 +192,9 @@ extern "C" int t5_cuda_open(T5Cuda **out, const T5Encoder *enc, Error *err) {
         return error_set(err, "CUDA umT5 encoder: dim %d is odd (the CUDA norm kernel needs an even dim)", c->dim);
     CudaDeviceInfo info;
     if (cuda_device_info(&info, err)) return -1;
+    if (info.major < 8) /* the kernels are compiled for sm_80, sm_90 and newer (models/cuda.mk) */
+        return error_set(err, "CUDA device %s has compute capability %d.%d; the CUDA umT5 encoder needs 8.0 or newer",
+                         info.name, info.major, info.minor);
     T5Cuda *d = (T5Cuda *)calloc(1, sizeof *d);
     if (!d) return error_set(err, "out of memory");
     d->enc = enc;

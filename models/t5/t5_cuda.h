@@ -7,8 +7,8 @@
  * the largest matrix (XXL: 10,240 x 4,096 fp32, 168 MB) right before its product, and every product is a cuBLAS
  * SGEMM with fp32 inputs and accumulation (no TF32): the same numbers the CPU multiplies, so the two backends agree to
  * rounding (summation order). The token embedding (2.1 GB in XXL) stays on the host: the n rows a prompt needs are
- * gathered by t5_embed and uploaded. Activations: ~(6 dim + 4 dim_attn + 3 dim_ffn + heads n) n floats (XXL, 512
- * tokens: ~170 MB). Attention per head as cuBLAS strided-batched GEMMs (scores [heads][n][n]), the relative bias added
+ * gathered by t5_embed and uploaded. Activations: (3 dim + 4 dim_attn + 2 dim_ffn + heads n) n floats (XXL, 512
+ * tokens: 168 MB). Attention per head as cuBLAS strided-batched GEMMs (scores [heads][n][n]), the relative bias added
  * in the softmax kernel.
  *
  * Errors: opening fails with "no CUDA device available: <reason>" when the runtime finds no GPU, "cannot load
