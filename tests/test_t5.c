@@ -365,6 +365,17 @@ static SpmModel *trained_spm(const char *dir) {
 }
 
 /* spm_encode's ids for each line of texts (no EOS). */
+/* DIR/spiece.model (trained here) and DIR/umt5.safetensors (SMALL at its vocabulary, seed 9) into weights. */
+static T5Config encoder_with_tokenizer(const char *dir, StDtype dtype, char *weights, size_t cap) {
+    SpmModel *spm = trained_spm(dir);
+    T5Config cfg = SMALL;
+    cfg.vocab = spm_model_vocab_size(spm);
+    spm_model_free(spm);
+    snprintf(weights, cap, "%s/umt5.safetensors", dir);
+    cr_assert_eq(write_t5(weights, &cfg, 9, dtype, 0, (WriteFaults){0}), 0);
+    return cfg;
+}
+
 static void spm_encode_lines(const char *dir, const char *const *texts, int n, int **ids, int *counts) {
     char in[512], out[512], cmd[2048];
     snprintf(in, sizeof in, "%s/in.txt", dir);
@@ -565,16 +576,11 @@ Test(t5, cli_encode_writes_trimmed_contexts, .timeout = 60) {
  * (or in a build without CUDA) a clear error and no file. An unknown backend is a usage error. */
 Test(t5, cli_encode_backend_cuda, .timeout = 60) {
     char *dir = fixture_tmpdir();
-    SpmModel *spm = trained_spm(dir);
-    T5Config cfg = SMALL;
-    cfg.vocab = spm_model_vocab_size(spm);
-    spm_model_free(spm);
     char weights[512], prompts[512], cpu_path[512], gpu_path[512], out[8192];
-    snprintf(weights, sizeof weights, "%s/umt5.safetensors", dir);
+    encoder_with_tokenizer(dir, ST_BF16, weights, sizeof weights);
     snprintf(prompts, sizeof prompts, "%s/prompts.txt", dir);
     snprintf(cpu_path, sizeof cpu_path, "%s/cpu.safetensors", dir);
     snprintf(gpu_path, sizeof gpu_path, "%s/gpu.safetensors", dir);
-    cr_assert_eq(write_t5(weights, &cfg, 9, ST_BF16, 0, (WriteFaults){0}), 0);
     FILE *f = fopen(prompts, "w");
     fprintf(f, "cat\tA cat walks on the grass, realistic style.\n");
     fclose(f);
@@ -633,14 +639,9 @@ Test(t5, cli_encode_backend_cuda, .timeout = 60) {
  * with any text, the negative or the encoder file, and an unchanged set is read back, not encoded again. */
 Test(t5, text_contexts_are_encoded_once_and_cached, .timeout = 60) {
     char *dir = fixture_tmpdir();
-    SpmModel *spm = trained_spm(dir);
-    T5Config cfg = SMALL;
-    cfg.vocab = spm_model_vocab_size(spm);
-    spm_model_free(spm);
     char weights[512], cache[600];
-    snprintf(weights, sizeof weights, "%s/umt5.safetensors", dir);
+    T5Config cfg = encoder_with_tokenizer(dir, ST_F32, weights, sizeof weights);
     snprintf(cache, sizeof cache, "%s/sweep", dir);
-    cr_assert_eq(write_t5(weights, &cfg, 9, ST_F32, 0, (WriteFaults){0}), 0);
     const char *ids[2] = {"cat", "dog"}, *texts[2] = {"A cat walks on the grass.", "A dog runs."};
     TextEncodeJob job = {.encoder = weights, .ids = ids, .texts = texts, .n = 2, .progress = "test"};
     Error err = {{0}};

@@ -39,15 +39,8 @@ typedef struct {
     decltype(&cublasSgemmStridedBatched) sgemm_batched;
 } T5Blas;
 
-/* A block matrix on the device, as stored. */
 typedef struct {
-    StDtype dtype;
-    const void *data;
-    int rows, cols;
-} DevMatrix;
-
-typedef struct {
-    DevMatrix q, k, v, o, gate, fc1, fc2;
+    T5Matrix q, k, v, o, gate, fc1, fc2;    /* data: device copies of the stored matrices */
     const float *norm1, *norm2, *rel_bias;
 } DevLayer;
 
@@ -179,8 +172,8 @@ static void *place(char *arena, size_t *offset, const void *src, size_t size, Er
     return dst;
 }
 
-static DevMatrix place_matrix(char *arena, size_t *offset, const T5Matrix *m, Error *err, int *rc) {
-    DevMatrix d = {m->dtype, NULL, m->rows, m->cols};
+static T5Matrix place_matrix(char *arena, size_t *offset, const T5Matrix *m, Error *err, int *rc) {
+    T5Matrix d = *m;
     d.data = place(arena, offset, m->data, matrix_bytes(m), err, rc);
     return d;
 }
@@ -313,7 +306,7 @@ static int reserve(T5Cuda *d, int n, Error *err) {
 /* ---- forward ---- */
 
 /* out[M][N] = in[M][K] . W[N][K]^T, row-major, as t5_matmul: column-major out^T (N x M) = W^T(K x N)^T in^T. */
-static int matmul(T5Cuda *d, float *out, const float *in, const DevMatrix *w, int M, const char *what, Error *err) {
+static int matmul(T5Cuda *d, float *out, const float *in, const T5Matrix *w, int M, const char *what, Error *err) {
     const float *weight = (const float *)w->data;
     if (w->dtype != ST_F32) {
         size_t n = (size_t)w->rows * w->cols;
