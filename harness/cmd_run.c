@@ -31,7 +31,7 @@ static void run_usage(FILE *out) {
             "                       unless --random-context\n"
             "  --text-encoder PATH  umT5 encoder (.safetensors file or folder; see `cachebench encode`): the prompt\n"
             "                       and the negative are encoded once and cached in DIR/contexts-<key>.safetensors,\n"
-            "                       then used as --contexts\n"
+            "                       then used as --contexts; the encoder runs on --backend\n"
             "  --tokenizer PATH     spiece.model for --text-encoder (default: looked up beside the encoder)\n"
             "  --negative-id ID     key of the negative prompt's context in --contexts (default __negative__)\n"
             "  --random-context     Wan models without --contexts: a seeded random stand-in for the text (timing\n"
@@ -191,7 +191,7 @@ int cmd_run(int argc, char **argv) {
     if (text_encoder) { /* before the DiT is loaded: the encoder and the DiT are never in memory together */
         const char *ids[1] = {spec.prompt_id}, *texts[1] = {spec.prompt};
         TextEncodeJob job = {.encoder = text_encoder, .tokenizer = tokenizer, .ids = ids, .texts = texts, .n = 1,
-                             .negative = spec.negative_prompt, .progress = "cachebench run"};
+                             .negative = spec.negative_prompt, .progress = "cachebench run", .backend = backend};
         if (text_contexts_cached(&job, out_dir, encoded, sizeof encoded, &err)) {
             fprintf(stderr, "cachebench run: --text-encoder: %s\n", err.msg);
             return 1;

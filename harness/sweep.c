@@ -755,7 +755,7 @@ static int check_conditioning(const SweepConfig *c, SweepPlan *plan, const char 
         for (int i = 0; texts && i < plan->prompts.count; i++) texts[i] = plan->prompts.items[i].text;
         TextEncodeJob job = {.encoder = c->text_encoder, .tokenizer = c->tokenizer[0] ? c->tokenizer : NULL,
                              .ids = ids, .texts = texts, .n = plan->prompts.count, .negative = c->negative_prompt,
-                             .progress = "cachebench sweep"};
+                             .progress = "cachebench sweep", .backend = c->backend[0] ? c->backend : "cpu"};
         if (rc == 0) rc = dry_run ? text_contexts_cache_path(&job, c->out, plan->contexts, sizeof plan->contexts, err)
                                   : text_contexts_cached(&job, c->out, plan->contexts, sizeof plan->contexts, err);
         if (rc) error_prefix(err, "text_encoder %s", c->text_encoder);

@@ -14,6 +14,9 @@
 #include "models/dit/config.h"
 #include "models/safetensors.h"
 #include "models/t5/t5.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/t5/t5_cuda.h"
+#endif
 #include "models/t5/tokenizer.h"
 
 static double now_s(void) {
@@ -26,15 +29,58 @@ static const char *negative_text(const TextEncodeJob *job) {
     return job->negative && job->negative[0] ? job->negative : WAN_DEFAULT_NEGATIVE_PROMPT;
 }
 
+/* The encoder of a job: the host weights, and their device copy when the job runs on CUDA. */
+typedef struct {
+    T5Encoder host;
+    struct T5Cuda *device;  /* models/t5/t5_cuda.h, CUDA builds only; NULL: the CPU encodes */
+} Encoders;
+
+static int is_cuda(const TextEncodeJob *job) { return job->backend && strcmp(job->backend, "cuda") == 0; }
+
+static int check_backend(const TextEncodeJob *job, Error *err) {
+    if (job->backend && strcmp(job->backend, "cpu") && strcmp(job->backend, "cuda"))
+        return error_set(err, "unknown backend '%s' for the umT5 encoder (valid: cpu, cuda)", job->backend);
+#ifndef CACHEBENCH_CUDA
+    if (is_cuda(job))
+        return error_set(err, "umT5 encoder on cuda: this build has no CUDA backend (nvcc was not found at build "
+                              "time, or CUDA=0)");
+#endif
+    return 0;
+}
+
+static int encoders_open(Encoders *e, const TextEncodeJob *job, Error *err) {
+    if (t5_encoder_open(&e->host, job->encoder, err)) return -1;
+#ifdef CACHEBENCH_CUDA
+    if (is_cuda(job) && t5_cuda_open(&e->device, &e->host, err))
+        return error_prefix(err, "umT5 encoder on cuda");
+#endif
+    return 0;
+}
+
+static void encoders_close(Encoders *e) {
+#ifdef CACHEBENCH_CUDA
+    t5_cuda_close(e->device);
+#endif
+    if (e->host.files) t5_encoder_close(&e->host);
+}
+
+static int encoders_run(const Encoders *e, const int *ids, int n, float *out, Error *err) {
+#ifdef CACHEBENCH_CUDA
+    if (e->device) return t5_cuda_encode(e->device, ids, n, out, err);
+#endif
+    return t5_encode(&e->host, ids, n, out, err);
+}
+
 /* Tokenizes and encodes one text into a malloc'd [n_tokens][dim] context. */
-static int encode_one(const SpmModel *spm, const T5Encoder *enc, const TextEncodeJob *job, const char *label,
+static int encode_one(const SpmModel *spm, const Encoders *encoders, const TextEncodeJob *job, const char *label,
                       const char *text, int index, int total, float **ctx, int *n_tokens, Error *err) {
+    const T5Encoder *enc = &encoders->host;
     T5Tokens tok;
     if (t5_tokenize(spm, text, &tok, err)) return error_prefix(err, "%s", label);
     *ctx = malloc((size_t)tok.n_tokens * enc->cfg.dim * sizeof(float));
     if (!*ctx) return error_set(err, "%s: out of memory", label);
     double t0 = now_s();
-    if (t5_encode(enc, tok.ids, tok.n_tokens, *ctx, err)) return error_prefix(err, "%s", label);
+    if (encoders_run(encoders, tok.ids, tok.n_tokens, *ctx, err)) return error_prefix(err, "%s", label);
     *n_tokens = tok.n_tokens;
     fprintf(stderr, "%s: [%d/%d] %s: %d tokens", job->progress, index, total, label, tok.n_tokens);
     if (tok.n_untruncated > T5_TEXT_LEN)
@@ -47,16 +93,19 @@ int text_encode_contexts(const TextEncodeJob *job, const char *out_path, Error *
     for (int i = 0; i < job->n; i++)
         if (strcmp(job->ids[i], CONTEXTS_NEGATIVE_KEY) == 0)
             return error_set(err, "the prompt id '%s' is reserved for the negative prompt", CONTEXTS_NEGATIVE_KEY);
-    T5Encoder enc = {0};
+    if (check_backend(job, err)) return -1;
+    Encoders encoders = {0};
+    const T5Encoder *enc = &encoders.host;
     SpmModel *spm = NULL;
     StWriteTensor *tensors = NULL;
     int count = 0, rc = -1;
     char spm_path[4096];
     if (t5_find_tokenizer(job->encoder, job->tokenizer, spm_path, sizeof spm_path, err)) goto done;
     if (!(spm = spm_model_load(spm_path, err))) goto done;
-    if (t5_encoder_open(&enc, job->encoder, err)) goto done;
-    fprintf(stderr, "%s: umT5 encoder %d layers, dim %d, %d heads, ffn %d, vocab %d; tokenizer %s\n", job->progress,
-            enc.cfg.layers, enc.cfg.dim, enc.cfg.heads, enc.cfg.dim_ffn, enc.cfg.vocab, spm_path);
+    if (encoders_open(&encoders, job, err)) goto done;
+    fprintf(stderr, "%s: umT5 encoder %d layers, dim %d, %d heads, ffn %d, vocab %d, on %s; tokenizer %s\n",
+            job->progress, enc->cfg.layers, enc->cfg.dim, enc->cfg.heads, enc->cfg.dim_ffn, enc->cfg.vocab,
+            is_cuda(job) ? "cuda" : "cpu", spm_path);
     tensors = calloc((size_t)job->n + 1, sizeof *tensors);
     if (!tensors) {
         error_set(err, "out of memory");
@@ -68,8 +117,8 @@ int text_encode_contexts(const TextEncodeJob *job, const char *out_path, Error *
         const char *text = is_negative ? negative_text(job) : job->texts[i];
         float *ctx = NULL;
         int n = 0;
-        int failed = encode_one(spm, &enc, job, label, text, i + 1, job->n + 1, &ctx, &n, err);
-        tensors[count++] = (StWriteTensor){label, ST_F32, 2, {n, enc.cfg.dim}, ctx};
+        int failed = encode_one(spm, &encoders, job, label, text, i + 1, job->n + 1, &ctx, &n, err);
+        tensors[count++] = (StWriteTensor){label, ST_F32, 2, {n, enc->cfg.dim}, ctx};
         if (failed) goto done;
     }
     rc = st_write(out_path, tensors, count, err);
@@ -77,7 +126,7 @@ done:
     for (int i = 0; i < count; i++) free((void *)tensors[i].data);
     free(tensors);
     if (spm) spm_model_free(spm);
-    if (enc.files) t5_encoder_close(&enc);
+    encoders_close(&encoders);
     return rc;
 }
 

@@ -5,7 +5,9 @@
  * tokens including </s>, and the negative prompt's under CONTEXTS_NEGATIVE_KEY. The cache file is
  * DIR/contexts-<key>.safetensors, key = the first 16 hex digits of a SHA-256 over the encoder files (path, size,
  * modification time of each .safetensors), the tokenizer (its SHA-256), every (id, text) and the negative text: a
- * changed prompt, encoder or tokenizer gives a new file, an unchanged set reuses the old one. */
+ * changed prompt, encoder or tokenizer gives a new file, an unchanged set reuses the old one. The backend is not part
+ * of the key: CPU and CUDA contexts agree to rounding (tests/test_t5.c holds them within 1e-4), so the cache keeps
+ * whichever backend made the file first. */
 #ifndef CACHEBENCH_TEXT_ENCODER_H
 #define CACHEBENCH_TEXT_ENCODER_H
 
@@ -21,6 +23,7 @@ typedef struct {
     int n;
     const char *negative;       /* NULL or "": Wan's default negative prompt, as wan/text2video.py does */
     const char *progress;       /* prefix of the per-prompt progress lines on stderr, e.g. "cachebench encode" */
+    const char *backend;        /* "cpu" (also NULL) or "cuda": the encoder on the GPU (models/t5/t5_cuda.h) */
 } TextEncodeJob;
 
 /* Tokenizes and encodes every text and the negative; writes out_path atomically (.tmp, then rename). */

@@ -13,6 +13,10 @@
 #include "models/safetensors.h"
 #include "models/t5/t5.h"
 #include "models/t5/tokenizer.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/dit/engine_cuda.h" /* cuda_device_info */
+#include "models/t5/t5_cuda.h"
+#endif
 #include "models/vae/vae.h"
 #include "results/record.h"
 #include "tests/fixtures.h"
@@ -163,6 +167,64 @@ Test(t5, encoder_matches_torch_transcription, .timeout = 120) {
     free(dir);
 }
 
+/* 1 when this process can use a GPU; otherwise 0 and why in why (the reason CUDA work fails here). */
+static int have_cuda_device(char *why, size_t cap) {
+#ifdef CACHEBENCH_CUDA
+    CudaDeviceInfo info;
+    Error err = {{0}};
+    if (cuda_device_info(&info, &err) == 0 && info.major >= 8) return 1;
+    if (err.msg[0]) snprintf(why, cap, "%.400s", err.msg);
+    else snprintf(why, cap, "%.200s has compute capability %d.%d (8.0 needed)", info.name, info.major, info.minor);
+#else
+    snprintf(why, cap, "this build has no CUDA backend");
+#endif
+    return 0;
+}
+
+/* The encoder on the GPU (models/t5/t5_cuda.cu) against t5_encode on the CPU, for weights stored as F32, BF16 and
+ * F16, prompts of 150 (distances past max_distance), 7 and 200 tokens through one device encoder (the activations grow and
+ * are reused). Tolerance: 1e-4 of the output's largest magnitude; the two sum the same fp32 products in different
+ * orders. */
+Test(t5, cuda_encoder_matches_cpu, .timeout = 120) {
+    char why[512];
+    if (!have_cuda_device(why, sizeof why)) cr_skip_test("no CUDA device: %s", why);
+#ifdef CACHEBENCH_CUDA
+    char *dir = fixture_tmpdir();
+    enum { MAX_N = 200 };
+    const int lengths[3] = {150, 7, MAX_N};
+    int ids[MAX_N];
+    for (int i = 0; i < MAX_N; i++) ids[i] = (i * 37 + 11) % SMALL.vocab;
+    const StDtype dtypes[3] = {ST_F32, ST_BF16, ST_F16};
+    float *cpu = malloc((size_t)MAX_N * SMALL.dim * sizeof(float));
+    float *gpu = malloc((size_t)MAX_N * SMALL.dim * sizeof(float));
+    for (int d = 0; d < 3; d++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/t5_%d.safetensors", dir, d);
+        cr_assert_eq(write_t5(path, &SMALL, 5, dtypes[d], 0, (WriteFaults){0}), 0);
+        T5Encoder enc;
+        T5Cuda *dev = NULL;
+        Error err = {{0}};
+        cr_assert_eq(t5_encoder_open(&enc, path, &err), 0, "%s", err.msg);
+        cr_assert_eq(t5_cuda_open(&dev, &enc, &err), 0, "%s", err.msg);
+        for (int p = 0; p < 3; p++) {
+            const int n = lengths[p];
+            cr_assert_eq(t5_encode(&enc, ids, n, cpu, &err), 0, "%s", err.msg);
+            cr_assert_eq(t5_cuda_encode(dev, ids, n, gpu, &err), 0, "%s", err.msg);
+            double rel = max_rel_diff(gpu, cpu, (size_t)n * SMALL.dim);
+            cr_assert_leq(rel, 1e-4, "dtype %d, %d tokens: max |GPU - CPU| / max |CPU| = %g", d, n, rel);
+        }
+        int bad[2] = {3, SMALL.vocab};
+        cr_assert_eq(t5_cuda_encode(dev, bad, 2, gpu, &err), -1);
+        cr_assert(strstr(err.msg, "outside the vocabulary"), "%s", err.msg);
+        t5_cuda_close(dev);
+        t5_encoder_close(&enc);
+    }
+    free(cpu), free(gpu);
+    fixture_rmdir(dir);
+    free(dir);
+#endif
+}
+
 /* BF16/F16 weights are converted a block of rows at a time: 1,100 rows of 4,096 span two blocks (1,024 + 76). */
 Test(t5, matmul_matches_naive_across_blocks) {
     enum { M = 5, K = 4096, N = 1100 };
@@ -303,6 +365,17 @@ static SpmModel *trained_spm(const char *dir) {
 }
 
 /* spm_encode's ids for each line of texts (no EOS). */
+/* DIR/spiece.model (trained here) and DIR/umt5.safetensors (SMALL at its vocabulary, seed 9) into weights. */
+static T5Config encoder_with_tokenizer(const char *dir, StDtype dtype, char *weights, size_t cap) {
+    SpmModel *spm = trained_spm(dir);
+    T5Config cfg = SMALL;
+    cfg.vocab = spm_model_vocab_size(spm);
+    spm_model_free(spm);
+    snprintf(weights, cap, "%s/umt5.safetensors", dir);
+    cr_assert_eq(write_t5(weights, &cfg, 9, dtype, 0, (WriteFaults){0}), 0);
+    return cfg;
+}
+
 static void spm_encode_lines(const char *dir, const char *const *texts, int n, int **ids, int *counts) {
     char in[512], out[512], cmd[2048];
     snprintf(in, sizeof in, "%s/in.txt", dir);
@@ -499,18 +572,76 @@ Test(t5, cli_encode_writes_trimmed_contexts, .timeout = 60) {
     free(dir);
 }
 
+/* encode --backend cuda: on a GPU the same contexts as the CPU's (1e-4, as cuda_encoder_matches_cpu); without one
+ * (or in a build without CUDA) a clear error and no file. An unknown backend is a usage error. */
+Test(t5, cli_encode_backend_cuda, .timeout = 60) {
+    char *dir = fixture_tmpdir();
+    char weights[512], prompts[512], cpu_path[512], gpu_path[512], out[8192];
+    encoder_with_tokenizer(dir, ST_BF16, weights, sizeof weights);
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", dir);
+    snprintf(cpu_path, sizeof cpu_path, "%s/cpu.safetensors", dir);
+    snprintf(gpu_path, sizeof gpu_path, "%s/gpu.safetensors", dir);
+    FILE *f = fopen(prompts, "w");
+    fprintf(f, "cat\tA cat walks on the grass, realistic style.\n");
+    fclose(f);
+    const char *bad[] = {"encode", "--text-encoder", weights, "--prompts", prompts, "--out", gpu_path,
+                         "--backend", "tpu", NULL};
+    cr_assert_eq(fixture_run_cli(out, sizeof out, bad), 2, "%s", out);
+    cr_assert(strstr(out, "invalid value 'tpu' for --backend"), "%s", out);
+    const char *on_cpu[] = {"encode", "--text-encoder", weights, "--prompts", prompts, "--out", cpu_path,
+                            "--backend", "cpu", NULL};
+    cr_assert_eq(fixture_run_cli(out, sizeof out, on_cpu), 0, "%s", out);
+    const char *on_gpu[] = {"encode", "--text-encoder", weights, "--prompts", prompts, "--out", gpu_path,
+                            "--backend", "cuda", NULL};
+    int rc = fixture_run_cli(out, sizeof out, on_gpu);
+    char why[512];
+    struct stat sb;
+    if (!have_cuda_device(why, sizeof why)) {
+        cr_assert_eq(rc, 1, "%s", out);
+        cr_assert(strstr(out, "umT5 encoder on cuda: ") &&
+                      (strstr(out, "no CUDA device available") || strstr(out, "this build has no CUDA") ||
+                       strstr(out, "compute capability")),
+                  "%s", out);
+        char tmp[600];
+        snprintf(tmp, sizeof tmp, "%s.tmp", gpu_path);
+        cr_assert(stat(gpu_path, &sb) != 0 && stat(tmp, &sb) != 0, "%s or its .tmp was written", gpu_path);
+        /* run --text-encoder encodes on its --backend: the same refusal, before any model is loaded */
+        char runs[600];
+        snprintf(runs, sizeof runs, "%s/runs", dir);
+        const char *run[] = {"run", "--weights", "random:1", "--prompt", "A cat.", "--text-encoder", weights,
+                             "--backend", "cuda", "--frames", "1", "--height", "16", "--width", "16", "--steps", "1",
+                             "--quiet", "--out", runs, NULL};
+        cr_assert_eq(fixture_run_cli(out, sizeof out, run), 1, "%s", out);
+        cr_assert(strstr(out, "--text-encoder: umT5 encoder on cuda: "), "%s", out);
+    } else {
+        cr_assert_eq(rc, 0, "%s", out);
+        cr_assert(strstr(out, "on cuda"), "%s", out);
+        Error err = {{0}};
+        StFile a, b;
+        cr_assert_eq(st_open(&a, cpu_path, &err), 0, "%s", err.msg);
+        cr_assert_eq(st_open(&b, gpu_path, &err), 0, "%s", err.msg);
+        cr_assert_eq(a.num_tensors, b.num_tensors);
+        for (int i = 0; i < a.num_tensors; i++) {
+            const StTensor *x = &a.tensors[i], *y = st_find(&b, x->name);
+            cr_assert(y && y->shape[0] == x->shape[0] && y->shape[1] == x->shape[1], "'%s' differs in shape",
+                      x->name);
+            double rel = max_rel_diff((const float *)y->data, (const float *)x->data,
+                                      (size_t)x->shape[0] * x->shape[1]);
+            cr_assert_leq(rel, 1e-4, "'%s': GPU differs from CPU by %g", x->name, rel);
+        }
+        st_close(&a), st_close(&b);
+    }
+    fixture_rmdir(dir);
+    free(dir);
+}
+
 /* run/sweep --text-encoder: each set of texts is encoded once into DIR/contexts-<key>.safetensors; the key changes
  * with any text, the negative or the encoder file, and an unchanged set is read back, not encoded again. */
 Test(t5, text_contexts_are_encoded_once_and_cached, .timeout = 60) {
     char *dir = fixture_tmpdir();
-    SpmModel *spm = trained_spm(dir);
-    T5Config cfg = SMALL;
-    cfg.vocab = spm_model_vocab_size(spm);
-    spm_model_free(spm);
     char weights[512], cache[600];
-    snprintf(weights, sizeof weights, "%s/umt5.safetensors", dir);
+    T5Config cfg = encoder_with_tokenizer(dir, ST_F32, weights, sizeof weights);
     snprintf(cache, sizeof cache, "%s/sweep", dir);
-    cr_assert_eq(write_t5(weights, &cfg, 9, ST_F32, 0, (WriteFaults){0}), 0);
     const char *ids[2] = {"cat", "dog"}, *texts[2] = {"A cat walks on the grass.", "A dog runs."};
     TextEncodeJob job = {.encoder = weights, .ids = ids, .texts = texts, .n = 2, .progress = "test"};
     Error err = {{0}};
@@ -527,6 +658,11 @@ Test(t5, text_contexts_are_encoded_once_and_cached, .timeout = 60) {
     st_close(&st);
     /* The same job again: the same file, untouched (a rewrite would be a new inode: st_write renames a .tmp). */
     cr_assert_eq(text_contexts_cached(&job, cache, again, sizeof again, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(again, first);
+    /* The backend is not part of the key: a CUDA job finds the CPU's file (nothing is encoded, so no GPU needed). */
+    TextEncodeJob on_cuda = job;
+    on_cuda.backend = "cuda";
+    cr_assert_eq(text_contexts_cached(&on_cuda, cache, again, sizeof again, &err), 0, "%s", err.msg);
     cr_assert_str_eq(again, first);
     cr_assert_eq(stat(again, &b), 0);
     cr_assert(a.st_ino == b.st_ino && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec, "the cached file was rewritten");

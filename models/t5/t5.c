@@ -304,13 +304,27 @@ static void self_attention(float *out, const float *q, const float *k, const flo
     }
 }
 
-int t5_encode(const T5Encoder *enc, const int *ids, int n, float *out, Error *err) {
+int t5_embed(const T5Encoder *enc, const int *ids, int n, float *out, Error *err) {
     const T5Config *c = &enc->cfg;
     if (n <= 0) return error_set(err, "no tokens to encode");
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return error_set(err, "token id %d at position %d is outside the vocabulary (%d entries): the tokenizer "
                                   "does not belong to these weights", ids[i], i, c->vocab);
+    for (int i = 0; i < n; i++) {
+        T5Matrix row = enc->embedding;
+        row.rows = 1;
+        size_t bytes = enc->embedding.dtype == ST_F32 ? 4 : 2;
+        row.data = (const char *)enc->embedding.data + (size_t)ids[i] * c->dim * bytes;
+        if (row.dtype == ST_F32) memcpy(out + (size_t)i * c->dim, row.data, (size_t)c->dim * sizeof(float));
+        else convert_rows(out + (size_t)i * c->dim, &row, 0, 1);
+    }
+    return 0;
+}
+
+int t5_encode(const T5Encoder *enc, const int *ids, int n, float *out, Error *err) {
+    const T5Config *c = &enc->cfg;
+    if (t5_embed(enc, ids, n, out, err)) return -1;
     int widest = c->dim > c->dim_attn ? c->dim : c->dim_attn;
     widest = widest > c->dim_ffn ? widest : c->dim_ffn;
     size_t nd = (size_t)n * c->dim, na = (size_t)n * c->dim_attn, nf = (size_t)n * c->dim_ffn;
@@ -327,14 +341,6 @@ int t5_encode(const T5Encoder *enc, const int *ids, int n, float *out, Error *er
         goto done;
     }
     for (int r = -(n - 1); r <= n - 1; r++) bucket_of_rel[r + n - 1] = t5_relative_bucket(r, c->buckets, T5_MAX_DISTANCE);
-    for (int i = 0; i < n; i++) {
-        T5Matrix row = enc->embedding;
-        row.rows = 1;
-        size_t bytes = enc->embedding.dtype == ST_F32 ? 4 : 2;
-        row.data = (const char *)enc->embedding.data + (size_t)ids[i] * c->dim * bytes;
-        if (row.dtype == ST_F32) memcpy(out + (size_t)i * c->dim, row.data, (size_t)c->dim * sizeof(float));
-        else convert_rows(out + (size_t)i * c->dim, &row, 0, 1);
-    }
     float *x = out;
     for (int l = 0; l < c->layers; l++) {
         const T5Layer *L = &enc->layers[l];

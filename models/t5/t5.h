@@ -54,6 +54,9 @@ typedef struct {
 int t5_encoder_open(T5Encoder *enc, const char *path, Error *err);
 void t5_encoder_close(T5Encoder *enc);
 
+/* out[n][dim] = the token embeddings of ids[0..n) in fp32 (the encoder's input). Ids must be < vocab (checked). */
+int t5_embed(const T5Encoder *enc, const int *ids, int n, float *out, Error *err);
+
 /* out[n][dim] = the encoder output for ids[0..n). Ids must be < vocab (checked). */
 int t5_encode(const T5Encoder *enc, const int *ids, int n, float *out, Error *err);
 
