@@ -62,8 +62,8 @@ static void run_usage(FILE *out) {
             "  --plugin FILE        load a strategy plug-in (a .so built against include/cachebench/strategy.h,\n"
             "                       see `cachebench new-strategy`); repeatable\n"
             "  --help               this text\n"
-            "The run file is DIR/<strategy>__<prompt-id>__s<seed>.h5, written under a temporary name and renamed\n"
-            "when complete. Exit status: 0 done (also when the run failed with NaN/Inf, recorded in the file),\n"
+            "The run file is DIR/<model>__<strategy>__<prompt-id>__s<seed>.h5, written under a temporary name and\n"
+            "renamed when complete. Exit status: 0 done (also when the run failed with NaN/Inf, recorded in the file),\n"
             "1 error, 2 bad usage.\n",
             dit_config_names(), strategies, solver_names());
 }
@@ -245,7 +245,8 @@ int cmd_run(int argc, char **argv) {
      * someone may quote) is not silently replaced after minutes of sampling. */
     char run_id[512], path[4096 + 600];
     experiment_run_id(check.spec, spec.prompt_id, spec.seed, run_id, sizeof run_id);
-    snprintf(path, sizeof path, "%s/%s.h5", out_dir, run_id);
+    /* The model leads the file name: one results folder can hold runs of several models without collisions. */
+    snprintf(path, sizeof path, "%s/%s__%s.h5", out_dir, ctx.model.cfg.name, run_id);
     strategy_destroy(&check);
     if (!force && access(path, F_OK) == 0) {
         fprintf(stderr, "cachebench run: %s exists; pass --force to overwrite it, or choose another --out\n", path);

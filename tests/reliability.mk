@@ -113,10 +113,10 @@ fuzz-corpus: $(BUILD)/make_corpus $(BUILD)/cachebench
 	OMP_NUM_THREADS=1 $$run --steps 1 --prompt-id one && \
 	OMP_NUM_THREADS=1 $$run --steps 2 --prompt-id lat --latents --strategy static:interval=2,warmup=1 && \
 	OMP_NUM_THREADS=1 $$run --steps 1 --prompt-id met && \
-	$(BUILD)/cachebench metrics --store $$d/none__one__s0.h5 $$d/none__met__s0.h5 >/dev/null && \
-	mkdir -p fuzz/corpus/record && cp $$d/none__one__s0.h5 fuzz/corpus/record/one_step.h5 && \
-	cp $$d/static_interval-2_warmup-1__lat__s0.h5 fuzz/corpus/record/latents.h5 && \
-	cp $$d/none__met__s0.h5 fuzz/corpus/record/metrics.h5 && rm -rf $$d && \
+	$(BUILD)/cachebench metrics --store $$d/tiny__none__one__s0.h5 $$d/tiny__none__met__s0.h5 >/dev/null && \
+	mkdir -p fuzz/corpus/record && cp $$d/tiny__none__one__s0.h5 fuzz/corpus/record/one_step.h5 && \
+	cp $$d/tiny__static_interval-2_warmup-1__lat__s0.h5 fuzz/corpus/record/latents.h5 && \
+	cp $$d/tiny__none__met__s0.h5 fuzz/corpus/record/metrics.h5 && rm -rf $$d && \
 	$(PYTHON) fuzz/make_record_seeds.py fuzz/corpus/record/one_step.h5 fuzz/corpus/record/one_step_v0.h5 && \
 	$(PYTHON) fuzz/make_record_seeds.py fuzz/corpus/record/metrics.h5 fuzz/corpus/record/metrics_v0.h5
 	@du -sh fuzz/corpus/*
@@ -133,12 +133,12 @@ VG_RUN = run --prompt "a red circle" --frames 1 --height 32 --width 32 --quiet
 valgrind: reliability-deps $(BUILD)/cachebench
 	@d=$$(mktemp -d /tmp/cachebench-valgrind-XXXXXX) && trap 'rm -rf "$$d"' EXIT && set -e && \
 	vg="env OMP_NUM_THREADS=1 $(VALGRIND) $(BUILD)/cachebench" && \
-	e=$$d/easycache_thresh-1_warmup-1__e__s0.h5 && \
+	e=$$d/tiny__easycache_thresh-1_warmup-1__e__s0.h5 && \
 	echo "== run (none)" && $$vg $(VG_RUN) --weights random:1 --out $$d --steps 2 && \
 	echo "== run (easycache, latents)" && \
 	$$vg $(VG_RUN) --weights $(DEMO_WEIGHTS) --out $$d --steps 4 --latents --prompt-id e \
 	    --strategy easycache:thresh=1,warmup=1 && \
-	echo "== info" && $$vg info $$d/none__p0__s0.h5 $$e >/dev/null && \
-	echo "== metrics --store" && $$vg metrics --store $$d/none__p0__s0.h5 $$e >/dev/null && \
+	echo "== info" && $$vg info $$d/tiny__none__p0__s0.h5 $$e >/dev/null && \
+	echo "== metrics --store" && $$vg metrics --store $$d/tiny__none__p0__s0.h5 $$e >/dev/null && \
 	echo "== info (with metrics)" && $$vg info $$e >/dev/null && \
 	echo "valgrind: no errors, no definite leaks"

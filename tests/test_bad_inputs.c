@@ -406,7 +406,7 @@ Test(bad_inputs, run_refuses_to_overwrite_a_record) {
                           "--width", "16", "--steps", "1", "--quiet", "--out", out_dir, NULL, NULL};
     int rc = cli(out, sizeof out, args);
     expect_result(out, rc, 0, "complete", NULL);
-    snprintf(rec, sizeof rec, "%s/none__p0__s0.h5", out_dir);
+    snprintf(rec, sizeof rec, "%s/tiny__none__p0__s0.h5", out_dir);
     struct stat before, after;
     cr_assert_eq(stat(rec, &before), 0);
     rc = cli(out, sizeof out, args);
@@ -431,7 +431,7 @@ Test(bad_inputs, output_turns_non_finite_at_run_time) {
     int rc = run_tiny(out, sizeof out, 0, w, NULL);
     /* Recorded, not an error: a strategy that blows up is a result. */
     expect_result(out, rc, 0, "FAILED (non-finite output at step 0)", NULL);
-    snprintf(rec, sizeof rec, "%s/none__p0__s0.h5", out_dir);
+    snprintf(rec, sizeof rec, "%s/tiny__none__p0__s0.h5", out_dir);
     cr_assert_gt(file_size(rec), 0, "no record written:\n%s", out);
     const char *info[] = {"info", rec, NULL};
     rc = cli(out, sizeof out, info);
@@ -444,14 +444,14 @@ Test(bad_inputs, output_turns_non_finite_at_run_time) {
 
 /* ---- rows: run records given to info and metrics ---- */
 
-/* A real record from a 1-step run: out_dir/none__<id>__s0.h5, with the given frames and width. */
+/* A real record from a 1-step run: out_dir/tiny__none__<id>__s0.h5, with the given frames and width. */
 static void make_record(char *path, size_t cap, const char *id, const char *frames, const char *width) {
     char out[8192];
     const char *args[] = {"run", "--weights", "random:1", "--prompt", "red", "--frames", frames, "--height", "16",
                           "--width", width, "--steps", "1", "--quiet", "--prompt-id", id, "--out", out_dir, NULL};
     int rc = cli(out, sizeof out, args);
     cr_assert_eq(rc, 0, "%s", out);
-    snprintf(path, cap, "%s/none__%s__s0.h5", out_dir, id);
+    snprintf(path, cap, "%s/tiny__none__%s__s0.h5", out_dir, id);
 }
 
 /* Reads a whole file (for "unchanged" checks); *n gets its size. */
@@ -566,7 +566,7 @@ Test(bad_inputs, metrics_store_refuses_a_baseline_of_another_trajectory) {
                            "16", "--width", "16", "--steps", "1", "--quiet", "--prompt-id", "b", "--out", out_dir,
                            NULL};
     cr_assert_eq(cli(out, sizeof out, other), 0, "%s", out);
-    snprintf(b, sizeof b, "%s/none__b__s0.h5", out_dir);
+    snprintf(b, sizeof b, "%s/tiny__none__b__s0.h5", out_dir);
     size_t n0, n1;
     char *before = slurp(b, &n0);
     const char *store[] = {"metrics", "--store", a, b, NULL};
@@ -639,7 +639,7 @@ Test(bad_inputs, output_folder_in_proc) {
 Test(bad_inputs, disk_full_while_writing_the_record) {
     char out[8192];
     int rc = run_tiny(out, sizeof out, 16384, "random:1", NULL);
-    expect_result(out, rc, 1, "cannot write", "none__p0__s0.h5.tmp", "File too large", NULL);
+    expect_result(out, rc, 1, "cannot write", "tiny__none__p0__s0.h5.tmp", "File too large", NULL);
     expect_no_outputs(out_dir);
 }
 

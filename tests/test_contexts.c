@@ -438,7 +438,7 @@ Test(contexts, cli_tiny_run_records_the_conditioning, .timeout = 60) {
     cr_assert_eq(cli(out, sizeof out, a1), 0, "%s", out);
     cr_assert_eq(cli(out, sizeof out, a2), 0, "%s", out);
 
-    char *rec_ctx = path_in(out_ctx, "none__p7__s0.h5"), *rec_voc = path_in(out_voc, "none__p7__s0.h5");
+    char *rec_ctx = path_in(out_ctx, "tiny__none__p7__s0.h5"), *rec_voc = path_in(out_voc, "tiny__none__p7__s0.h5");
     RunRecord r;
     Error err = {{0}};
     char hex[65];

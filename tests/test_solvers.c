@@ -230,7 +230,7 @@ Test(solvers, cli_run_records_solver_and_grid, .timeout = 180) {
         if (names[k]) args[argc++] = "--solver", args[argc++] = names[k];
         args[argc] = NULL;
         cr_assert_eq(fixture_run_cli(log, sizeof log, args), 0, "%s", log);
-        snprintf(path, sizeof path, "%s/easycache_thresh-0.05_warmup-3__p0__s0.h5", out);
+        snprintf(path, sizeof path, "%s/tiny__easycache_thresh-0.05_warmup-3__p0__s0.h5", out);
         RunRecord rec;
         Error err = {{0}};
         cr_assert_eq(record_read_header(path, &rec, &err), 0, "%s", err.msg);
