@@ -11,7 +11,7 @@ if (!exists("ylabel")) ylabel = "quality vs baseline"
 if (!exists("xlabel")) xlabel = "speed-up (full inference = 1)"
 set terminal pngcairo size 1000,650 noenhanced font "DejaVu Sans,11"
 set output out
-set title "Speed-up vs quality (each point: one setting, mean over prompts and seeds, bars: 95% CI; lines: Pareto fronts)"
+set title "Speed-up vs quality: a point per setting (mean over prompts, seeds), bars: 95% CI, lines: fronts"
 set xlabel xlabel
 set ylabel ylabel
 set grid

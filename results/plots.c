@@ -162,10 +162,79 @@ static int cmp_point_x(const void *a, const void *b) {
 
 static double metric_of(const SummaryGroup *g, int m) { return m == 0 ? g->psnr : m == 1 ? g->ssim : g->lpips; }
 
-/* tradeoff_<m>.dat (all settings with a finite value) and front_<m>.dat (their Pareto front: no other setting of
- * the strategy is both faster and better), one block per strategy in the same order. Returns the number of
- * blocks written (0: nothing to plot), -1 on error. */
 static double speedup_of(const SummaryGroup *g, int x_wall) { return x_wall ? g->speedup_wall : g->speedup_flops; }
+
+/* The warm-up of setting i ("" when its spec has none). */
+static void warmup_of(const SummaryGroup *g, char *buf, size_t cap) {
+    StrategyParams p;
+    const char *v = strategy_parse_spec(g->spec, &p, NULL) ? NULL : strategy_param_text(&p, "warmup");
+    snprintf(buf, cap, "%s", v ? v : "");
+}
+
+/* Does strategy s run with more than one warm-up among the settings? Then each warm-up is a series of its own. */
+static int warmups_vary(const SummaryGroup *g, int ng, const char *s) {
+    char first[128] = "", w[128];
+    int seen = 0;
+    for (int i = 0; i < ng; i++) {
+        if (strcmp(g[i].strategy, s)) continue;
+        warmup_of(&g[i], w, sizeof w);
+        if (!seen++) snprintf(first, sizeof first, "%s", w);
+        else if (strcmp(w, first)) return 1;
+    }
+    return 0;
+}
+
+/* One block of the trade-off files: the settings of `strategy` (of one warm-up value when warmup is not NULL), their
+ * error bars, and the block's line: the Pareto front (no faster setting is better), or, for one warm-up value,
+ * every setting by speed-up (a threshold sweep at that warm-up). Nothing is written when no setting has a value. */
+static int write_series(FILE *fa, FILE *ff, FILE *fc, const SummaryGroup *g, int ng, int m, int x_wall,
+                        const char *strategy, const char *warmup, Point *pts, int *blocks, const char *x_name,
+                        const char *metric_name, Error *err) {
+    const int lower_better = m == 2;
+    char w[128];
+    int n = 0;
+    for (int i = 0; i < ng; i++) {
+        double y = metric_of(&g[i], m);
+        double x = speedup_of(&g[i], x_wall);
+        if (strcmp(g[i].strategy, strategy) || !isfinite(y) || !isfinite(x)) continue;
+        if (warmup && (warmup_of(&g[i], w, sizeof w), strcmp(w, warmup))) continue;
+        pts[n++] = (Point){x, lower_better ? -y : y, i};
+    }
+    if (!n) return 0;
+    char title[256];
+    if (warmup) snprintf(title, sizeof title, "%s/warmup=%s", strategy, warmup);
+    else snprintf(title, sizeof title, "%s", strategy);
+    const char *sep = *blocks ? "\n\n" : "";
+    fprintf(fa, "%s%s %s %s setting\n", sep, title, x_name, metric_name);
+    fprintf(ff, "%s%s %s %s\n", sep, title, x_name, metric_name);
+    fprintf(fc, "%s%s %s %s speedup_lo speedup_hi %s_lo %s_hi\n", sep, title, x_name, metric_name, metric_name,
+            metric_name);
+    for (int i = 0; i < n; i++) {
+        char label[256];
+        setting_label(g, ng, pts[i].group, label, sizeof label);
+        fprintf(fa, "%.9g %.9g %s\n", pts[i].x, lower_better ? -pts[i].y : pts[i].y, label);
+        const SummaryGroup *G = &g[pts[i].group];
+        const double *ci = m == 0 ? G->ci_psnr : m == 1 ? G->ci_ssim : G->ci_lpips;
+        /* An interval reaching inf (a resample of identical videos) is drawn up to the point. */
+        double y = lower_better ? -pts[i].y : pts[i].y, lo = isfinite(ci[0]) ? ci[0] : y,
+               hi = isfinite(ci[1]) ? ci[1] : y;
+        const double *xci = x_wall ? G->ci_speedup_wall : G->ci_speedup_flops;
+        double xlo = isfinite(xci[0]) ? xci[0] : pts[i].x, xhi = isfinite(xci[1]) ? xci[1] : pts[i].x;
+        fprintf(fc, "%.9g %.9g %.9g %.9g %.9g %.9g\n", pts[i].x, y, xlo, xhi, lo, hi);
+    }
+    /* Front: walk from the fastest setting down, keeping each that beats every faster one. */
+    qsort(pts, (size_t)n, sizeof *pts, cmp_point_x);
+    int *on = calloc((size_t)n, sizeof *on);
+    if (!on) return error_set(err, "out of memory");
+    double top = -INFINITY;
+    for (int i = n - 1; i >= 0; i--)
+        if (warmup || pts[i].y > top) on[i] = 1, top = fmax(top, pts[i].y);
+    for (int i = 0; i < n; i++)
+        if (on[i]) fprintf(ff, "%.9g %.9g\n", pts[i].x, lower_better ? -pts[i].y : pts[i].y);
+    free(on);
+    (*blocks)++;
+    return 0;
+}
 
 static int write_tradeoff(const char plots_dir[2100], const char *metric_name, int m, const SummaryGroup *g, int ng,
                           const StrategyBest *best, int nbest, int x_wall, Error *err) {
@@ -182,52 +251,30 @@ static int write_tradeoff(const char plots_dir[2100], const char *metric_name, i
     }
     fprintf(fc, "# 95%% bootstrap intervals of tradeoff_%s.dat (same blocks and rows): speed-up %s lo hi of each\n",
             metric_name, metric_name);
-    const int lower_better = m == 2;
     const char *x_name = x_wall ? "speedup_wall" : "speedup_flops";
-    fprintf(fa, "# %s vs %s per setting, means over prompts and seeds; one block per strategy\n", x_name,
-            metric_name);
-    fprintf(ff, "# Pareto front of tradeoff_%s.dat per strategy, by speed-up\n", metric_name);
+    fprintf(fa, "# %s vs %s per setting, means over prompts and seeds; one block per strategy (per warm-up value of a "
+                "strategy swept over several)\n", x_name, metric_name);
+    fprintf(ff, "# line of each block: its Pareto front by speed-up, or, for one warm-up value of a strategy swept "
+                "over several, all its settings by speed-up\n");
+    /* Series: one per strategy, or one per (strategy, warm-up) when a threshold x warm-up grid varies the warm-up. */
     for (int b = 0; b < nbest; b++) {
-        int n = 0;
-        for (int i = 0; i < ng; i++) {
-            double y = metric_of(&g[i], m);
-            double x = speedup_of(&g[i], x_wall);
-            if (strcmp(g[i].strategy, best[b].strategy) || !isfinite(y) || !isfinite(x)) continue;
-            pts[n++] = (Point){x, lower_better ? -y : y, i};
+        const int by_warmup = warmups_vary(g, ng, best[b].strategy);
+        for (int first = 0; first < ng; first++) {
+            char warmup[128] = "", w[128];
+            if (strcmp(g[first].strategy, best[b].strategy)) continue;
+            if (by_warmup) { /* a series starts at the first setting of each warm-up value */
+                warmup_of(&g[first], warmup, sizeof warmup);
+                int earlier = 0;
+                for (int j = 0; j < first && !earlier; j++)
+                    if (!strcmp(g[j].strategy, best[b].strategy))
+                        warmup_of(&g[j], w, sizeof w), earlier = !strcmp(w, warmup);
+                if (earlier) continue;
+            }
+            if ((rc = write_series(fa, ff, fc, g, ng, m, x_wall, best[b].strategy, by_warmup ? warmup : NULL, pts,
+                                   &blocks, x_name, metric_name, err)))
+                goto done;
+            if (!by_warmup) break; /* the whole strategy was one series */
         }
-        if (!n) continue;
-        const char *sep = blocks ? "\n\n" : "";
-        fprintf(fa, "%s%s %s %s setting\n", sep, best[b].strategy, x_name, metric_name);
-        fprintf(ff, "%s%s %s %s\n", sep, best[b].strategy, x_name, metric_name);
-        fprintf(fc, "%s%s %s %s speedup_lo speedup_hi %s_lo %s_hi\n", sep, best[b].strategy, x_name, metric_name,
-                metric_name, metric_name);
-        for (int i = 0; i < n; i++) {
-            char label[256];
-            setting_label(g, ng, pts[i].group, label, sizeof label);
-            fprintf(fa, "%.9g %.9g %s\n", pts[i].x, lower_better ? -pts[i].y : pts[i].y, label);
-            const SummaryGroup *G = &g[pts[i].group];
-            const double *ci = m == 0 ? G->ci_psnr : m == 1 ? G->ci_ssim : G->ci_lpips;
-            /* An interval reaching inf (a resample of identical videos) is drawn up to the point. */
-            double y = lower_better ? -pts[i].y : pts[i].y, lo = isfinite(ci[0]) ? ci[0] : y,
-                   hi = isfinite(ci[1]) ? ci[1] : y;
-            const double *xci = x_wall ? G->ci_speedup_wall : G->ci_speedup_flops;
-            double xlo = isfinite(xci[0]) ? xci[0] : pts[i].x, xhi = isfinite(xci[1]) ? xci[1] : pts[i].x;
-            fprintf(fc, "%.9g %.9g %.9g %.9g %.9g %.9g\n", pts[i].x, y, xlo, xhi, lo, hi);
-        }
-        /* Front: walk from the fastest setting down, keeping each that beats every faster one. */
-        qsort(pts, (size_t)n, sizeof *pts, cmp_point_x);
-        int *on = n > 0 ? calloc((size_t)n, sizeof *on) : NULL;
-        if (n > 0 && !on) {
-            rc = error_set(err, "out of memory");
-            goto done;
-        }
-        double top = -INFINITY;
-        for (int i = n - 1; i >= 0; i--)
-            if (pts[i].y > top) on[i] = 1, top = pts[i].y;
-        for (int i = 0; i < n; i++)
-            if (on[i]) fprintf(ff, "%.9g %.9g\n", pts[i].x, lower_better ? -pts[i].y : pts[i].y);
-        free(on);
-        blocks++;
     }
 done:
     if (fa && fclose(fa) && !rc) rc = error_set(err, "%s: write error", path_all);

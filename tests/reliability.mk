@@ -138,7 +138,9 @@ valgrind: reliability-deps $(BUILD)/cachebench
 	echo "== run (easycache, latents)" && \
 	$$vg $(VG_RUN) --weights $(DEMO_WEIGHTS) --out $$d --steps 4 --latents --prompt-id e \
 	    --strategy easycache:thresh=1,warmup=1 && \
+	echo "== run (none, the baseline of the easycache run: metrics --store checks it is one)" && \
+	$$vg $(VG_RUN) --weights $(DEMO_WEIGHTS) --out $$d --steps 4 --prompt-id e && \
 	echo "== info" && $$vg info $$d/tiny__none__p0__s0.h5 $$e >/dev/null && \
-	echo "== metrics --store" && $$vg metrics --store $$d/tiny__none__p0__s0.h5 $$e >/dev/null && \
+	echo "== metrics --store" && $$vg metrics --store $$d/tiny__none__e__s0.h5 $$e >/dev/null && \
 	echo "== info (with metrics)" && $$vg info $$e >/dev/null && \
 	echo "valgrind: no errors, no definite leaks"

@@ -1091,3 +1091,38 @@ Test(sweep, run_id_names_coefficient_files_by_content) {
     cr_expect(strncmp(strstr(id1, "coeffs-"), strstr(id3, "coeffs-"), 19) != 0, "%s vs %s", id1, id3);
     fixture_rmdir(dir);
 }
+
+/* A threshold x warm-up grid is drawn as one line per warm-up value (each line through that warm-up's thresholds by
+ * speed-up), not as one Pareto front that mixes warm-ups; a strategy with one warm-up keeps its front. */
+Test(sweep, tradeoff_plot_has_a_line_per_warmup_value, .timeout = 60) {
+    char *dir = fixture_tmpdir(), prompts[600], out[600], log[16384], path[700];
+    cr_assert_not_null(dir);
+    write_prompts(dir, prompts, sizeof prompts);
+    snprintf(out, sizeof out, "%s/grid", dir);
+    const char *args[] = {"sweep", "--weights", "random:1", "--prompts", prompts, "--steps", "6", "--out", out,
+                          "--strategy", "static:interval=2|3,warmup=1|2", "--strategy", "easycache:thresh=5,warmup=1",
+                          "--quiet", NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, args), 0, "%s", log);
+    snprintf(path, sizeof path, "%s/plots/tradeoff_psnr.dat", out);
+    char *all = read_file(path);
+    snprintf(path, sizeof path, "%s/plots/front_psnr.dat", out);
+    char *front = read_file(path);
+    cr_assert(all && front);
+    cr_expect(strstr(all, "\nstatic/warmup=1 ") && strstr(all, "\nstatic/warmup=2 "), "%s", all);
+    cr_expect(strstr(all, "\neasycache ") && !strstr(all, "easycache/warmup"), "%s", all);
+    /* Each warm-up block's line has both of its intervals (a Pareto front could drop one). */
+    for (int w = 1; w <= 2; w++) {
+        char head[64];
+        snprintf(head, sizeof head, "static/warmup=%d ", w);
+        const char *b = strstr(front, head);
+        cr_assert_not_null(b, "%s", front);
+        b = strchr(b, '\n') + 1;
+        int rows = 0;
+        while (*b && *b != '\n') rows++, b = strchr(b, '\n') + 1;
+        cr_expect_eq(rows, 2, "warm-up %d: %d points on its line\n%s", w, rows, front);
+    }
+    free(all);
+    free(front);
+    fixture_rmdir(dir);
+    free(dir);
+}
