@@ -35,8 +35,18 @@ static void compress(uint32_t s[8], const uint8_t b[64]) {
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_SHA_NI 1
+
+/* CPUID leaf 7: EBX bit 29 (SHA), ECX of leaf 1: bits 19 (SSE4.1) and 9 (SSSE3). Asked of cpuid directly:
+ * __builtin_cpu_supports("sha") is unknown to clang 14. */
+static int cpu_has_sha_ni(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9))) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 29) & 1u;
+}
 
 /* The same compression with the x86 SHA extensions (about 10x the portable loop; weight files of many GB are hashed
  * on every load). State is kept as ABEF / CDGH as sha256rnds2 wants it. Message schedule for rounds 4i..4i+3:
@@ -75,7 +85,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void compress_sha_ni(uint32_t
 
 static void compress_blocks(uint32_t s[8], const uint8_t *data, size_t blocks) {
 #ifdef HAVE_SHA_NI
-    if (__builtin_cpu_supports("sha")) {
+    if (cpu_has_sha_ni()) {
         compress_sha_ni(s, data, blocks);
         return;
     }
