@@ -124,10 +124,33 @@ static int hdf5_alone_survives(const char *path) {
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* 1 when our reader, in a child, runs out of time: HDF5's global-heap loop can also be reached along the order in
+ * which record.c opens attributes by name, which the probe above (an iteration) does not take
+ * (tests/regressions/record/hdf5_hang_global_heap_loop_by_name.h5). A crash there is not screened: the in-process
+ * read below then reports it. */
+static int reader_hangs(const char *path) {
+    pid_t pid = fork();
+    if (pid < 0) abort();
+    if (pid == 0) {
+        __sanitizer_set_report_path("/dev/null");
+        __sanitizer_set_death_callback(NULL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(2);
+        RunRecord r;
+        Error err = {{0}};
+        if (record_read(path, &r, &err) == 0) record_free(&r);
+        _exit(0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) abort();
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[256];
     fuzz_realfile(data, size, path);
-    if (!hdf5_alone_survives(path)) {
+    if (!hdf5_alone_survives(path) || reader_hangs(path)) {
         fuzz_realfile_done(path);
         return -1; /* HDF5's own crash: not a finding for this target, and not worth keeping in the corpus */
     }
