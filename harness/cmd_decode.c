@@ -9,17 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "harness/cli.h"
 #include "harness/sweep.h"
 #include "metrics/image.h"
 #include "models/safetensors.h"
 #include "models/vae/vae.h"
-#ifdef CACHEBENCH_CUDA
-#include "models/vae/vae_cuda.h"
-#endif
 
 static void decode_usage(FILE *out) {
     fprintf(out,
@@ -130,12 +127,6 @@ static int read_latents(const char *path, float **out, int *F, int *H, int *W, E
     return rc;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Staged PNGs: moved into dir on success, removed otherwise; then the staging folder goes. */
 static int finish_stage(const char *stage, const char *dir, int frames, int keep, Error *err) {
     char from[4200], to[4200];
@@ -194,16 +185,7 @@ int cmd_decode(int argc, char **argv) {
     h = H << (m.cfg.num_stages - 1);
     w = W << (m.cfg.num_stages - 1);
     o.T = T;
-    if (strcmp(backend, "cuda") == 0) {
-#ifdef CACHEBENCH_CUDA
-        if (vae_decoder_new_cuda(&dec, &m, H, W, &err)) goto done;
-#else
-        error_set(&err, "--backend cuda: this build has no CUDA (nvcc was not found when it was built)");
-        goto done;
-#endif
-    } else if (vae_decoder_new(&dec, &m, H, W, &err)) {
-        goto done;
-    }
+    if (vae_decoder_new_on(&dec, &m, H, W, backend, &err)) goto done;
     if (dir) {
         if (sweep_make_dirs(dir, &err)) goto done;
         snprintf(stage, sizeof stage, "%s/.decode-XXXXXX", dir);
@@ -240,7 +222,7 @@ int cmd_decode(int argc, char **argv) {
         error_set(&err, "out of memory");
         goto done;
     }
-    const double t0 = now_s();
+    const double t0 = clock_seconds();
     int failed = 0;
     for (int f = 0; f < F && !failed; f++) {
         for (int c = 0; c < VAE_Z_DIM; c++)
@@ -249,7 +231,7 @@ int cmd_decode(int argc, char **argv) {
         failed = vae_decoder_push(dec, frame, write_frame, &o, &err) != 0;
         if (!failed)
             fprintf(stderr, "decode: latent frame %d/%d -> frames %d..%d (%.1f s)\n", f + 1, F, before,
-                    o.frames_done - 1, now_s() - t0);
+                    o.frames_done - 1, clock_seconds() - t0);
     }
     free(frame);
     if (failed) goto done;
@@ -274,7 +256,7 @@ int cmd_decode(int argc, char **argv) {
     printf("%s: %d latent frames -> %d frames of %dx%d", latents_path, F, T, w, h);
     if (dir) printf(", %s/frame_000.png ... frame_%03d.png", dir, T - 1);
     if (tensor_path) printf(", %s", tensor_path);
-    printf(" (%.1f s)\n", now_s() - t0);
+    printf(" (%.1f s)\n", clock_seconds() - t0);
     rc = 0;
 done:
     if (rc) fprintf(stderr, "cachebench decode: %s\n", err.msg);

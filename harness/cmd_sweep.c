@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "harness/claims.h"
 #include "harness/cli.h"
 #include "harness/plugins.h"
@@ -121,12 +122,6 @@ static void on_signal(int sig) {
     ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)ignored;
     _exit(128 + sig);
-}
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static void format_duration(char *buf, size_t cap, double s) {
@@ -426,7 +421,7 @@ int cmd_sweep(int argc, char **argv) {
         sigaction(SIGHUP, &sa, NULL);
     }
     SweepStatus st;
-    const double t0 = now_seconds();
+    const double t0 = clock_seconds();
     int src = sweep_run(cfg, &plan, &so, &cb, &st, &err);
     display_clear(&d);
     if (src < 0) {
@@ -451,7 +446,7 @@ int cmd_sweep(int argc, char **argv) {
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     char took[32];
-    format_duration(took, sizeof took, now_seconds() - t0);
+    format_duration(took, sizeof took, clock_seconds() - t0);
     printf("runs done: %ld this session (%ld failed%s), %ld found finished, in %s\n", st.done - st.skipped, st.failed,
            st.skipped ? ", some left out after a failed baseline" : "", st.finished_before, took);
     if (worker) printf("worker: %ld runs finished by other workers meanwhile, %ld stale claims taken over\n",

@@ -5,13 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/rng.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double cpu_seconds(void) {
     struct timespec ts;
@@ -167,10 +162,10 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     const double full_call = dit_flops_forward(cfg, e->L);
     rec->load_average_start = load_average();
     const double cpu_start = cpu_seconds();
-    const double run_start = now_seconds();
+    const double run_start = clock_seconds();
     for (int i = 0; i < rs->steps; i++) {
         StepRecord *r = &rec->step[i];
-        const double step_start = now_seconds(), step_cpu_start = cpu_seconds();
+        const double step_start = clock_seconds(), step_cpu_start = cpu_seconds();
         r->sigma = sigmas[i];
         r->timestep = timesteps[i];
         for (int b = 0; b < 2; b++) {
@@ -181,10 +176,10 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
             StepInfo st = {.step = i, .num_steps = rs->steps, .branch = (Branch)b, .guidance_on = branches == 2,
                            .timestep = r->timestep, .sigma = r->sigma};
             BranchTrace trace = {.computed = 1, .signal = NAN, .accumulator = NAN, .threshold = NAN, .k = NAN};
-            const double call_start = now_seconds();
+            const double call_start = clock_seconds();
             r->flops += model_call(e, s, &st, x, text[b], v[b], n, &plan, &trace, rec);
             sync_engine(e);
-            r->call_seconds[b] = now_seconds() - call_start;
+            r->call_seconds[b] = clock_seconds() - call_start;
             rec->model_seconds += r->call_seconds[b];
             r->computed[b] = (uint8_t)trace.computed;
             r->signal[b] = trace.signal, r->accumulator[b] = trace.accumulator;
@@ -199,7 +194,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         size_t bad = ops->guide(ops->ctx, guided, v[0], branches == 2 ? v[1] : NULL, rs->guidance, n);
         if (!bad) kind->step(solver, i, x, guided);
         sync_engine(e);
-        r->wall_seconds = now_seconds() - step_start;
+        r->wall_seconds = clock_seconds() - step_start;
         r->cpu_seconds = cpu_seconds() - step_cpu_start;
         if (bad) {
             rec->failed = 1;
@@ -208,9 +203,9 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
             break;
         }
         if (rs->record_latents) e->download(e, rec->latents + (size_t)i * n, x, n);
-        if (rs->progress) rs->progress(rs->progress_user, i + 1, rs->steps, now_seconds() - run_start);
+        if (rs->progress) rs->progress(rs->progress_user, i + 1, rs->steps, clock_seconds() - run_start);
     }
-    rec->wall_seconds = now_seconds() - run_start;
+    rec->wall_seconds = clock_seconds() - run_start;
     rec->cpu_seconds = cpu_seconds() - cpu_start;
     rec->load_average_end = load_average();
     e->download(e, host, x, n);

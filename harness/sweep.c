@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "harness/claims.h"
 #include "harness/experiment.h"
 #include "harness/solvers/solver.h"
@@ -690,12 +691,6 @@ typedef struct {
     int n;
 } Mean;
 
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* Remaining time: each remaining run costs the mean time of its setting so far, or of the baseline when its
  * setting has not run yet (an upper bound: a cached run is faster than full inference). */
 static void update_eta(SweepStatus *st, const PlannedRun *runs, long total, int n_specs, const Mean *mean) {
@@ -1022,7 +1017,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
             }
             if (r->finished) continue;
             int step_progress = cb->run_start ? cb->run_start(cb->user, &st, r->run_id) : 0;
-            const double t0 = now_seconds();
+            const double t0 = clock_seconds();
             ExperimentSpec spec = {.strategy_spec = plan->specs.items[s], .prompt_id = prompt->id,
                                    .prompt = prompt->text, .negative_prompt = c->negative_prompt,
                                    .negative_id = negative_id, .random_context = c->random_context,
@@ -1052,7 +1047,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
                 record_free(&rec);
                 goto done;
             }
-            const double seconds = now_seconds() - t0;
+            const double seconds = clock_seconds() - t0;
             if (claims_open_ && claims_log_run(&claims, r->run_id, rec.failed ? "failed" : "complete", seconds, err)) {
                 record_free(&rec);
                 goto done;

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/sha256.h"
 #include "harness/contexts.h"
 #include "harness/sweep.h" /* sweep_make_dirs */
@@ -18,12 +18,6 @@
 #include "models/t5/t5_cuda.h"
 #endif
 #include "models/t5/tokenizer.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static const char *negative_text(const TextEncodeJob *job) {
     return job->negative && job->negative[0] ? job->negative : WAN_DEFAULT_NEGATIVE_PROMPT;
@@ -79,13 +73,13 @@ static int encode_one(const SpmModel *spm, const Encoders *encoders, const TextE
     if (t5_tokenize(spm, text, &tok, err)) return error_prefix(err, "%s", label);
     *ctx = malloc((size_t)tok.n_tokens * enc->cfg.dim * sizeof(float));
     if (!*ctx) return error_set(err, "%s: out of memory", label);
-    double t0 = now_s();
+    double t0 = clock_seconds();
     if (encoders_run(encoders, tok.ids, tok.n_tokens, *ctx, err)) return error_prefix(err, "%s", label);
     *n_tokens = tok.n_tokens;
     fprintf(stderr, "%s: [%d/%d] %s: %d tokens", job->progress, index, total, label, tok.n_tokens);
     if (tok.n_untruncated > T5_TEXT_LEN)
         fprintf(stderr, " (truncated from %d to %d as Wan does)", tok.n_untruncated, T5_TEXT_LEN);
-    fprintf(stderr, ", %.1f s\n", now_s() - t0);
+    fprintf(stderr, ", %.1f s\n", clock_seconds() - t0);
     return 0;
 }
 

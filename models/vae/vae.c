@@ -12,6 +12,9 @@
 #include "models/kernels.h"
 #include "models/safetensors.h"
 #include "models/vae/vae_backend.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/vae/vae_cuda.h"
+#endif
 
 /* WanVAE.__init__: the latent statistics the DiT's latents were normalised with. */
 const float VAE_LATENT_MEAN[VAE_Z_DIM] = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1745f, 0.9653f,
@@ -1015,6 +1018,16 @@ int vae_decoder_push(VaeDecoder *d, const float *z, VaeFrameFn fn, void *user, E
     cache_push(d, &d->in_cache, d->z2);
     if (run_from(d, 0, d->buf[0], fn, user, err)) return -1;
     return d->ops->check ? d->ops->check(d->ctx, err) : 0;
+}
+
+int vae_decoder_new_on(VaeDecoder **d, const VaeModel *m, int H, int W, const char *backend, Error *err) {
+    *d = NULL;
+    if (strcmp(backend, "cuda") != 0) return vae_decoder_new(d, m, H, W, err);
+#ifdef CACHEBENCH_CUDA
+    return vae_decoder_new_cuda(d, m, H, W, err);
+#else
+    return error_set(err, "--backend cuda: this build has no CUDA (nvcc was not found when it was built)");
+#endif
 }
 
 int vae_decode_with(VaeDecoder *d, const float *latents, int F, VaeFrameFn fn, void *user, Error *err) {

@@ -107,6 +107,9 @@ typedef int (*VaeFrameFn)(void *user, int t, const float *rgb, int height, int w
 /* The streaming state for one latent size: caches and buffers. */
 typedef struct VaeDecoder VaeDecoder;
 int vae_decoder_new(VaeDecoder **d, const VaeModel *m, int H, int W, Error *err);
+/* The same on a backend by name: "cpu" (vae_decoder_new) or "cuda" (vae_decoder_new_cuda, models/vae/vae_cuda.h;
+ * an error naming the missing CUDA in a build without it). */
+int vae_decoder_new_on(VaeDecoder **d, const VaeModel *m, int H, int W, const char *backend, Error *err);
 /* Decodes the next latent frame z [z_dim][H][W] (as the DiT produced it, before de-normalisation). */
 int vae_decoder_push(VaeDecoder *d, const float *z, VaeFrameFn fn, void *user, Error *err);
 /* Bytes the decoder holds (caches, buffers, scratch), not counting the weights. */
