@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
                 e->synchronize(e);
                 double t = now();
                 e->embed(e, dx, 500.0f, dtext);
-                for (int l = 0; l < layers; l++) e->block(e, l, pass ? &plans[l] : NULL);
+                for (int l = 0; l < layers; l++) e->block(e, l, pass ? &plans[l] : NULL, NULL);
                 e->head(e, dout);
                 e->synchronize(e);
                 t = now() - t;

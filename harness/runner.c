@@ -65,11 +65,55 @@ static void trace_attention(RunRecord *rec, const StepInfo *st, int layer, const
 
 /* ------------------------------------------------------------------------------------------------------------ */
 
-/* One model call for one branch, with the strategy deciding at model and block-stack level.
- * Returns the FLOPs spent. */
-static double model_call(Engine *e, Strategy *s, const StepInfo *st, const float *x, const float *text, float *v,
-                         size_t n, AttentionPlan *plan, BranchTrace *trace, RunRecord *rec) {
+/* The block stack of one computed call: layers run as the strategy's layer_end directs (H1), each with its attention
+ * plan (SVG) and module plan (H2). Returns the FLOPs spent, or -1 with err set when the strategy asked for an
+ * impossible layer. *layers_run counts the layers that ran. */
+static double run_blocks(Engine *e, Strategy *s, const StepInfo *st, AttentionPlan *plan, BranchTrace *trace,
+                         RunRecord *rec, int *layers_run, Error *err) {
     const DitConfig *cfg = &e->model->cfg;
+    const size_t n_tokens = (size_t)e->L * cfg->dim;
+    const double attn_dense = dit_flops_self_attention(cfg, e->L);
+    double flops = 0.0;
+    *layers_run = 0;
+    for (int layer = 0; layer < cfg->num_layers;) {
+        AttentionPlan *p = NULL;
+        if (s->attention_plan) {
+            memset(plan->pattern, 0, (size_t)plan->num_heads * sizeof *plan->pattern);
+            plan->band_tokens = 0;
+            s->attention_plan(s, st, layer, plan);
+            p = plan;
+        }
+        ModulePlan modules = {{MODULE_COMPUTE, MODULE_COMPUTE, MODULE_COMPUTE}, {NULL, NULL, NULL}};
+        if (s->module_plan) s->module_plan(s, st, layer, &modules);
+        e->block(e, layer, p, s->module_plan ? &modules : NULL);
+        if (p) trace_attention(rec, st, layer, p);
+        (*layers_run)++;
+        /* A sparse plan saves attention work, a supplied module all of its work; the rest of the block is spent. */
+        double block = dit_flops_block(cfg, e->L);
+        for (int m = 0; m < MODULE_COUNT; m++)
+            if (modules.mode[m] == MODULE_SUPPLY) block -= dit_flops_module(cfg, e->L, (BlockModule)m);
+        if (p && modules.mode[MODULE_SELF_ATTN] == MODULE_COMPUTE) block -= attn_dense - p->flops_done;
+        flops += block;
+        int next = layer + 1;
+        if (s->layer_end) next = s->layer_end(s, st, layer, e->tokens(e), n_tokens, trace);
+        if (next <= layer || next > cfg->num_layers) {
+            error_set(err, "strategy %s: layer_end after layer %d returned %d (valid: %d..%d)", s->spec, layer, next,
+                      layer + 1, cfg->num_layers);
+            return -1.0;
+        }
+        layer = next;
+    }
+    if (s->blocks_end) s->blocks_end(s, st, e->tokens(e), n_tokens);
+    return flops;
+}
+
+/* One model call for one branch, with the strategy deciding at model, block-stack, layer and module level.
+ * Returns the FLOPs spent, or -1 with err set. */
+static double model_call(Engine *e, Strategy *s, const StepInfo *st, const float *x, const float *text, float *v,
+                         size_t n, AttentionPlan *plan, BranchTrace *trace, RunRecord *rec, int *layers_run,
+                         Error *err) {
+    const DitConfig *cfg = &e->model->cfg;
+    *layers_run = 0;
     if (s->model_begin && s->model_begin(s, st, x, n, trace) == STRATEGY_REUSE) {
         s->model_reuse(s, st, x, v, n);
         trace->computed = 0;
@@ -83,21 +127,9 @@ static double model_call(Engine *e, Strategy *s, const StepInfo *st, const float
         s->blocks_reuse(s, st, e->tokens(e), in.n_tokens);
         trace->computed = 0;
     } else {
-        double attn_dense = dit_flops_self_attention(cfg, e->L);
-        for (int layer = 0; layer < cfg->num_layers; layer++) {
-            AttentionPlan *p = NULL;
-            if (s->attention_plan) {
-                memset(plan->pattern, 0, (size_t)plan->num_heads * sizeof *plan->pattern);
-                plan->band_tokens = 0;
-                s->attention_plan(s, st, layer, plan);
-                p = plan;
-            }
-            e->block(e, layer, p);
-            if (p) trace_attention(rec, st, layer, p);
-            /* A sparse plan saves attention work; the rest of the block is always spent. */
-            flops += dit_flops_block(cfg, e->L) - (p ? attn_dense - p->flops_done : 0.0);
-        }
-        if (s->blocks_end) s->blocks_end(s, st, e->tokens(e), in.n_tokens);
+        double blocks = run_blocks(e, s, st, plan, trace, rec, layers_run, err);
+        if (blocks < 0) return -1.0;
+        flops += blocks;
     }
     e->head(e, v);
     if (s->model_end) s->model_end(s, st, x, v, n);
@@ -143,6 +175,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
     }
 
     rec->steps = rs->steps;
+    rec->strategy_bytes_peak = 0.0;
     rec->frames = rs->F;
     rec->height = rs->H, rec->width = rs->W;
     rec->lc = cfg->in_dim, rec->lf = rs->F, rec->lh = rs->H, rec->lw = rs->W;
@@ -170,6 +203,7 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
         r->timestep = timesteps[i];
         for (int b = 0; b < 2; b++) {
             r->computed[b] = 0;
+            r->layers_run[b] = -1;
             r->signal[b] = r->accumulator[b] = r->threshold[b] = r->k[b] = NAN;
         }
         for (int b = 0; b < branches; b++) {
@@ -177,7 +211,14 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
                            .timestep = r->timestep, .sigma = r->sigma};
             BranchTrace trace = {.computed = 1, .signal = NAN, .accumulator = NAN, .threshold = NAN, .k = NAN};
             const double call_start = clock_seconds();
-            r->flops += model_call(e, s, &st, x, text[b], v[b], n, &plan, &trace, rec);
+            int layers_run = 0;
+            const double flops = model_call(e, s, &st, x, text[b], v[b], n, &plan, &trace, rec, &layers_run, err);
+            if (flops < 0) {
+                ok = 0;
+                goto done;
+            }
+            r->flops += flops;
+            r->layers_run[b] = layers_run;
             sync_engine(e);
             r->call_seconds[b] = clock_seconds() - call_start;
             rec->model_seconds += r->call_seconds[b];
@@ -188,6 +229,8 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
             if (trace.computed) rec->calls_computed++;
             else rec->calls_skipped++;
         }
+        r->strategy_bytes = (double)strategy_bytes_held(s);
+        if (r->strategy_bytes > rec->strategy_bytes_peak) rec->strategy_bytes_peak = r->strategy_bytes;
         rec->flops_spent += r->flops;
         rec->flops_full += full_call * branches;
         /* x stays as it was when the guided velocity is not finite: the record keeps the last good latent. */

@@ -54,6 +54,23 @@ typedef struct {
     float *density;         /* [num_heads] or NULL (owner: whoever allocated the plan): mask density of each head */
 } AttentionPlan;
 
+/* Per-layer module plan (interface v2, H2): what the engine does with each of a block's three modules. A module's
+ * output is taken before its gate: self-attention after its output projection, cross-attention after its output
+ * projection, the FFN after its second linear. The engine always applies this step's modulation (modulation + e0),
+ * the gates and the residual adds, whatever the mode:
+ *   x += y_sa * gate_msa;   x += y_ca;   x += y_ffn * gate_mlp.
+ * COMPUTE: the engine runs the module; when out[m] is non-NULL it also copies y into it.
+ * SUPPLY:  the engine does not run the module and reads y from out[m] (must be non-NULL).
+ * Modules run in order, each on the tokens the previous one left, so supplying self-attention changes what
+ * cross-attention and the FFN see (PAB). */
+typedef enum { MODULE_SELF_ATTN = 0, MODULE_CROSS_ATTN = 1, MODULE_FFN = 2, MODULE_COUNT = 3 } BlockModule;
+typedef enum { MODULE_COMPUTE = 0, MODULE_SUPPLY = 1 } ModuleMode;
+
+typedef struct {
+    ModuleMode mode[MODULE_COUNT];
+    float *out[MODULE_COUNT];   /* [L][dim] backend memory owned by the strategy, or NULL */
+} ModulePlan;
+
 #ifdef __cplusplus
 }
 #endif

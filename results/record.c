@@ -302,6 +302,8 @@ static int write_steps(hid_t f, const RunRecord *r, Error *err) {
     COL2(threshold, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
     COL2(k, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
     COL2(call_seconds, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
+    COL2(layers_run, int32_t, col, H5T_STD_I32LE, H5T_NATIVE_INT32)
+    COL1(strategy_bytes, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
 #undef COL1
 #undef COL2
     if (!rc && r->svg_layers > 0) rc = write_svg_trace(g, r, err);
@@ -355,6 +357,7 @@ static int write_totals(hid_t f, const RunRecord *r, Error *err) {
              attr_f64(g, "cpu_seconds", r->cpu_seconds, err) ||
              attr_f64(g, "load_average_start", r->load_average_start, err) ||
              attr_f64(g, "load_average_end", r->load_average_end, err) ||
+             attr_f64(g, "strategy_bytes_peak", r->strategy_bytes_peak, err) ||
              attr_write(g, "peak_rss_kb", H5T_STD_I64LE, H5T_NATIVE_INT64, &rss, err)
                  ? -1
                  : 0;
@@ -781,6 +784,17 @@ static int read_steps(hid_t f, RunRecord *r, Error *err) {
     COL2(threshold, float, cf, H5T_NATIVE_FLOAT)
     COL2(k, float, cf, H5T_NATIVE_FLOAT)
     COL2(call_seconds, double, col, H5T_NATIVE_DOUBLE)
+    /* Interface v2 columns: records written before they existed read as -1 and NAN. */
+    if (!rc && H5Lexists(g, "layers_run", H5P_DEFAULT) > 0) {
+        COL2(layers_run, int32_t, col, H5T_NATIVE_INT32)
+    } else {
+        for (hsize_t i = 0; i < n && r->step; i++) r->step[i].layers_run[0] = r->step[i].layers_run[1] = -1;
+    }
+    if (!rc && H5Lexists(g, "strategy_bytes", H5P_DEFAULT) > 0) {
+        COL1(strategy_bytes, double, col, H5T_NATIVE_DOUBLE)
+    } else {
+        for (hsize_t i = 0; i < n && r->step; i++) r->step[i].strategy_bytes = NAN;
+    }
 #undef COL1
 #undef COL2
     if (!rc) rc = read_svg_trace(g, r, err);
@@ -860,9 +874,10 @@ static int read_totals(hid_t f, RunRecord *r, Error *err) {
                  : 0;
     r->peak_rss_kb = (long)rss;
     /* Optional: records written before they existed read as NAN. */
-    static const char *const optional[3] = {"cpu_seconds", "load_average_start", "load_average_end"};
-    double *fields[3] = {&r->cpu_seconds, &r->load_average_start, &r->load_average_end};
-    for (int i = 0; i < 3; i++) {
+    static const char *const optional[4] = {"cpu_seconds", "load_average_start", "load_average_end",
+                                            "strategy_bytes_peak"};
+    double *fields[4] = {&r->cpu_seconds, &r->load_average_start, &r->load_average_end, &r->strategy_bytes_peak};
+    for (int i = 0; i < 4; i++) {
         *fields[i] = NAN;
         if (!rc && H5Aexists(g, optional[i]) > 0) rc = attr_read_double(g, "/totals", optional[i], fields[i], err);
     }

@@ -49,6 +49,9 @@ typedef struct {
     uint8_t computed[2];
     float signal[2], accumulator[2], threshold[2], k[2];
     double call_seconds[2];
+    int32_t layers_run[2];          /* block layers run by each call (0: reused before the stack; -1: no call, or an
+                                     * older record) */
+    double strategy_bytes;          /* bytes the strategy held after the step (NAN in older records) */
 } StepRecord;
 
 typedef struct {
@@ -98,6 +101,7 @@ typedef struct {
     int calls_total, calls_computed, calls_skipped;
     double flops_spent, flops_full;
     long peak_rss_kb;
+    double strategy_bytes_peak;     /* the most bytes the strategy held after any step (NAN in older records) */
     double cpu_seconds;             /* process CPU time over the sampling loop (NAN: unknown) */
     double load_average_start, load_average_end; /* 1-minute load average (NAN: unknown) */
 

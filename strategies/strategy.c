@@ -200,6 +200,20 @@ void strategy_destroy(Strategy *s) {
     memset(s, 0, sizeof *s);
 }
 
+int strategy_clone(Strategy *dst, const Strategy *src, Error *err) {
+    memset(dst, 0, sizeof *dst);
+    if (!src->clone) return error_set(err, "strategy \"%s\" cannot be copied (it has no clone hook)", src->spec);
+    *dst = *src;
+    dst->state = NULL;
+    if (src->clone(dst, src, err)) {
+        memset(dst, 0, sizeof *dst);
+        return -1;
+    }
+    return 0;
+}
+
+size_t strategy_bytes_held(const Strategy *s) { return s->bytes_held ? s->bytes_held(s) : 0; }
+
 int strategy_param_defaults(const StrategyParams *p, int *official, Error *err) {
     const char *v = strategy_param_text(p, "defaults");
     *official = v && strcmp(v, "official") == 0;

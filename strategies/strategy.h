@@ -1,19 +1,40 @@
-/* The strategy interface (DESIGN §4). A strategy is one file in strategies/ that defines its StrategyInfo with
- * STRATEGY_REGISTER (below): nothing else to edit. The runner calls its hooks around every model call; every hook may be NULL.
+/* The strategy interface (DESIGN §4), version 2. A strategy is one file in strategies/ that defines its StrategyInfo
+ * with STRATEGY_REGISTER (below): nothing else to edit. The runner calls its hooks around every model call; every
+ * hook may be NULL, and the runner knows nothing else about any strategy.
  *
  * Order of calls for one model call (one step, one branch), as made by harness/runner.c:
  *   model_begin(x)            -> STRATEGY_REUSE: model_reuse(x, y) and nothing else runs
  *                             -> STRATEGY_COMPUTE:
  *      embed (patch, time, text)
  *      blocks_begin(e, e0, tokens) -> STRATEGY_REUSE: blocks_reuse(tokens)   (tokens += cached residual)
- *                                  -> STRATEGY_COMPUTE: for each layer: attention_plan(layer), block(layer);
- *                                                       blocks_end(tokens)
+ *                                  -> STRATEGY_COMPUTE: layer = 0; while layer < num_layers:
+ *                                         attention_plan(layer)   (heads dense or sparse, SVG)
+ *                                         module_plan(layer)      (each module computed or supplied, H2)
+ *                                         block(layer)
+ *                                         layer = layer_end(layer, tokens)   (continue, jump or stop, H1)
+ *                                     blocks_end(tokens)          (after the last layer run, whatever the path)
  *      head -> y
  *   model_end(x, y)           (only after a computed model call, also when only the block stack was reused)
+ * After both calls of a step: bytes_held() (H4), recorded per step with the run's peak.
  * Within a step the cond call comes first, then the uncond call (when guidance is on).
  *
+ * Interface v2 (strategies-2.md §8):
+ *   H1 layer_end returns the next layer to run: layer + 1 continues, a larger one jumps over the layers between,
+ *      num_layers stops the stack (the head still runs). It may rewrite tokens in place (add a cached residual, or
+ *      replace them with an approximation). Returning a layer <= the current one or > num_layers is an error that
+ *      fails the run. A strategy that stops or jumps because it reused its cache sets trace->computed = 0.
+ *   H2 module_plan receives a plan with every module COMPUTE and no output buffer. Setting out[m] under COMPUTE
+ *      makes the engine copy the module's pre-gate output there (readable from layer_end on); SUPPLY makes the
+ *      engine skip the module and take its output from out[m]. The engine applies this step's gates and residual
+ *      adds either way (models/backend.h ModulePlan).
+ *   H4 FLOPs count only what ran: embed and head of every computed call, each layer run less its supplied modules
+ *      and its skipped attention. bytes_held reports what the strategy holds (caches, factors, tables).
+ * clone copies a strategy with its whole state (a shared-computation sweep forks a trajectory with it):
+ *   dst arrives as a copy of *src (info, ops, spec and hooks) with state NULL; clone allocates dst->state as an
+ *   independent copy, backend buffers included. A strategy without clone is run unshared.
+ *
  * The runner fills a BranchTrace with defaults (computed = 1, the rest NAN) before each call; a strategy writes
- * its signal, accumulator (after the step), threshold and k into it from model_begin or blocks_begin. */
+ * its signal, accumulator (after the step), threshold and k into it from any hook of the call. */
 #ifndef CACHEBENCH_STRATEGY_H
 #define CACHEBENCH_STRATEGY_H
 
@@ -24,7 +45,7 @@
 
 /* The version of this interface as plug-ins see it (include/cachebench/strategy.h, the installed copy of these
  * types: tests/test_plugin.c keeps the two in step). Any change of a type below changes it. */
-#define CACHEBENCH_STRATEGY_ABI 1
+#define CACHEBENCH_STRATEGY_ABI 2
 
 typedef enum { BRANCH_COND = 0, BRANCH_UNCOND = 1, BRANCH_COUNT = 2 } Branch;
 typedef enum { STRATEGY_REUSE = 0, STRATEGY_COMPUTE = 1 } StrategyDecision;
@@ -43,7 +64,7 @@ typedef struct {
     float signal;       /* TeaCache rel-L1 / EasyCache increment; NAN when none */
     float accumulator;  /* after this step */
     float threshold;
-    float k;            /* EasyCache transformation rate; NAN when none */
+    float k;            /* a second per-call quantity: EasyCache's transformation rate k, DiCache's gamma; NAN when none */
 } BranchTrace;
 
 /* What blocks_begin sees: the stage outputs of embed (backend memory). */
@@ -82,6 +103,12 @@ struct Strategy {
 
     void (*attention_plan)(Strategy *s, const StepInfo *st, int layer, AttentionPlan *plan);
 
+    /* Interface v2 (see the top of this file). */
+    void (*module_plan)(Strategy *s, const StepInfo *st, int layer, ModulePlan *plan);
+    int (*layer_end)(Strategy *s, const StepInfo *st, int layer, float *tokens, size_t n, BranchTrace *trace);
+    size_t (*bytes_held)(const Strategy *s);
+    int (*clone)(Strategy *dst, const Strategy *src, Error *err);
+
     void (*destroy)(Strategy *s);   /* frees state; NULL when there is none */
 };
 
@@ -107,6 +134,11 @@ typedef struct StrategyInfo {
  * and calls the strategy's create. On success *s is ready and must be released with strategy_destroy. */
 int strategy_create(Strategy *s, const char *spec, const StrategyEnv *env, Error *err);
 void strategy_destroy(Strategy *s);
+/* An independent copy of src with its whole state, through its clone hook; an error when it has none. On success
+ * dst must be released with strategy_destroy. */
+int strategy_clone(Strategy *dst, const Strategy *src, Error *err);
+/* Bytes the strategy holds now (its bytes_held hook; 0 without one). */
+size_t strategy_bytes_held(const Strategy *s);
 
 int strategy_parse_spec(const char *spec, StrategyParams *out, Error *err);
 /* Getters: return def when the key is absent; -1 with a message when the value does not parse or is out of range. */

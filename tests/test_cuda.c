@@ -190,10 +190,10 @@ static void check_stages(const DitConfig *cfg, int F, int H, int W, const CudaOp
 
     for (int i = 0; i < cfg->num_layers; i++) {
         memcpy(pre, s.tokens, nt * sizeof(float));
-        dit_block(&m, &s, i, NULL);
+        dit_block(&m, &s, i, NULL, NULL);
         e->upload(e, e->tokens(e), pre, nt);
         AttentionPlan plan = {.num_heads = cfg->num_heads};
-        e->block(e, i, &plan);
+        e->block(e, i, &plan, NULL);
         char what[64];
         snprintf(what, sizeof what, "block %d", i);
         expect_close(e, e->tokens(e), s.tokens, nt, tol, what, mode);
@@ -209,7 +209,7 @@ static void check_stages(const DitConfig *cfg, int F, int H, int W, const CudaOp
     /* The whole forward, errors compounding through every layer as in a real run. */
     dit_forward(&m, &s, x, t, text, out);
     e->embed(e, dx, t, dtext);
-    for (int i = 0; i < cfg->num_layers; i++) e->block(e, i, NULL);
+    for (int i = 0; i < cfg->num_layers; i++) e->block(e, i, NULL, NULL);
     e->head(e, dout);
     e->synchronize(e);
     expect_close(e, dout, out, n, tol, "whole forward", mode);

@@ -24,6 +24,7 @@
     X(AttentionPlan, profile_rows) X(AttentionPlan, profile_seed) X(AttentionPlan, frames)                             \
     X(AttentionPlan, tokens_per_frame)                                                                                 \
     X(AttentionPlan, sink_tokens) X(AttentionPlan, density)                                                            \
+    X(ModulePlan, mode) X(ModulePlan, out)                                                                             \
     X(StepInfo, step) X(StepInfo, num_steps) X(StepInfo, branch) X(StepInfo, guidance_on) X(StepInfo, timestep)       \
     X(StepInfo, sigma)                                                                                                 \
     X(BranchTrace, computed) X(BranchTrace, signal) X(BranchTrace, accumulator) X(BranchTrace, threshold)              \
@@ -34,7 +35,8 @@
     X(StrategyEnv, weights_path)                                                                                       \
     X(Strategy, info) X(Strategy, state) X(Strategy, ops) X(Strategy, spec) X(Strategy, model_begin)                  \
     X(Strategy, model_reuse) X(Strategy, model_end) X(Strategy, blocks_begin) X(Strategy, blocks_reuse)               \
-    X(Strategy, blocks_end) X(Strategy, attention_plan) X(Strategy, destroy)                                           \
+    X(Strategy, blocks_end) X(Strategy, attention_plan) X(Strategy, module_plan) X(Strategy, layer_end)               \
+    X(Strategy, bytes_held) X(Strategy, clone) X(Strategy, destroy)                                                    \
     X(StrategyParams, name) X(StrategyParams, count) X(StrategyParams, keys) X(StrategyParams, values)                \
     X(StrategyInfo, name) X(StrategyInfo, summary) X(StrategyInfo, params_help) X(StrategyInfo, param_names)         \
     X(StrategyInfo, create)
@@ -155,7 +157,7 @@ Test(plugin, bad_plugins_are_refused_with_nothing_written, .timeout = 60) {
         {"noentry", "int foo(void) { return 1; }\n", "entry point cachebench_strategy_abi missing"},
         {"v99",
          "int cachebench_strategy_abi(void) { return 99; }\nconst void *cachebench_strategy_info(void) { return 0; }\n",
-         "built against strategy interface version 99, this cachebench has version 1"},
+         "built against strategy interface version 99, this cachebench has version 2"},
         {"taken",
          "#include <cachebench/strategy.h>\nstatic const char *const k[] = {0};\n"
          "static int c(Strategy *s, const StrategyParams *p, const StrategyEnv *e, Error *err) {\n"

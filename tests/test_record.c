@@ -117,7 +117,9 @@ static void fill_record(RunRecord *r, int latents, int metrics) {
             s->computed[b] = PATTERN[b][i] == 'C';
             s->signal[b] = rnd(), s->accumulator[b] = rnd(), s->threshold[b] = rnd(), s->k[b] = rnd();
             s->call_seconds[b] = fabs(rnd());
+            s->layers_run[b] = s->computed[b] ? 1 + i % 3 : 0;
         }
+        s->strategy_bytes = 1e6 * fabs(rnd());
     }
     r->step[0].signal[0] = r->step[0].signal[1] = NAN; /* no previous step to compare with */
     r->step[3].k[1] = NAN;
@@ -135,6 +137,7 @@ static void fill_record(RunRecord *r, int latents, int metrics) {
     r->calls_total = 2 * STEPS, r->calls_computed = 8, r->calls_skipped = 6;
     r->flops_spent = 8e12 * fabs(rnd()), r->flops_full = 2e13 * fabs(rnd());
     r->peak_rss_kb = 123456789;
+    r->strategy_bytes_peak = 4096.0;
     if (metrics) fill_metrics(&r->metrics, FRAMES, 1);
 }
 
@@ -203,7 +206,9 @@ static void assert_records_equal(const RunRecord *a, const RunRecord *b) {
             cr_assert(same_f(x->threshold[c], y->threshold[c]), "threshold[%d][%d]", i, c);
             cr_assert(same_f(x->k[c], y->k[c]), "k[%d][%d]", i, c);
             cr_assert_eq(x->call_seconds[c], y->call_seconds[c], "call_seconds[%d][%d]", i, c);
+            cr_assert_eq(x->layers_run[c], y->layers_run[c], "layers_run[%d][%d]", i, c);
         }
+        cr_assert_eq(x->strategy_bytes, y->strategy_bytes, "strategy_bytes[%d]", i);
     }
     cr_assert_eq(a->frames, b->frames);
     cr_assert_eq(a->height, b->height);
@@ -228,6 +233,7 @@ static void assert_records_equal(const RunRecord *a, const RunRecord *b) {
     cr_assert_eq(a->flops_spent, b->flops_spent);
     cr_assert_eq(a->flops_full, b->flops_full);
     cr_assert_eq(a->peak_rss_kb, b->peak_rss_kb);
+    cr_assert_eq(a->strategy_bytes_peak, b->strategy_bytes_peak);
     assert_metrics_equal(&a->metrics, &b->metrics);
 }
 
@@ -390,8 +396,8 @@ static void write_sidecar(const char *json_path, const RunRecord *r) {
     for (int i = 0; i < n; i++)                                    \
         for (int b = 0; b < 2; b++) col[2 * i + b] = r->step[i].F[b]; \
     cJSON_AddItemToObject(st, #F, num_array(col, 2 * n));
-    ADD1(timestep) ADD1(sigma) ADD1(wall_seconds) ADD1(cpu_seconds) ADD1(flops)
-    ADD2(computed) ADD2(signal) ADD2(accumulator) ADD2(threshold) ADD2(k) ADD2(call_seconds)
+    ADD1(timestep) ADD1(sigma) ADD1(wall_seconds) ADD1(cpu_seconds) ADD1(flops) ADD1(strategy_bytes)
+    ADD2(computed) ADD2(signal) ADD2(accumulator) ADD2(threshold) ADD2(k) ADD2(call_seconds) ADD2(layers_run)
 #undef ADD1
 #undef ADD2
     free(col);
@@ -421,6 +427,7 @@ static void write_sidecar(const char *json_path, const RunRecord *r) {
     add_num(t, "flops_full", r->flops_full);
     add_num(t, "speedup_flops", r->flops_full / r->flops_spent);
     add_num(t, "peak_rss_kb", (double)r->peak_rss_kb);
+    add_num(t, "strategy_bytes_peak", r->strategy_bytes_peak);
     const RunMetrics *m = &r->metrics;
     if (m->frames > 0) {
         cJSON *mj = cJSON_AddObjectToObject(o, "metrics");

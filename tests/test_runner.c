@@ -30,9 +30,9 @@ static void c_embed(Engine *e, const float *x, float t, const float *text) {
     counting(e)->embeds++;
     counting(e)->inner->embed(counting(e)->inner, x, t, text);
 }
-static void c_block(Engine *e, int layer, AttentionPlan *p) {
+static void c_block(Engine *e, int layer, AttentionPlan *p, const ModulePlan *modules) {
     counting(e)->blocks++;
-    counting(e)->inner->block(counting(e)->inner, layer, p);
+    counting(e)->inner->block(counting(e)->inner, layer, p, modules);
 }
 static void c_head(Engine *e, float *out) {
     counting(e)->heads++;

@@ -518,12 +518,12 @@ Test(svg, block_sparse_plan) {
     AttnPattern pattern[8];
     float density[8];
     AttentionPlan plan = {.num_heads = heads, .pattern = pattern, .density = density};
-    dit_block(&m, &s[0], 1, &plan); /* all dense: the dense path */
+    dit_block(&m, &s[0], 1, &plan, NULL); /* all dense: the dense path */
     cr_assert_eq(plan.flops_done, dit_flops_self_attention(cfg, L));
 
     for (int h = 0; h < heads; h++) pattern[h] = ATTN_SPATIAL;
     plan.sparsity = 0.0, plan.band_tokens = 0, plan.profile_rows = 8;
-    dit_block(&m, &s[1], 1, &plan);
+    dit_block(&m, &s[1], 1, &plan, NULL);
     cr_assert(plan.frames == 4 && plan.tokens_per_frame == 64 && plan.sink_tokens == 64 && plan.band_tokens == L);
     cr_assert_eq(plan.flops_dense, dit_flops_self_attention(cfg, L));
     cr_assert_eq(plan.flops_done, plan.flops_dense + heads * 8.0 * (d / heads) * 8 * L);
@@ -533,7 +533,7 @@ Test(svg, block_sparse_plan) {
 
     for (int h = 0; h < heads; h++) pattern[h] = ATTN_SPATIAL;
     plan.sparsity = 0.6, plan.band_tokens = 0, plan.profile_rows = 8;
-    dit_block(&m, &s[2], 1, &plan);
+    dit_block(&m, &s[2], 1, &plan, NULL);
     cr_assert_eq(plan.band_tokens, svg_band_for_sparsity(L, 64, 0.6, 0)); /* exact: 128-token blocks save nothing at L = 256 */
     double tile_flops = 0.0;
     const SvgShape g = {.frames = 4, .tokens_per_frame = 64, .band = plan.band_tokens};

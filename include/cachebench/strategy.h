@@ -1,4 +1,4 @@
-/* cachebench strategy plug-in interface, version 1 (installed by `make install` as
+/* cachebench strategy plug-in interface, version 2 (installed by `make install` as
  * $PREFIX/include/cachebench/strategy.h). README "Test your own caching idea" walks through it.
  *
  * A plug-in is a shared object built outside the cachebench tree:
@@ -18,10 +18,15 @@
  *                             -> STRATEGY_COMPUTE:
  *      embed (patch, time, text)
  *      blocks_begin(e, e0, tokens) -> STRATEGY_REUSE: blocks_reuse(tokens)   (tokens += cached residual)
- *                                  -> STRATEGY_COMPUTE: for each layer: attention_plan(layer), block(layer);
- *                                                       blocks_end(tokens)
+ *                                  -> STRATEGY_COMPUTE: layer = 0; while layer < num_layers:
+ *                                         attention_plan(layer), module_plan(layer), block(layer),
+ *                                         layer = layer_end(layer, tokens)   (layer + 1, a jump, or num_layers)
+ *                                     blocks_end(tokens)
  *      head -> y
  *   model_end(x, y)           (only after a computed model call, also when only the block stack was reused)
+ * After both calls of a step: bytes_held(), recorded per step. clone copies a strategy with its state (sweeps that
+ * share computation fork with it; without it your strategy runs unshared). strategies/strategy.h in the cachebench
+ * tree documents each hook in full.
  * Within a step the cond call comes first, then the uncond call (when guidance is on). Buffers live in backend
  * memory (the GPU under --backend cuda): touch them only through the VecOps table (s->ops). */
 #ifndef CACHEBENCH_PUBLIC_STRATEGY_H
@@ -33,7 +38,7 @@
 extern "C" {
 #endif
 
-#define CACHEBENCH_STRATEGY_ABI 1
+#define CACHEBENCH_STRATEGY_ABI 2
 
 typedef struct {
     char msg[1024];
@@ -73,6 +78,16 @@ typedef struct {
     float *density;
 } AttentionPlan;
 
+/* Per-layer module plan: each module's pre-gate output computed (copied to out[m] when non-NULL) or supplied by
+ * you from out[m]; the engine applies this step's gates and residual adds either way. */
+typedef enum { MODULE_SELF_ATTN = 0, MODULE_CROSS_ATTN = 1, MODULE_FFN = 2, MODULE_COUNT = 3 } BlockModule;
+typedef enum { MODULE_COMPUTE = 0, MODULE_SUPPLY = 1 } ModuleMode;
+
+typedef struct {
+    ModuleMode mode[MODULE_COUNT];
+    float *out[MODULE_COUNT];
+} ModulePlan;
+
 typedef enum { BRANCH_COND = 0, BRANCH_UNCOND = 1, BRANCH_COUNT = 2 } Branch;
 typedef enum { STRATEGY_REUSE = 0, STRATEGY_COMPUTE = 1 } StrategyDecision;
 
@@ -86,7 +101,7 @@ typedef struct {
 } StepInfo;
 
 /* Filled with defaults (computed = 1, the rest NAN) before each call; write your signal, accumulator (after the
- * step), threshold and k (NAN when none) from model_begin or blocks_begin: they are recorded per step and plotted. */
+ * step), threshold and k (NAN when none) from any hook of the call: they are recorded per step and plotted. */
 typedef struct {
     int computed;
     float signal;
@@ -129,6 +144,11 @@ struct Strategy {
     void (*blocks_end)(Strategy *s, const StepInfo *st, const float *tokens_out, size_t n);
 
     void (*attention_plan)(Strategy *s, const StepInfo *st, int layer, AttentionPlan *plan);
+
+    void (*module_plan)(Strategy *s, const StepInfo *st, int layer, ModulePlan *plan);
+    int (*layer_end)(Strategy *s, const StepInfo *st, int layer, float *tokens, size_t n, BranchTrace *trace);
+    size_t (*bytes_held)(const Strategy *s);
+    int (*clone)(Strategy *dst, const Strategy *src, Error *err); /* dst = *src with state NULL: copy the state */
 
     void (*destroy)(Strategy *s);
 };

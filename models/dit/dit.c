@@ -393,7 +393,17 @@ void dit_embed(const DitModel *m, DitState *s, const float *x, float timestep, c
     linear(s->context, s->text_hidden, w->text2_w, w->text2_b, c->text_len, d, d);
 }
 
-void dit_block(const DitModel *m, DitState *s, int layer, AttentionPlan *plan) {
+/* The module's output y (pre-gate, in s->proj) is copied out for the strategy, or taken from it (SUPPLY), and then
+ * added to the residual stream with its gate (NULL: ungated). */
+static int module_supplied(const ModulePlan *mp, BlockModule m) { return mp && mp->mode[m] == MODULE_SUPPLY; }
+
+static void module_residual(DitState *s, const ModulePlan *mp, BlockModule m, const float *gate, int L, int d) {
+    const float *y = module_supplied(mp, m) ? mp->out[m] : s->proj;
+    if (!module_supplied(mp, m) && mp && mp->out[m]) memcpy(mp->out[m], s->proj, (size_t)L * d * sizeof(float));
+    gated_residual(s->tokens, y, gate, L, d);
+}
+
+void dit_block(const DitModel *m, DitState *s, int layer, AttentionPlan *plan, const ModulePlan *modules) {
     const DitConfig *c = &m->cfg;
     const DitBlockWeights *b = &m->w.blocks[layer];
     const int L = s->L, d = c->dim, T = c->text_len, heads = c->num_heads, hd = d / heads;
@@ -402,63 +412,72 @@ void dit_block(const DitModel *m, DitState *s, int layer, AttentionPlan *plan) {
     const float *shift_msa = mod, *scale_msa = mod + d, *gate_msa = mod + 2 * d;
     const float *shift_mlp = mod + 3 * d, *scale_mlp = mod + 4 * d, *gate_mlp = mod + 5 * d;
 
-    /* Self-attention on the modulated, normalised tokens; RMSNorm over the whole dim before the head split. */
-    layernorm(s->norm, s->tokens, NULL, NULL, L, d, c->eps);
-    modulate(s->norm, s->norm, shift_msa, scale_msa, L, d);
-    linear(s->q, s->norm, b->sa_q_w, b->sa_q_b, L, d, d);
-    linear(s->k, s->norm, b->sa_k_w, b->sa_k_b, L, d, d);
-    linear(s->v, s->norm, b->sa_v_w, b->sa_v_b, L, d, d);
-    rmsnorm(s->q, s->q, b->sa_norm_q, L, d, c->eps);
-    rmsnorm(s->k, s->k, b->sa_norm_k, L, d, c->eps);
-    rope_apply(s->q, s->rope_cos, s->rope_sin, L, heads, hd);
-    rope_apply(s->k, s->rope_cos, s->rope_sin, L, heads, hd);
-    /* A plan with sparse heads runs Sparse VideoGen attention (models/sparse_attention.h), which fills the plan's
-     * FLOPs itself. Its workspaces are activations that are free at this point: s->norm and s->proj (L x dim each,
-     * rewritten by the cross-attention's norm and the output projection) hold the permuted K and V of temporal
-     * heads, and the larger of the FFN's s->hidden and s->att_scratch its per-thread tiles. Only tiny test
-     * geometries (ffn_dim * L below one thread's tiles) need a buffer of their own; if even that fails,
-     * svg_attention resets the plan to dense and the dense path below runs. */
-    int sparse_done = 0;
-    if (svg_plan_is_sparse(plan)) {
-        plan->frames = s->tf;
-        plan->tokens_per_frame = s->th * s->tw;
-        const size_t hidden_floats = (size_t)L * c->ffn_dim;
-        float *tiles = hidden_floats >= s->att_scratch_floats ? s->hidden : s->att_scratch, *own = NULL;
-        size_t tile_floats = hidden_floats >= s->att_scratch_floats ? hidden_floats : s->att_scratch_floats;
-        if (tile_floats < svg_thread_floats(L, hd)) {
-            tile_floats = svg_thread_floats(L, hd);
-            tiles = own = malloc(tile_floats * sizeof(float));
-            if (!own) tile_floats = 0;
+    if (!module_supplied(modules, MODULE_SELF_ATTN)) {
+        /* Self-attention on the modulated, normalised tokens; RMSNorm over the whole dim before the head split. */
+        layernorm(s->norm, s->tokens, NULL, NULL, L, d, c->eps);
+        modulate(s->norm, s->norm, shift_msa, scale_msa, L, d);
+        linear(s->q, s->norm, b->sa_q_w, b->sa_q_b, L, d, d);
+        linear(s->k, s->norm, b->sa_k_w, b->sa_k_b, L, d, d);
+        linear(s->v, s->norm, b->sa_v_w, b->sa_v_b, L, d, d);
+        rmsnorm(s->q, s->q, b->sa_norm_q, L, d, c->eps);
+        rmsnorm(s->k, s->k, b->sa_norm_k, L, d, c->eps);
+        rope_apply(s->q, s->rope_cos, s->rope_sin, L, heads, hd);
+        rope_apply(s->k, s->rope_cos, s->rope_sin, L, heads, hd);
+        /* A plan with sparse heads runs Sparse VideoGen attention (models/sparse_attention.h), which fills the plan's
+         * FLOPs itself. Its workspaces are activations that are free at this point: s->norm and s->proj (L x dim each,
+         * rewritten by the cross-attention's norm and the output projection) hold the permuted K and V of temporal
+         * heads, and the larger of the FFN's s->hidden and s->att_scratch its per-thread tiles. Only tiny test
+         * geometries (ffn_dim * L below one thread's tiles) need a buffer of their own; if even that fails,
+         * svg_attention resets the plan to dense and the dense path below runs. */
+        int sparse_done = 0;
+        if (svg_plan_is_sparse(plan)) {
+            plan->frames = s->tf;
+            plan->tokens_per_frame = s->th * s->tw;
+            const size_t hidden_floats = (size_t)L * c->ffn_dim;
+            float *tiles = hidden_floats >= s->att_scratch_floats ? s->hidden : s->att_scratch, *own = NULL;
+            size_t tile_floats = hidden_floats >= s->att_scratch_floats ? hidden_floats : s->att_scratch_floats;
+            if (tile_floats < svg_thread_floats(L, hd)) {
+                tile_floats = svg_thread_floats(L, hd);
+                tiles = own = malloc(tile_floats * sizeof(float));
+                if (!own) tile_floats = 0;
+            }
+            sparse_done = svg_attention(s->attn, s->q, s->k, s->v, heads, hd, plan, s->norm, s->proj, tiles,
+                                        tile_floats) == 0;
+            free(own);
         }
-        sparse_done = svg_attention(s->attn, s->q, s->k, s->v, heads, hd, plan, s->norm, s->proj, tiles,
-                                    tile_floats) == 0;
-        free(own);
+        if (!sparse_done) {
+            attention(s->attn, s->q, s->k, s->v, L, L, heads, hd, s->att_scratch);
+            if (plan) plan->flops_dense = plan->flops_done = dit_flops_self_attention(c, L);
+        }
+        linear(s->proj, s->attn, b->sa_o_w, b->sa_o_b, L, d, d);
+    } else if (plan) {
+        plan->flops_dense = dit_flops_self_attention(c, L);
+        plan->flops_done = 0.0;
     }
-    if (!sparse_done) {
-        attention(s->attn, s->q, s->k, s->v, L, L, heads, hd, s->att_scratch);
-        if (plan) plan->flops_dense = plan->flops_done = dit_flops_self_attention(c, L);
-    }
-    linear(s->proj, s->attn, b->sa_o_w, b->sa_o_b, L, d, d);
-    gated_residual(s->tokens, s->proj, gate_msa, L, d);
+    module_residual(s, modules, MODULE_SELF_ATTN, gate_msa, L, d);
 
     /* Cross-attention to the text context (affine LayerNorm, no modulation, ungated residual). */
-    layernorm(s->norm, s->tokens, b->norm3_w, b->norm3_b, L, d, c->eps);
-    linear(s->q, s->norm, b->ca_q_w, b->ca_q_b, L, d, d);
-    rmsnorm(s->q, s->q, b->ca_norm_q, L, d, c->eps);
-    linear(s->ctx_k, s->context, b->ca_k_w, b->ca_k_b, T, d, d);
-    rmsnorm(s->ctx_k, s->ctx_k, b->ca_norm_k, T, d, c->eps);
-    linear(s->ctx_v, s->context, b->ca_v_w, b->ca_v_b, T, d, d);
-    attention(s->attn, s->q, s->ctx_k, s->ctx_v, L, T, heads, hd, s->att_scratch);
-    linear(s->proj, s->attn, b->ca_o_w, b->ca_o_b, L, d, d);
-    gated_residual(s->tokens, s->proj, NULL, L, d);
+    if (!module_supplied(modules, MODULE_CROSS_ATTN)) {
+        layernorm(s->norm, s->tokens, b->norm3_w, b->norm3_b, L, d, c->eps);
+        linear(s->q, s->norm, b->ca_q_w, b->ca_q_b, L, d, d);
+        rmsnorm(s->q, s->q, b->ca_norm_q, L, d, c->eps);
+        linear(s->ctx_k, s->context, b->ca_k_w, b->ca_k_b, T, d, d);
+        rmsnorm(s->ctx_k, s->ctx_k, b->ca_norm_k, T, d, c->eps);
+        linear(s->ctx_v, s->context, b->ca_v_w, b->ca_v_b, T, d, d);
+        attention(s->attn, s->q, s->ctx_k, s->ctx_v, L, T, heads, hd, s->att_scratch);
+        linear(s->proj, s->attn, b->ca_o_w, b->ca_o_b, L, d, d);
+    }
+    module_residual(s, modules, MODULE_CROSS_ATTN, NULL, L, d);
 
     /* Feed-forward. */
-    layernorm(s->norm, s->tokens, NULL, NULL, L, d, c->eps);
-    modulate(s->norm, s->norm, shift_mlp, scale_mlp, L, d);
-    linear(s->hidden, s->norm, b->ffn1_w, b->ffn1_b, L, d, c->ffn_dim);
-    gelu_tanh(s->hidden, (size_t)L * c->ffn_dim);
-    linear(s->proj, s->hidden, b->ffn2_w, b->ffn2_b, L, c->ffn_dim, d);
-    gated_residual(s->tokens, s->proj, gate_mlp, L, d);
+    if (!module_supplied(modules, MODULE_FFN)) {
+        layernorm(s->norm, s->tokens, NULL, NULL, L, d, c->eps);
+        modulate(s->norm, s->norm, shift_mlp, scale_mlp, L, d);
+        linear(s->hidden, s->norm, b->ffn1_w, b->ffn1_b, L, d, c->ffn_dim);
+        gelu_tanh(s->hidden, (size_t)L * c->ffn_dim);
+        linear(s->proj, s->hidden, b->ffn2_w, b->ffn2_b, L, c->ffn_dim, d);
+    }
+    module_residual(s, modules, MODULE_FFN, gate_mlp, L, d);
 }
 
 void dit_head(const DitModel *m, DitState *s, float *out) {
@@ -479,7 +498,7 @@ void dit_head(const DitModel *m, DitState *s, float *out) {
 
 void dit_forward(const DitModel *m, DitState *s, const float *x, float timestep, const float *text, float *out) {
     dit_embed(m, s, x, timestep, text);
-    for (int i = 0; i < m->cfg.num_layers; i++) dit_block(m, s, i, NULL);
+    for (int i = 0; i < m->cfg.num_layers; i++) dit_block(m, s, i, NULL, NULL);
     dit_head(m, s, out);
 }
 
@@ -497,13 +516,19 @@ double dit_flops_embed(const DitConfig *c, int L) {
 
 double dit_flops_self_attention(const DitConfig *c, int L) { return 4.0 * (double)L * L * c->dim; }
 
-double dit_flops_block(const DitConfig *c, int L) {
+double dit_flops_module(const DitConfig *c, int L, BlockModule module) {
     double d = c->dim, T = c->text_len;
-    double self_proj = 4 * 2.0 * L * d * d;
-    double cross_proj = 2 * 2.0 * L * d * d + 2 * 2.0 * T * d * d;
-    double cross_attn = 4.0 * L * T * d;
-    double ffn = 2 * 2.0 * L * d * c->ffn_dim;
-    return self_proj + dit_flops_self_attention(c, L) + cross_proj + cross_attn + ffn;
+    switch (module) {
+    case MODULE_SELF_ATTN: return 4 * 2.0 * L * d * d + dit_flops_self_attention(c, L);
+    case MODULE_CROSS_ATTN: return 2 * 2.0 * L * d * d + 2 * 2.0 * T * d * d + 4.0 * L * T * d;
+    case MODULE_FFN: return 2 * 2.0 * L * d * c->ffn_dim;
+    default: return 0.0;
+    }
+}
+
+double dit_flops_block(const DitConfig *c, int L) {
+    return dit_flops_module(c, L, MODULE_SELF_ATTN) + dit_flops_module(c, L, MODULE_CROSS_ATTN) +
+           dit_flops_module(c, L, MODULE_FFN);
 }
 
 double dit_flops_head(const DitConfig *c, int L) { return 2.0 * L * c->dim * c->out_dim * patch_volume(c); }

@@ -7,7 +7,8 @@
  * Stages (so strategies can act between them):
  *   dit_embed : x [in_dim][F][H][W], timestep, text [text_len][text_dim] -> tokens [L][dim], e [dim], e0 [6][dim],
  *               context [text_len][dim]
- *   dit_block : tokens -> tokens (layer i), attention per an optional plan
+ *   dit_block : tokens -> tokens (layer i), attention per an optional plan, each module computed or supplied per an
+ *               optional module plan (models/backend.h ModulePlan)
  *   dit_head  : tokens, e -> out [out_dim][F][H][W]
  */
 #ifndef CACHEBENCH_DIT_H
@@ -100,7 +101,7 @@ int dit_state_init(DitState *s, const DitConfig *cfg, int F, int H, int W, Error
 void dit_state_free(DitState *s);
 
 void dit_embed(const DitModel *m, DitState *s, const float *x, float timestep, const float *text);
-void dit_block(const DitModel *m, DitState *s, int layer, AttentionPlan *plan);
+void dit_block(const DitModel *m, DitState *s, int layer, AttentionPlan *plan, const ModulePlan *modules);
 void dit_head(const DitModel *m, DitState *s, float *out);
 /* embed + every block (dense) + head. */
 void dit_forward(const DitModel *m, DitState *s, const float *x, float timestep, const float *text, float *out);
@@ -108,6 +109,8 @@ void dit_forward(const DitModel *m, DitState *s, const float *x, float timestep,
 /* FLOPs (2 per multiply-add) of the matrix work of each stage; elementwise work is not counted. */
 double dit_flops_embed(const DitConfig *cfg, int L);
 double dit_flops_block(const DitConfig *cfg, int L);
+/* One module of a block (the three sum to dit_flops_block). */
+double dit_flops_module(const DitConfig *cfg, int L, BlockModule module);
 double dit_flops_head(const DitConfig *cfg, int L);
 double dit_flops_forward(const DitConfig *cfg, int L);
 /* Attention-only part of one block's self-attention: 4·L²·dim. */

@@ -30,7 +30,9 @@ struct Engine {
     void (*download)(Engine *e, float *dst, const float *src, size_t n);
     /* x: engine memory [in_dim][F][H][W]; text: engine memory [text_len][text_dim]. */
     void (*embed)(Engine *e, const float *x, float timestep, const float *text);
-    void (*block)(Engine *e, int layer, AttentionPlan *plan);
+    /* One block. plan: attention per head (NULL: dense); modules: each module computed or supplied (NULL: all
+     * computed, nothing copied out). models/backend.h */
+    void (*block)(Engine *e, int layer, AttentionPlan *plan, const ModulePlan *modules);
     void (*head)(Engine *e, float *out);
     /* Waits for queued device work (timing); NULL on synchronous backends. */
     void (*synchronize)(Engine *e);

@@ -31,7 +31,9 @@ static void cpu_copy(Engine *e, float *dst, const float *src, size_t n) {
 static void cpu_embed(Engine *e, const float *x, float t, const float *text) {
     dit_embed(e->model, &impl(e)->state, x, t, text);
 }
-static void cpu_block(Engine *e, int layer, AttentionPlan *plan) { dit_block(e->model, &impl(e)->state, layer, plan); }
+static void cpu_block(Engine *e, int layer, AttentionPlan *plan, const ModulePlan *modules) {
+    dit_block(e->model, &impl(e)->state, layer, plan, modules);
+}
 static void cpu_head(Engine *e, float *out) { dit_head(e->model, &impl(e)->state, out); }
 
 /* "cpu: <model name> (<threads> threads)" from /proc/cpuinfo, for run records. */

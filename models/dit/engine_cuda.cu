@@ -307,7 +307,20 @@ template <typename T> static void embed_t(CudaEngine *c, const float *x, float t
     note(c, cuda_convert<T>((T *)c->context, c->text_f, (size_t)Tn * d, st), "embed");
 }
 
-template <typename T> static void block_t(CudaEngine *c, int layer, AttentionPlan *plan) {
+static int module_supplied(const ModulePlan *mp, BlockModule m) { return mp && mp->mode[m] == MODULE_SUPPLY; }
+
+/* The module's output (pre-gate, fp32 in c->proj) goes out to the strategy or comes from it, then joins the residual
+ * stream with its gate (models/backend.h ModulePlan). */
+static void module_residual(CudaEngine *c, const ModulePlan *mp, BlockModule m, const float *gate, int L, int d) {
+    const float *y = module_supplied(mp, m) ? mp->out[m] : c->proj;
+    if (!module_supplied(mp, m) && mp && mp->out[m])
+        note(c, cudaMemcpyAsync(mp->out[m], c->proj, (size_t)L * d * sizeof(float), cudaMemcpyDeviceToDevice, c->stream),
+             "module output");
+    note(c, cuda_gated_residual(c->tokens, y, gate, L, d, c->stream), "residual");
+}
+
+template <typename T>
+static void block_t(CudaEngine *c, int layer, AttentionPlan *plan, const ModulePlan *modules) {
     const DitConfig *cfg = &c->model->cfg;
     const DitBlockWeights *b = &c->blocks[layer];
     const int L = c->L, d = cfg->dim, Tn = cfg->text_len, hd = d / cfg->num_heads;
@@ -320,44 +333,53 @@ template <typename T> static void block_t(CudaEngine *c, int layer, AttentionPla
     const float *shift_mlp = mod + 3 * d, *scale_mlp = mod + 4 * d, *gate_mlp = mod + 5 * d;
 
     /* Self-attention on the modulated, normalised tokens; RMSNorm over the whole dim before the head split. */
-    note(c, cuda_layernorm_modulate<T>(norm, c->tokens, NULL, NULL, shift_msa, scale_msa, L, d, eps, st), "norm1");
-    gemm(c, c->q, norm, b->sa_q_w, b->sa_q_b, L, d, d);
-    gemm(c, c->k, norm, b->sa_k_w, b->sa_k_b, L, d, d);
-    gemm(c, c->v, norm, b->sa_v_w, b->sa_v_b, L, d, d);
-    note(c, cuda_rmsnorm_rope<T>(qh, c->q, b->sa_norm_q, c->rope_cos, c->rope_sin, L, d, hd, eps, st), "q norm+rope");
-    note(c, cuda_rmsnorm_rope<T>(kh, c->k, b->sa_norm_k, c->rope_cos, c->rope_sin, L, d, hd, eps, st), "k norm+rope");
-    note(c, cuda_convert<T>(vh, c->v, (size_t)L * d, st), "v");
-    if (svg_plan_is_sparse(plan)) {
-        plan->frames = c->token_frames;
-        plan->tokens_per_frame = c->tokens_per_frame;
-        const char *what = "";
-        note(c, svg_run<T>(&c->svg, plan, (T *)c->attn, qh, kh, vh, cfg->num_heads, hd, st, &what), what);
-    } else {
-        run_attention<T>(c, c->attn, qh, kh, vh, L, L);
-        if (plan) plan->flops_dense = plan->flops_done = dit_flops_self_attention(cfg, L);
+    if (!module_supplied(modules, MODULE_SELF_ATTN)) {
+        note(c, cuda_layernorm_modulate<T>(norm, c->tokens, NULL, NULL, shift_msa, scale_msa, L, d, eps, st), "norm1");
+        gemm(c, c->q, norm, b->sa_q_w, b->sa_q_b, L, d, d);
+        gemm(c, c->k, norm, b->sa_k_w, b->sa_k_b, L, d, d);
+        gemm(c, c->v, norm, b->sa_v_w, b->sa_v_b, L, d, d);
+        note(c, cuda_rmsnorm_rope<T>(qh, c->q, b->sa_norm_q, c->rope_cos, c->rope_sin, L, d, hd, eps, st), "q norm+rope");
+        note(c, cuda_rmsnorm_rope<T>(kh, c->k, b->sa_norm_k, c->rope_cos, c->rope_sin, L, d, hd, eps, st), "k norm+rope");
+        note(c, cuda_convert<T>(vh, c->v, (size_t)L * d, st), "v");
+        if (svg_plan_is_sparse(plan)) {
+            plan->frames = c->token_frames;
+            plan->tokens_per_frame = c->tokens_per_frame;
+            const char *what = "";
+            note(c, svg_run<T>(&c->svg, plan, (T *)c->attn, qh, kh, vh, cfg->num_heads, hd, st, &what), what);
+        } else {
+            run_attention<T>(c, c->attn, qh, kh, vh, L, L);
+            if (plan) plan->flops_dense = plan->flops_done = dit_flops_self_attention(cfg, L);
+        }
+        gemm(c, c->proj, c->attn, b->sa_o_w, b->sa_o_b, L, d, d);
+    } else if (plan) {
+        plan->flops_dense = dit_flops_self_attention(cfg, L);
+        plan->flops_done = 0.0;
     }
-    gemm(c, c->proj, c->attn, b->sa_o_w, b->sa_o_b, L, d, d);
-    note(c, cuda_gated_residual(c->tokens, c->proj, gate_msa, L, d, st), "residual");
+    module_residual(c, modules, MODULE_SELF_ATTN, gate_msa, L, d);
 
     /* Cross-attention to the text context (affine LayerNorm, no modulation, ungated residual). */
-    note(c, cuda_layernorm_modulate<T>(norm, c->tokens, b->norm3_w, b->norm3_b, NULL, NULL, L, d, eps, st), "norm3");
-    gemm(c, c->q, norm, b->ca_q_w, b->ca_q_b, L, d, d);
-    note(c, cuda_rmsnorm_rope<T>(qh, c->q, b->ca_norm_q, NULL, NULL, L, d, hd, eps, st), "cross q norm");
-    gemm(c, c->ctx_k, c->context, b->ca_k_w, b->ca_k_b, Tn, d, d);
-    note(c, cuda_rmsnorm_rope<T>((T *)c->ctx_kh, c->ctx_k, b->ca_norm_k, NULL, NULL, Tn, d, hd, eps, st),
-         "cross k norm");
-    gemm(c, c->ctx_v, c->context, b->ca_v_w, b->ca_v_b, Tn, d, d);
-    note(c, cuda_convert<T>((T *)c->ctx_vh, c->ctx_v, (size_t)Tn * d, st), "cross v");
-    run_attention<T>(c, c->attn, qh, c->ctx_kh, c->ctx_vh, L, Tn);
-    gemm(c, c->proj, c->attn, b->ca_o_w, b->ca_o_b, L, d, d);
-    note(c, cuda_gated_residual(c->tokens, c->proj, NULL, L, d, st), "residual");
+    if (!module_supplied(modules, MODULE_CROSS_ATTN)) {
+        note(c, cuda_layernorm_modulate<T>(norm, c->tokens, b->norm3_w, b->norm3_b, NULL, NULL, L, d, eps, st), "norm3");
+        gemm(c, c->q, norm, b->ca_q_w, b->ca_q_b, L, d, d);
+        note(c, cuda_rmsnorm_rope<T>(qh, c->q, b->ca_norm_q, NULL, NULL, L, d, hd, eps, st), "cross q norm");
+        gemm(c, c->ctx_k, c->context, b->ca_k_w, b->ca_k_b, Tn, d, d);
+        note(c, cuda_rmsnorm_rope<T>((T *)c->ctx_kh, c->ctx_k, b->ca_norm_k, NULL, NULL, Tn, d, hd, eps, st),
+             "cross k norm");
+        gemm(c, c->ctx_v, c->context, b->ca_v_w, b->ca_v_b, Tn, d, d);
+        note(c, cuda_convert<T>((T *)c->ctx_vh, c->ctx_v, (size_t)Tn * d, st), "cross v");
+        run_attention<T>(c, c->attn, qh, c->ctx_kh, c->ctx_vh, L, Tn);
+        gemm(c, c->proj, c->attn, b->ca_o_w, b->ca_o_b, L, d, d);
+    }
+    module_residual(c, modules, MODULE_CROSS_ATTN, NULL, L, d);
 
     /* Feed-forward. */
-    note(c, cuda_layernorm_modulate<T>(norm, c->tokens, NULL, NULL, shift_mlp, scale_mlp, L, d, eps, st), "norm2");
-    gemm(c, c->hidden, norm, b->ffn1_w, b->ffn1_b, L, d, cfg->ffn_dim);
-    note(c, cuda_gelu_tanh<T>((T *)c->hidden_in, c->hidden, (size_t)L * cfg->ffn_dim, st), "gelu");
-    gemm(c, c->proj, c->hidden_in, b->ffn2_w, b->ffn2_b, L, cfg->ffn_dim, d);
-    note(c, cuda_gated_residual(c->tokens, c->proj, gate_mlp, L, d, st), "residual");
+    if (!module_supplied(modules, MODULE_FFN)) {
+        note(c, cuda_layernorm_modulate<T>(norm, c->tokens, NULL, NULL, shift_mlp, scale_mlp, L, d, eps, st), "norm2");
+        gemm(c, c->hidden, norm, b->ffn1_w, b->ffn1_b, L, d, cfg->ffn_dim);
+        note(c, cuda_gelu_tanh<T>((T *)c->hidden_in, c->hidden, (size_t)L * cfg->ffn_dim, st), "gelu");
+        gemm(c, c->proj, c->hidden_in, b->ffn2_w, b->ffn2_b, L, cfg->ffn_dim, d);
+    }
+    module_residual(c, modules, MODULE_FFN, gate_mlp, L, d);
 }
 
 template <typename T> static void head_t(CudaEngine *c, float *out) {
@@ -395,15 +417,15 @@ static void cuda_embed(Engine *e, const float *x, float timestep, const float *t
     else embed_t<bf16>(c, x, timestep, text);
 }
 
-static void cuda_block(Engine *e, int layer, AttentionPlan *plan) {
+static void cuda_block(Engine *e, int layer, AttentionPlan *plan, const ModulePlan *modules) {
     CudaEngine *c = impl(e);
     if (!ready(c, "block")) return;
     if (layer < 0 || layer >= e->model->cfg.num_layers) {
         fail(c, "block: layer %d out of range (model has %d)", layer, e->model->cfg.num_layers);
         return;
     }
-    if (fp32_mode(c)) block_t<float>(c, layer, plan);
-    else block_t<bf16>(c, layer, plan);
+    if (fp32_mode(c)) block_t<float>(c, layer, plan, modules);
+    else block_t<bf16>(c, layer, plan, modules);
 }
 
 static void cuda_head(Engine *e, float *out) {
