@@ -1,0 +1,275 @@
+"""Independent transcription of the official FBCache (chengzeyi/ParaAttention 4de137c,
+src/para_attn/first_block_cache/utils.py + taylorseer.py) and DBCache (vipshop/cache-dit f86744a,
+src/cache_dit/caching/cache_blocks/pattern_base.py, cache_contexts/cache_manager.py, cache_context.py,
+calibrators/taylorseer.py) block-level caches, for tests/test_dbcache.c's tiny-model replay.
+
+Written for the test from the official code, not from strategies/dbcache.c: the counters are the official ones
+(transformer calls counted by mark_step_begin, the odd calls being the CFG branch), the buffers are dicts keyed as
+the official ones, and the TaylorSeer state is created when the official code creates it.
+"""
+import math
+
+import torch
+
+
+# ------------------------------------------------------------------------------------------------ TaylorSeer
+
+class TaylorSeer:
+    """ParaAttention's TaylorSeer and cache-dit's TaylorSeerState (the same recurrence)."""
+
+    def __init__(self, n_derivatives):
+        self.n = n_derivatives
+        self.order = n_derivatives + 1
+        self.reset()
+
+    def reset(self):
+        self.prev = [None] * self.order
+        self.cur = [None] * self.order
+        self.current_step = -1
+        self.last_non_approximated_step = -1
+
+    def mark_step_begin(self):
+        self.current_step += 1
+
+    def _derivative(self, y):
+        d = [None] * self.order
+        d[0] = y
+        window = self.current_step - self.last_non_approximated_step
+        for i in range(self.n):
+            if self.prev[i] is not None and self.current_step > 1:
+                d[i + 1] = (d[i] - self.prev[i]) / window
+            else:
+                break
+        return d
+
+    def update(self, y):
+        self.prev = self.cur
+        self.cur = self._derivative(y)
+        self.last_non_approximated_step = self.current_step
+
+    def approximate(self):
+        elapsed = self.current_step - self.last_non_approximated_step
+        out = 0
+        for i, d in enumerate(self.cur):
+            if d is None:
+                break
+            out = out + (1 / math.factorial(i)) * d * (elapsed ** i)
+        return out
+
+
+def rel_l1(t1, t2):
+    return ((t1 - t2).abs().mean() / t1.abs().mean()).item()
+
+
+# ------------------------------------------------------------------------------------------------ ParaAttention
+
+class ParaAttentionFBCache:
+    """CacheContext with enable_alter_cache=True (diffusers_adapters/wan.py), CachedTransformerBlocks.forward."""
+
+    def __init__(self, threshold, warmup_steps=0, taylorseer=False, n_derivatives=2):
+        self.threshold = threshold
+        self.warmup_steps = warmup_steps
+        self.enable_taylorseer = taylorseer
+        self.buffers = {}
+        self.executed_steps = 0
+        self.is_alter_cache = True
+        if taylorseer:  # __post_init__: both created with the context
+            self.taylorseer = TaylorSeer(n_derivatives)
+            self.alter_taylorseer = TaylorSeer(n_derivatives)
+
+    def _name(self, name):
+        return name + "_alter" if self.is_alter_cache else name
+
+    def get_taylorseer(self):
+        return self.alter_taylorseer if self.is_alter_cache else self.taylorseer
+
+    def mark_step_begin(self):
+        self.is_alter_cache = not self.is_alter_cache
+        if not self.is_alter_cache:
+            self.executed_steps += 1
+        if self.enable_taylorseer:
+            self.get_taylorseer().mark_step_begin()
+
+    def forward(self, h, blocks):
+        """h: block-stack input; blocks: list of callables h -> h. Returns (h_out, used_cache, diff, layers_run)."""
+        original = h
+        h = blocks[0](h)
+        r1 = h - original
+        self.mark_step_begin()
+        diff = None
+        can = False
+        step = self.executed_steps - 1
+        if not (step < self.warmup_steps) and self.threshold > 0.0:
+            prev = self.buffers.get(self._name("first_hidden_states_residual"))
+            if prev is not None:
+                diff = rel_l1(prev, r1)
+                can = diff < self.threshold
+        if can:
+            if self.enable_taylorseer:
+                resid = self.get_taylorseer().approximate()
+            else:
+                resid = self.buffers[self._name("hidden_states_residual")]
+            return resid + h, True, diff, 1
+        self.buffers[self._name("first_hidden_states_residual")] = r1
+        start = h
+        for blk in blocks[1:]:
+            h = blk(h)
+        if self.enable_taylorseer:
+            self.get_taylorseer().update(h - start)
+        else:
+            self.buffers[self._name("hidden_states_residual")] = h - start
+        return h, False, diff, len(blocks)
+
+
+# ------------------------------------------------------------------------------------------------ cache-dit
+
+class CacheDitDBCache:
+    """CachedContext + CachedContextManager (enable_separate_cfg=True as the Wan adapter, cfg_compute_first=False)
+    and CachedBlocks_Pattern_Base.forward (Pattern_2: hidden states only)."""
+
+    def __init__(self, Fn=8, Bn=0, threshold=0.08, max_warmup_steps=8, warmup_interval=1, max_cached_steps=-1,
+                 max_continuous_cached_steps=-1, max_accumulated_residual_diff_threshold=None,
+                 cfg_diff_compute_separate=True, taylorseer=False, taylorseer_order=1):
+        self.Fn, self.Bn = Fn, Bn
+        self.threshold = threshold
+        self.max_warmup_steps, self.warmup_interval = max_warmup_steps, warmup_interval
+        self.max_cached_steps = max_cached_steps
+        self.max_continuous_cached_steps = max_continuous_cached_steps
+        self.max_acc = max_accumulated_residual_diff_threshold
+        self.cfg_diff_compute_separate = cfg_diff_compute_separate
+        self.taylorseer = taylorseer
+        self.taylorseer_order = taylorseer_order
+        self.buffers = {}
+        self.executed_steps = 0
+        self.transformer_executed_steps = 0
+        self.cached_steps, self.cfg_cached_steps = [], []
+        self.residual_diffs, self.cfg_residual_diffs = {}, {}
+        self.continuous_cached_steps = self.cfg_continuous_cached_steps = 0
+        self.accumulated_residual_diff = self.cfg_accumulated_residual_diff = 0.0
+        # TaylorSeerCalibrator: its states are created at the first update (maybe_init_state)
+        self.calibrators = {False: {}, True: {}}
+
+    def is_cfg(self):
+        return (self.transformer_executed_steps - 1) % 2 != 0
+
+    def current_step(self):
+        return self.executed_steps - 1
+
+    def mark_step_begin(self):
+        self.transformer_executed_steps += 1
+        if not self.is_cfg():
+            self.executed_steps += 1
+        if self.transformer_executed_steps - 1 == 0:
+            self.cached_steps.clear(), self.residual_diffs.clear()
+            self.cfg_cached_steps.clear(), self.cfg_residual_diffs.clear()
+            for states in self.calibrators.values():
+                for st in states.values():
+                    st.reset()
+        for st in self.calibrators[self.is_cfg()].values():
+            st.mark_step_begin()
+
+    def add_residual_diff(self, diff):
+        step = str(self.current_step())
+        if not self.is_cfg():
+            if step not in self.residual_diffs:
+                self.residual_diffs[step] = diff
+                if diff > 0.0:
+                    self.accumulated_residual_diff += diff
+        else:
+            if step not in self.cfg_residual_diffs:
+                self.cfg_residual_diffs[step] = diff
+                if diff > 0.0:
+                    self.cfg_accumulated_residual_diff += diff
+
+    def add_cached_step(self):
+        cur = self.current_step()
+        if not self.is_cfg():
+            if self.cached_steps:
+                if cur - self.cached_steps[-1] == 1:
+                    self.continuous_cached_steps += 2 if self.continuous_cached_steps == 0 else 1
+            else:
+                self.continuous_cached_steps += 1
+            self.cached_steps.append(cur)
+        else:
+            if self.cfg_cached_steps:
+                if cur - self.cfg_cached_steps[-1] == 1:
+                    self.cfg_continuous_cached_steps += 2 if self.cfg_continuous_cached_steps == 0 else 1
+            else:
+                self.cfg_continuous_cached_steps += 1
+            self.cfg_cached_steps.append(cur)
+
+    def _buf(self, name):
+        return name + "_cfg" if self.is_cfg() else name
+
+    def similarity(self, t1, t2):
+        """Returns (similar, diff measured or None)."""
+        if self.threshold <= 0.0:
+            self.add_residual_diff(-0.0)
+            return False, None
+        if self.threshold >= 1.0:
+            self.add_residual_diff(-1.0)
+            return True, None
+        step = str(self.current_step())
+        if self.is_cfg() and not self.cfg_diff_compute_separate and step in self.residual_diffs:
+            diff = self.residual_diffs[step]
+        else:
+            diff = rel_l1(t1, t2)
+        self.add_residual_diff(diff)
+        return diff < self.threshold, diff
+
+    def can_cache(self, r):
+        if self.current_step() in range(0, self.max_warmup_steps, self.warmup_interval):
+            return False, None
+        cached = self.cfg_cached_steps if self.is_cfg() else self.cached_steps
+        if self.max_cached_steps >= 0 and len(cached) >= self.max_cached_steps:
+            return False, None
+        cont = self.cfg_continuous_cached_steps if self.is_cfg() else self.continuous_cached_steps
+        if self.max_continuous_cached_steps >= 0 and cont >= self.max_continuous_cached_steps:
+            if self.is_cfg():
+                self.cfg_continuous_cached_steps = 0
+            else:
+                self.continuous_cached_steps = 0
+            return False, None
+        if self.max_acc is not None and self.max_acc > 0.0:
+            acc = self.cfg_accumulated_residual_diff if self.is_cfg() else self.accumulated_residual_diff
+            if acc >= self.max_acc:
+                return False, None
+        if self.threshold <= 0.0:
+            return False, None
+        prev = self.buffers.get(self._buf("Fn_residual"))
+        if prev is None:
+            return False, None
+        return self.similarity(prev, r)
+
+    def forward(self, h, blocks):
+        N = len(blocks)
+        original = h
+        for blk in blocks[:self.Fn]:
+            h = blk(h)
+        r = h - original
+        self.mark_step_begin()
+        can, diff = self.can_cache(r)
+        cal = self.calibrators[self.is_cfg()]
+        if can:
+            self.add_cached_step()
+            if self.taylorseer:
+                resid = cal["Bn"].approximate()
+            else:
+                resid = self.buffers[self._buf("Bn_residual")]
+            h = resid + h
+            for blk in blocks[N - self.Bn:] if self.Bn > 0 else []:
+                h = blk(h)
+            return h, True, diff, self.Fn + self.Bn
+        self.buffers[self._buf("Fn_residual")] = r
+        start = h
+        for blk in (blocks[self.Fn:N - self.Bn] if self.Bn > 0 else blocks[self.Fn:]):
+            h = blk(h)
+        if self.taylorseer:
+            if "Bn" not in cal:
+                cal["Bn"] = TaylorSeer(self.taylorseer_order)
+            cal["Bn"].update(h - start)
+        else:
+            self.buffers[self._buf("Bn_residual")] = h - start
+        for blk in blocks[N - self.Bn:] if self.Bn > 0 else []:
+            h = blk(h)
+        return h, False, diff, N
