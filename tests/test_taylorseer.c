@@ -11,6 +11,10 @@
 
 #include "harness/runner.h"
 #include "strategies/strategy.h"
+#include "models/dit/dit.h"
+#include "models/dit/engine.h"
+#include "models/safetensors.h"
+#include "results/record.h"
 #include "tests/fixtures.h"
 
 #define N 29      /* tokens numel of the hook-level tests */
@@ -447,3 +451,182 @@ Test(taylorseer, runner_flops_bytes_and_interval_one) {
     record_free(&none);
     small_model_free(&sm);
 }
+
+/* ---- the tiny model against the official code (tests/taylorseer_official.py) ------------------------------------ */
+
+#define WEIGHTS "models/tiny/tiny.safetensors"
+#define REPLAY_STEPS 8
+#define CAPTURE 6 /* a Taylor step of order 1: k = 1 after the full step 5 */
+
+/* The CPU engine, wrapped to keep what the strategy hands the model at step CAPTURE: every supplied module output
+ * (official) and the block stack's change tokens_out - tokens_in (lite), per branch. Guidance on: call c is step
+ * c / 2, branch c % 2. */
+typedef struct {
+    Engine base;
+    Engine *inner;
+    int calls, layers;
+    size_t tn;
+    float *tokens_in, *modules, *stack; /* [tn]; [2][layers][3][tn]; [2][tn] */
+} CaptureEngine;
+
+static CaptureEngine *capture(Engine *e) { return (CaptureEngine *)e; }
+static int capture_step(Engine *e) { return (capture(e)->calls - 1) / 2; }
+static int capture_branch(Engine *e) { return (capture(e)->calls - 1) % 2; }
+static int cap_prepare(Engine *e, int F, int H, int W, Error *err) {
+    int rc = capture(e)->inner->prepare(capture(e)->inner, F, H, W, err);
+    e->L = capture(e)->inner->L;
+    return rc;
+}
+static void cap_upload(Engine *e, float *d, const float *s, size_t n) { capture(e)->inner->upload(capture(e)->inner, d, s, n); }
+static void cap_download(Engine *e, float *d, const float *s, size_t n) { capture(e)->inner->download(capture(e)->inner, d, s, n); }
+static float *cap_tokens(Engine *e) { return capture(e)->inner->tokens(capture(e)->inner); }
+static const float *cap_e(Engine *e) { return capture(e)->inner->time_embedding(capture(e)->inner); }
+static const float *cap_e0(Engine *e) { return capture(e)->inner->time_projection(capture(e)->inner); }
+static void cap_embed(Engine *e, const float *x, float t, const float *text) {
+    CaptureEngine *c = capture(e);
+    c->calls++;
+    c->inner->embed(c->inner, x, t, text);
+    if (capture_step(e) == CAPTURE) memcpy(c->tokens_in, cap_tokens(e), c->tn * sizeof(float));
+}
+static void cap_block(Engine *e, int layer, AttentionPlan *p, const ModulePlan *modules) {
+    CaptureEngine *c = capture(e);
+    if (capture_step(e) == CAPTURE && modules)
+        for (int m = 0; m < MODULE_COUNT; m++)
+            if (modules->mode[m] == MODULE_SUPPLY)
+                memcpy(c->modules + (((size_t)capture_branch(e) * c->layers + layer) * 3 + m) * c->tn, modules->out[m],
+                       c->tn * sizeof(float));
+    c->inner->block(c->inner, layer, p, modules);
+}
+static void cap_head(Engine *e, float *out) {
+    CaptureEngine *c = capture(e);
+    if (capture_step(e) == CAPTURE) {
+        const float *tok = cap_tokens(e);
+        float *d = c->stack + (size_t)capture_branch(e) * c->tn;
+        for (size_t i = 0; i < c->tn; i++) d[i] = tok[i] - c->tokens_in[i];
+    }
+    c->inner->head(c->inner, out);
+}
+
+static float *st_floats(const StFile *f, const char *name, size_t want) {
+    Error err = {{0}};
+    const StTensor *t = st_find(f, name);
+    cr_assert_not_null(t, "no tensor %s", name);
+    cr_assert_eq(st_numel(t->ndim, t->shape), want, "%s: %zu values, expected %zu", name,
+                 st_numel(t->ndim, t->shape), want);
+    float *v = malloc(want * sizeof(float));
+    cr_assert_eq(st_to_f32(t, v, &err), 0, "%s", err.msg);
+    return v;
+}
+
+/* max |a - b| / max |b| over n values */
+static double rel_max(const float *a, const float *b, size_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return diff / scale;
+}
+
+/* The C run (in process, the capturing engine) and the official transcription on the same inputs; compares the full
+ * steps exactly, the step-CAPTURE forecasts and every step's latent. */
+static void replay(const char *mode, int interval, int order, int warmup, double tol_forecast, double tol_latent) {
+    const char *py = fixture_python();
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy, torch' >/dev/null 2>&1", py);
+    if (system(cmd) != 0) cr_skip_test("%s cannot import numpy and torch (Debian: python3-numpy, python3-torch)", py);
+    const int lite = strcmp(mode, "lite") == 0;
+    const DitConfig *preset = dit_config_by_name("tiny");
+    char *dir = fixture_tmpdir(), case_path[4300], py_out[4300];
+    snprintf(case_path, sizeof case_path, "%s/case.safetensors", dir);
+    snprintf(py_out, sizeof py_out, "%s/py.safetensors", dir);
+    cr_assert_eq(fixture_replay_case(case_path, preset, WEIGHTS, "red circle moving right", "", 7, REPLAY_STEPS,
+                                     preset->default_shift, preset->default_guidance),
+                 0);
+    snprintf(cmd, sizeof cmd, "'%s' tests/taylorseer_official.py '%s' '%s' %s %d %d %d %d 2>&1", py, case_path, py_out,
+             mode, interval, order, warmup, CAPTURE);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+
+    Error err = {{0}};
+    DitModel model;
+    cr_assert_eq(dit_load(&model, preset, WEIGHTS, &err), 0, "%s", err.msg);
+    const DitConfig *cfg = &model.cfg;
+    CaptureEngine eng = {.layers = cfg->num_layers};
+    cr_assert_eq(engine_create_cpu(&eng.inner, &model, &err), 0, "%s", err.msg);
+    Engine *b = &eng.base;
+    *b = *eng.inner;
+    b->impl = NULL, b->synchronize = NULL;
+    b->prepare = cap_prepare, b->upload = cap_upload, b->download = cap_download, b->embed = cap_embed;
+    b->block = cap_block, b->head = cap_head, b->tokens = cap_tokens, b->time_embedding = cap_e;
+    b->time_projection = cap_e0;
+    const int F = cfg->frames, H = cfg->height, W = cfg->width;
+    cr_assert_eq(b->prepare(b, F, H, W, &err), 0, "%s", err.msg);
+    eng.tn = (size_t)b->L * cfg->dim;
+    eng.tokens_in = calloc(eng.tn, sizeof(float));
+    eng.modules = calloc(2 * (size_t)eng.layers * 3 * eng.tn, sizeof(float));
+    eng.stack = calloc(2 * eng.tn, sizeof(float));
+
+    StFile cf;
+    cr_assert_eq(st_open(&cf, case_path, &err), 0, "%s", err.msg);
+    const size_t text_n = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * F * H * W;
+    float *text_c = st_floats(&cf, "text.cond", text_n), *text_u = st_floats(&cf, "text.uncond", text_n);
+    st_close(&cf);
+    char spec[128];
+    snprintf(spec, sizeof spec, "taylorseer:interval=%d,order=%d,warmup=%d,lite=%d", interval, order, warmup, lite);
+    StrategyEnv env = {.num_steps = REPLAY_STEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
+                       .dim = cfg->dim, .model_numel = n, .tokens_numel = eng.tn, .ops = b->ops,
+                       .model_name = cfg->name};
+    Strategy s;
+    cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s", err.msg);
+    RunSettings rs = {.steps = REPLAY_STEPS, .shift = preset->default_shift, .guidance = preset->default_guidance,
+                      .seed = 7, .F = F, .H = H, .W = W, .record_latents = 1, .text = {text_c, text_u}};
+    RunRecord rec = {0};
+    cr_assert_eq(runner_sample(b, &s, &rs, &rec, NULL, &err), 0, "%s", err.msg);
+    strategy_destroy(&s);
+
+    StFile pf;
+    cr_assert_eq(st_open(&pf, py_out, &err), 0, "%s", err.msg);
+    float *full = st_floats(&pf, "full", 2 * REPLAY_STEPS);
+    float *latents = st_floats(&pf, "latents", REPLAY_STEPS * n);
+    const size_t fn = lite ? 2 * eng.tn : 2 * (size_t)eng.layers * 3 * eng.tn;
+    float *forecast = st_floats(&pf, "forecast", fn);
+    st_close(&pf);
+
+    for (int i = 0; i < REPLAY_STEPS; i++)
+        for (int br = 0; br < 2; br++)
+            cr_assert_eq(rec.step[i].computed[br], (int)full[2 * i + br], "%s: step %d branch %d: C %s, official %s",
+                         spec, i, br, rec.step[i].computed[br] ? "full" : "Taylor", full[2 * i + br] ? "full" : "Taylor");
+    cr_assert_eq(full[2 * CAPTURE], 0.0f, "step %d must be a Taylor step", CAPTURE);
+    double worst = 0.0;
+    if (lite) {
+        for (int br = 0; br < 2; br++)
+            worst = fmax(worst, rel_max(eng.stack + br * eng.tn, forecast + br * eng.tn, eng.tn));
+    } else {
+        for (size_t g = 0; g < 2 * (size_t)eng.layers * 3; g++)
+            worst = fmax(worst, rel_max(eng.modules + g * eng.tn, forecast + g * eng.tn, eng.tn));
+    }
+    cr_assert_leq(worst, tol_forecast, "%s: step-%d forecasts differ by %.3g of their scale", spec, CAPTURE, worst);
+    double worst_latent = 0.0;
+    for (int i = 0; i < REPLAY_STEPS; i++)
+        worst_latent = fmax(worst_latent, rel_max(rec.latents + (size_t)i * n, latents + (size_t)i * n, n));
+    cr_assert_leq(worst_latent, tol_latent, "%s: latents differ by %.3g of their scale", spec, worst_latent);
+    cr_log_info("%s: forecasts %.3g, latents %.3g of scale", spec, worst, worst_latent);
+
+    free(full), free(latents), free(forecast), free(text_c), free(text_u);
+    free(eng.tokens_in), free(eng.modules), free(eng.stack);
+    record_free(&rec);
+    eng.inner->destroy(eng.inner);
+    dit_free(&model);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+Test(taylorseer, tiny_model_matches_the_official_code, .timeout = 180) { replay("official", 5, 1, 1, 1e-4, 1e-4); }
+
+Test(taylorseer, tiny_model_lite_matches_the_single_tensor_code, .timeout = 180) { replay("lite", 5, 1, 1, 1e-4, 1e-4); }
+
+/* W = 2, N = 3, O = 2: full at 0, 1, 4, 7; step 6 forecasts with k = 2 from F0..F2 (official: F1 formed at step 1,
+ * as step 1 > W - 2; lite: cache-dit forms derivatives only from step 2, so its step-4 factors stop at F1). */
+Test(taylorseer, tiny_model_second_order_with_warmup, .timeout = 180) { replay("official", 3, 2, 2, 1e-4, 1e-4); }
+
+Test(taylorseer, tiny_model_lite_second_order_with_warmup, .timeout = 180) { replay("lite", 3, 2, 2, 1e-4, 1e-4); }
