@@ -14,8 +14,8 @@ The lite variant: one tensor per stream, the block-stack residual x_out - x_in, 
 cache-dit's TaylorSeerState (src/cache_dit/caching/cache_contexts/calibrators/taylorseer.py: derivatives only when
 current_step > 1, window = current_step - last_non_approximated_step, reset at step 0) on the same official schedule.
 
-Usage: taylorseer_official.py CASE OUT official|lite INTERVAL ORDER FIRST_ENHANCE CAPTURE_STEP
-Writes to OUT: full [steps, 2] (1 full, 0 Taylor, per stream), latents [steps, C, F, H, W], and the forecasts made
+Usage: taylorseer_official.py CASE CAPTURE_STEP OUT MODE INTERVAL ORDER FIRST_ENHANCE [OUT MODE ...]
+(MODE official|lite; one run per group of five arguments, on the same case). Writes to each OUT: full [steps, 2] (1 full, 0 Taylor, per stream), latents [steps, C, F, H, W], and the forecasts made
 at CAPTURE_STEP: official forecast [2, layers, 3, L, dim] (self-attention, cross-attention, FFN before their gates);
 lite forecast [2, L, dim] (the residual added to the stack input).
 """
@@ -225,14 +225,18 @@ class Lite:
 
 
 def main():
-    case_path, out_path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-    interval, order, first_enhance, capture = (int(v) for v in sys.argv[4:8])
-    case = R.Case(case_path)
+    case = R.Case(sys.argv[1])
+    capture = int(sys.argv[2])
     model = R.Tiny(case.weights)
-    strategy = (Official if mode == "official" else Lite)(model, case.steps, interval, order, first_enhance, capture)
-    out = R.sample(case, strategy)
-    forecast = strategy.forecast if strategy.forecast is not None else torch.zeros(1)
-    R.write(out_path, full=strategy.full, latents=out["latents"], forecast=forecast)
+    runs = sys.argv[3:]
+    for at in range(0, len(runs), 5):
+        out_path, mode = runs[at], runs[at + 1]
+        interval, order, first_enhance = (int(v) for v in runs[at + 2:at + 5])
+        kind = {"official": Official, "lite": Lite}[mode]
+        strategy = kind(model, case.steps, interval, order, first_enhance, capture)
+        out = R.sample(case, strategy)
+        forecast = strategy.forecast if strategy.forecast is not None else torch.zeros(1)
+        R.write(out_path, full=strategy.full, latents=out["latents"], forecast=forecast)
 
 
 if __name__ == "__main__":

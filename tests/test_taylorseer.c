@@ -528,25 +528,17 @@ static double rel_max(const float *a, const float *b, size_t n) {
     return diff / scale;
 }
 
-/* The C run (in process, the capturing engine) and the official transcription on the same inputs; compares the full
- * steps exactly, the step-CAPTURE forecasts and every step's latent. */
-static void replay(const char *mode, int interval, int order, int warmup, double tol_forecast, double tol_latent) {
-    const char *py = fixture_python();
-    char cmd[9000];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy, torch' >/dev/null 2>&1", py);
-    if (system(cmd) != 0) cr_skip_test("%s cannot import numpy and torch (Debian: python3-numpy, python3-torch)", py);
-    const int lite = strcmp(mode, "lite") == 0;
-    const DitConfig *preset = dit_config_by_name("tiny");
-    char *dir = fixture_tmpdir(), case_path[4300], py_out[4300];
-    snprintf(case_path, sizeof case_path, "%s/case.safetensors", dir);
-    snprintf(py_out, sizeof py_out, "%s/py.safetensors", dir);
-    cr_assert_eq(fixture_replay_case(case_path, preset, WEIGHTS, "red circle moving right", "", 7, REPLAY_STEPS,
-                                     preset->default_shift, preset->default_guidance),
-                 0);
-    snprintf(cmd, sizeof cmd, "'%s' tests/taylorseer_official.py '%s' '%s' %s %d %d %d %d 2>&1", py, case_path, py_out,
-             mode, interval, order, warmup, CAPTURE);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
+typedef struct {
+    const char *mode;
+    int interval, order, warmup;
+} ReplayCase;
 
+/* The C run of one case (in process, the capturing engine) against the official transcription's output py_out:
+ * the full steps exactly, the step-CAPTURE forecasts and every step's latent to the tolerances. */
+static void replay_compare(const char *case_path, const char *py_out, const ReplayCase *rc, double tol_forecast,
+                           double tol_latent) {
+    const int lite = strcmp(rc->mode, "lite") == 0;
+    const DitConfig *preset = dit_config_by_name("tiny");
     Error err = {{0}};
     DitModel model;
     cr_assert_eq(dit_load(&model, preset, WEIGHTS, &err), 0, "%s", err.msg);
@@ -572,7 +564,8 @@ static void replay(const char *mode, int interval, int order, int warmup, double
     float *text_c = st_floats(&cf, "text.cond", text_n), *text_u = st_floats(&cf, "text.uncond", text_n);
     st_close(&cf);
     char spec[128];
-    snprintf(spec, sizeof spec, "taylorseer:interval=%d,order=%d,warmup=%d,lite=%d", interval, order, warmup, lite);
+    snprintf(spec, sizeof spec, "taylorseer:interval=%d,order=%d,warmup=%d,lite=%d", rc->interval, rc->order,
+             rc->warmup, lite);
     StrategyEnv env = {.num_steps = REPLAY_STEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
                        .dim = cfg->dim, .model_numel = n, .tokens_numel = eng.tn, .ops = b->ops,
                        .model_name = cfg->name};
@@ -617,16 +610,35 @@ static void replay(const char *mode, int interval, int order, int warmup, double
     record_free(&rec);
     eng.inner->destroy(eng.inner);
     dit_free(&model);
+}
+
+/* Official and lite, each at the official setting (N = 5, O = 1, W = 1: full at 0 and 5, step 6 forecasts with k = 1)
+ * and at W = 2, N = 3, O = 2 (full at 0, 1, 4, 7; step 6 forecasts with k = 2 from F0..F2: the official guard forms
+ * F1 at step 1, as 1 > W - 2, while cache-dit's lite forms derivatives only from step 2, so its step-4 factors stop
+ * at F1). One Python run replays all four on the same inputs. Tolerances, float32 C against float64 torch over 8
+ * CFG steps: forecasts 1e-4 of their scale (measured <= 6e-6), latents 1e-4 (measured <= 4e-5). */
+Test(taylorseer, tiny_model_matches_the_official_code, .timeout = 240) {
+    const ReplayCase cases[] = {{"official", 5, 1, 1}, {"lite", 5, 1, 1}, {"official", 3, 2, 2}, {"lite", 3, 2, 2}};
+    const int count = sizeof cases / sizeof cases[0];
+    const char *py = fixture_python();
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy, torch' >/dev/null 2>&1", py);
+    if (system(cmd) != 0) cr_skip_test("%s cannot import numpy and torch (Debian: python3-numpy, python3-torch)", py);
+    const DitConfig *preset = dit_config_by_name("tiny");
+    char *dir = fixture_tmpdir(), case_path[4300], py_out[4][4300];
+    snprintf(case_path, sizeof case_path, "%s/case.safetensors", dir);
+    cr_assert_eq(fixture_replay_case(case_path, preset, WEIGHTS, "red circle moving right", "", 7, REPLAY_STEPS,
+                                     preset->default_shift, preset->default_guidance),
+                 0);
+    int at = snprintf(cmd, sizeof cmd, "'%s' tests/taylorseer_official.py '%s' %d", py, case_path, CAPTURE);
+    for (int c = 0; c < count; c++) {
+        snprintf(py_out[c], sizeof py_out[c], "%s/py%d.safetensors", dir, c);
+        at += snprintf(cmd + at, sizeof cmd - (size_t)at, " '%s' %s %d %d %d", py_out[c], cases[c].mode,
+                       cases[c].interval, cases[c].order, cases[c].warmup);
+    }
+    snprintf(cmd + at, sizeof cmd - (size_t)at, " 2>&1");
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    for (int c = 0; c < count; c++) replay_compare(case_path, py_out[c], &cases[c], 1e-4, 1e-4);
     fixture_rmdir(dir);
     free(dir);
 }
-
-Test(taylorseer, tiny_model_matches_the_official_code, .timeout = 180) { replay("official", 5, 1, 1, 1e-4, 1e-4); }
-
-Test(taylorseer, tiny_model_lite_matches_the_single_tensor_code, .timeout = 180) { replay("lite", 5, 1, 1, 1e-4, 1e-4); }
-
-/* W = 2, N = 3, O = 2: full at 0, 1, 4, 7; step 6 forecasts with k = 2 from F0..F2 (official: F1 formed at step 1,
- * as step 1 > W - 2; lite: cache-dit forms derivatives only from step 2, so its step-4 factors stop at F1). */
-Test(taylorseer, tiny_model_second_order_with_warmup, .timeout = 180) { replay("official", 3, 2, 2, 1e-4, 1e-4); }
-
-Test(taylorseer, tiny_model_lite_second_order_with_warmup, .timeout = 180) { replay("lite", 3, 2, 2, 1e-4, 1e-4); }
