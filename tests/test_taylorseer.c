@@ -642,3 +642,45 @@ Test(taylorseer, tiny_model_matches_the_official_code, .timeout = 240) {
     fixture_rmdir(dir);
     free(dir);
 }
+
+/* VecOps whose alloc fails after `budget` buffers: the strategy must not crash, and the run must fail. */
+static int alloc_budget;
+static float *failing_alloc(void *ctx, size_t n) { return alloc_budget-- > 0 ? cpu_vec_ops()->alloc(ctx, n) : NULL; }
+
+Test(taylorseer, allocation_failure_fails_the_run) {
+    VecOps ops = *cpu_vec_ops();
+    ops.alloc = failing_alloc;
+    SmallModel sm;
+    small_model(&sm);
+    const DitConfig *cfg = &sm.model.cfg;
+    const size_t tn = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * RF * RH * RW;
+    float *text = calloc(tn, sizeof(float)), *zeros = calloc(tn, sizeof(float));
+    fixture_random(text, tn, 5);
+    const char *specs[] = {"taylorseer", "taylorseer:lite=1"};
+    for (int c = 0; c < 2; c++) {
+        for (int budget = 0; budget < 4; budget++) { /* nothing, then part of the first branch's buffers */
+            StrategyEnv env = {.num_steps = RSTEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
+                               .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)sm.engine->L * cfg->dim,
+                               .ops = &ops, .model_name = cfg->name};
+            Strategy s;
+            Error err = {{0}};
+            cr_assert_eq(strategy_create(&s, specs[c], &env, &err), 0, "%s", err.msg);
+            RunSettings rs = {.steps = RSTEPS, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = RF, .H = RH,
+                              .W = RW, .text = {text, zeros}};
+            RunRecord rec = {0};
+            alloc_budget = budget;
+            cr_assert_neq(runner_sample(sm.engine, &s, &rs, &rec, NULL, &err), 0, "%s: the run must fail", specs[c]);
+            cr_assert(strstr(err.msg, "taylorseer") && strstr(err.msg, "layer_end after layer 0"), "%s", err.msg);
+            /* A branch whose buffers fail holds none; lite's cond branch fits in 2 buffers, then uncond fails. */
+            const size_t held = c == 1 && budget >= 2 ? 2 * env.tokens_numel * sizeof(float) : 0;
+            cr_assert_eq(strategy_bytes_held(&s), held, "%s, budget %d: %zu bytes held", specs[c], budget,
+                         strategy_bytes_held(&s));
+            if (budget == 0) cr_log_info("%s", err.msg);
+            strategy_destroy(&s);
+            record_free(&rec);
+        }
+    }
+    free(text);
+    free(zeros);
+    small_model_free(&sm);
+}
