@@ -1,8 +1,9 @@
 /* taylorseer (strategies/taylorseer.c): the official schedule on hand-derived decision strings, forecasts of made-up
  * per-module features driven straight through the hooks (a fake engine: a computed module outputs a prescribed
  * feature, a supplied one is recorded), clone and bytes_held, then the runner on a small random model (FLOPs of a
- * Taylor step, bytes per step, interval 1 = none bit for bit), then the tiny model against tests/taylorseer_official.py,
- * an independent transcription of the official Wan2.1 code (and of the single-tensor lite variant). */
+ * Taylor step, bytes per step, interval 1 = none bit for bit, failed allocations), then the tiny model against
+ * tests/taylorseer_official.py, an independent transcription of the official Wan2.1 code (and of the single-tensor lite
+ * variant), and the CUDA engine against the CPU (skipped without a GPU). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,9 @@
 #include "models/safetensors.h"
 #include "results/record.h"
 #include "tests/fixtures.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/dit/engine_cuda.h"
+#endif
 
 #define N 29      /* tokens numel of the hook-level tests */
 #define LAYERS 2
@@ -683,4 +687,71 @@ Test(taylorseer, allocation_failure_fails_the_run) {
     free(text);
     free(zeros);
     small_model_free(&sm);
+}
+
+/* ---- the CUDA engine ---------------------------------------------------------------------------------------- */
+
+#ifdef CACHEBENCH_CUDA
+/* One 8-step run of model m under spec on engine e; returns the final latent (malloc'd) and fills rec. */
+static float *run_on(Engine *e, const DitModel *m, const char *spec, RunRecord *rec) {
+    const DitConfig *cfg = &m->cfg;
+    const int F = cfg->frames, H = cfg->height, W = cfg->width;
+    const size_t tn = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * F * H * W;
+    float *text = calloc(tn, sizeof(float)), *zeros = calloc(tn, sizeof(float)), *x = malloc(n * sizeof(float));
+    fixture_random(text, 3 * (size_t)cfg->text_dim, 5);
+    Error err = {{0}};
+    cr_assert_eq(e->prepare(e, F, H, W, &err), 0, "%s", err.msg);
+    StrategyEnv env = {.num_steps = 8, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads, .dim = cfg->dim,
+                       .model_numel = n, .tokens_numel = (size_t)e->L * cfg->dim, .ops = e->ops,
+                       .model_name = cfg->name};
+    Strategy s;
+    cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
+    RunSettings rs = {.steps = 8, .shift = cfg->default_shift, .guidance = cfg->default_guidance, .seed = 7, .F = F,
+                      .H = H, .W = W, .text = {text, zeros}};
+    memset(rec, 0, sizeof *rec);
+    cr_assert_eq(runner_sample(e, &s, &rs, rec, x, &err), 0, "%s", err.msg);
+    strategy_destroy(&s);
+    free(text), free(zeros);
+    return x;
+}
+#endif
+
+Test(taylorseer, cuda_engine_matches_cpu, .timeout = 300) {
+#ifndef CACHEBENCH_CUDA
+    cr_skip_test("no CUDA device: this build has no CUDA backend");
+#else
+    CudaDeviceInfo info;
+    Error err = {{0}};
+    if (cuda_device_info(&info, &err)) cr_skip_test("no CUDA device: %s", err.msg);
+    if (info.major < 8) cr_skip_test("no CUDA device: %s is older than compute capability 8.0", info.name);
+    /* The strategy works through VecOps and module plans only, so both engines (CUDA in fp32, within 1e-4 of the CPU
+     * per stage) must give the same schedule, FLOPs and bytes, and final latents within 1e-3 of their scale
+     * (forecasts extrapolate module outputs linearly: no amplification beyond a few times the stage error). */
+    DitModel m;
+    cr_assert_eq(dit_init_random(&m, dit_config_by_name("tiny"), 3, &err), 0, "%s", err.msg);
+    Engine *cpu, *gpu;
+    const CudaOptions fp32 = {CUDA_PRECISION_FP32, CUDA_ATTENTION_SIMPLE};
+    cr_assert_eq(engine_create_cpu(&cpu, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(engine_create_cuda(&gpu, &m, &fp32, &err), 0, "%s", err.msg);
+    const char *specs[] = {"taylorseer:interval=3,order=2,warmup=2", "taylorseer:interval=3,order=2,warmup=2,lite=1"};
+    const size_t n = (size_t)m.cfg.in_dim * m.cfg.frames * m.cfg.height * m.cfg.width;
+    for (int c = 0; c < 2; c++) {
+        RunRecord a, b;
+        float *xa = run_on(cpu, &m, specs[c], &a), *xb = run_on(gpu, &m, specs[c], &b);
+        cr_assert(!a.failed && !b.failed, "%s: cpu %s / cuda %s", specs[c], a.failure, b.failure);
+        for (int i = 0; i < 8; i++) {
+            for (int br = 0; br < 2; br++) cr_assert_eq(b.step[i].computed[br], a.step[i].computed[br]);
+            cr_assert_eq(b.step[i].flops, a.step[i].flops, "%s step %d", specs[c], i);
+            cr_assert_eq(b.step[i].strategy_bytes, a.step[i].strategy_bytes, "%s step %d", specs[c], i);
+        }
+        const double d = rel_max(xb, xa, n);
+        cr_assert_leq(d, 1e-3, "%s: final latents differ by %.3g of their scale", specs[c], d);
+        free(xa), free(xb);
+        record_free(&a), record_free(&b);
+    }
+    cr_assert_null(engine_cuda_error(gpu), "%s", engine_cuda_error(gpu));
+    cpu->destroy(cpu);
+    gpu->destroy(gpu);
+    dit_free(&m);
+#endif
 }
