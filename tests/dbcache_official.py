@@ -8,7 +8,10 @@ Written for the test from the official code, not from strategies/dbcache.c: the 
 the official ones, and the TaylorSeer state is created when the official code creates it.
 """
 import math
+import os
+import sys
 
+import numpy as np
 import torch
 
 
@@ -273,3 +276,53 @@ class CacheDitDBCache:
         for blk in blocks[N - self.Bn:] if self.Bn > 0 else []:
             h = blk(h)
         return h, False, diff, N
+
+
+# ------------------------------------------------------------------------------------------------ replay
+
+def official(spec):
+    """The official object for one of our specs (name:key=value,...), with the official code's names."""
+    name, _, rest = spec.partition(":")
+    p = dict(kv.split("=") for kv in rest.split(",")) if rest else {}
+    ts = int(p.get("taylorseer", 0)) == 1
+    if name == "fbcache":
+        return ParaAttentionFBCache(float(p["thresh"]), int(p.get("warmup", 0)), ts, int(p.get("taylorseer_order", 2)))
+    acc = float(p.get("max_accumulated", 0))
+    return CacheDitDBCache(Fn=int(p["fn"]), Bn=int(p.get("bn", 0)), threshold=float(p["thresh"]),
+                           max_warmup_steps=int(p.get("warmup", 8)), warmup_interval=int(p.get("warmup_interval", 1)),
+                           max_cached_steps=int(p.get("max_cached", -1)),
+                           max_continuous_cached_steps=int(p.get("max_continuous", -1)),
+                           max_accumulated_residual_diff_threshold=acc if acc > 0 else None,
+                           cfg_diff_compute_separate=int(p.get("separate_cfg_diff", 1)) == 1,
+                           taylorseer=ts, taylorseer_order=int(p.get("taylorseer_order", 1)))
+
+
+def main():
+    """`dbcache_official.py CASE OUT SPEC...`: for each spec i, the run's per-(step, branch) decisions dec<i>
+    (1 computed, 0 cached), measured diffs diff<i> (NaN when none) and final latent x<i>, into OUT."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import strategy_replay as R  # noqa: E402 (beside this file)
+    case = R.Case(sys.argv[1])
+    model = R.Tiny(case.weights)
+    out = {}
+    for i, spec in enumerate(sys.argv[3:]):
+        cache = official(spec)
+        dec = np.full((case.steps, 2), -1.0)
+        diff = np.full((case.steps, 2), np.nan)
+
+        def call(step, branch, x, t, text):
+            c = model.embed(x, t, text)
+            blocks = [lambda h, layer=layer: model.block(layer, c, h) for layer in range(model.num_layers)]
+            h, hit, d, _ = cache.forward(c.tokens, blocks)
+            dec[step, branch] = 0.0 if hit else 1.0
+            if d is not None:
+                diff[step, branch] = d
+            return model.head(c, h)
+
+        run = R.sample(case, call)
+        out["dec%d" % i], out["diff%d" % i], out["x%d" % i] = dec, diff, run["x"]
+    R.write(sys.argv[2], **out)
+
+
+if __name__ == "__main__":
+    main()

@@ -462,3 +462,118 @@ Test(dbcache, runner_counts_flops_layers_and_bytes_of_hits) {
     e->destroy(e);
     dit_free(&model);
 }
+
+/* ------------------------------------------------------------------------------------------------ replay */
+
+#include <glob.h>
+
+#include "models/safetensors.h"
+#include "results/record.h"
+
+static float *st_array(const StFile *f, const char *name, size_t want) {
+    Error err = {{0}};
+    const StTensor *t = st_find(f, name);
+    cr_assert_not_null(t, "%s missing from the Python results", name);
+    cr_assert_eq(st_numel(t->ndim, t->shape), want, "%s: %zu values, want %zu", name, st_numel(t->ndim, t->shape),
+                 want);
+    float *v = malloc(want * sizeof(float));
+    cr_assert_eq(st_to_f32(t, v, &err), 0, "%s", err.msg);
+    return v;
+}
+
+/* The tiny model (float32, C) against tests/dbcache_official.py (the official FBCache and DBCache code transcribed,
+ * on the float64 PyTorch tiny model, through tests/strategy_replay.py): the same decision at every (step, branch),
+ * the same diffs, and the final latent within 2e-4 of its scale. The thresholds sit where no measured diff comes
+ * within 2e-3 of them (checked below), so float32-vs-float64 noise (diffs agree to ~1e-5) cannot flip a decision. */
+Test(dbcache, replay_matches_the_official_code_on_the_tiny_model, .timeout = 300) {
+    const char *py = fixture_python();
+    char cmd[20000], log[8192];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy, torch' >/dev/null 2>&1", py);
+    if (system(cmd) != 0) cr_skip_test("%s cannot import numpy and torch (Debian: python3-numpy, python3-torch)", py);
+    static const char *const specs[] = {
+        "fbcache:thresh=0.2",
+        "fbcache:thresh=0.2,warmup=2,taylorseer=1",
+        "dbcache:fn=1,bn=1,warmup=4,thresh=0.26",
+        "dbcache:fn=2,bn=1,warmup=4,thresh=0.29,taylorseer=1",
+        "dbcache:fn=1,warmup=2,thresh=0.3,max_continuous=2,max_cached=7,separate_cfg_diff=0",
+    };
+    enum { NSPEC = sizeof specs / sizeof *specs, STEPS = 16 };
+    const double margin = 2e-3;
+    const char *prompt = "red circle moving right";
+    char *dir = fixture_tmpdir();
+    char case_path[4300], py_out[4300];
+    snprintf(case_path, sizeof case_path, "%s/case.safetensors", dir);
+    snprintf(py_out, sizeof py_out, "%s/py.safetensors", dir);
+    const DitConfig *cfg = dit_config_by_name("tiny");
+    cr_assert_eq(fixture_replay_case(case_path, cfg, "models/tiny/tiny.safetensors", prompt, "", 7, STEPS,
+                                     cfg->default_shift, cfg->default_guidance),
+                 0);
+    int at = snprintf(cmd, sizeof cmd, "'%s' tests/dbcache_official.py '%s' '%s'", py, case_path, py_out);
+    for (int i = 0; i < NSPEC; i++) at += snprintf(cmd + at, sizeof cmd - (size_t)at, " '%s'", specs[i]);
+    snprintf(cmd + at, sizeof cmd - (size_t)at, " 2>&1");
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    StFile f;
+    Error err = {{0}};
+    cr_assert_eq(st_open(&f, py_out, &err), 0, "%s", err.msg);
+
+    for (int i = 0; i < NSPEC; i++) {
+        char out[4300], steps[16], pattern[4400];
+        snprintf(out, sizeof out, "%s/run%d", dir, i);
+        snprintf(steps, sizeof steps, "%d", STEPS);
+        const char *run[] = {"run", "--prompt", prompt, "--seed", "7", "--steps", steps, "--strategy", specs[i],
+                             "--latents", "--quiet", "--out", out, NULL};
+        cr_assert_eq(fixture_run_cli(log, sizeof log, run), 0, "%s", log);
+        snprintf(pattern, sizeof pattern, "%s/*.h5", out);
+        glob_t g;
+        cr_assert_eq(glob(pattern, 0, NULL, &g), 0);
+        cr_assert_eq(g.gl_pathc, 1);
+        RunRecord rec = {0};
+        cr_assert_eq(record_read(g.gl_pathv[0], &rec, &err), 0, "%s", err.msg);
+        globfree(&g);
+        cr_assert_eq(rec.steps, STEPS);
+        char name[16];
+        snprintf(name, sizeof name, "dec%d", i);
+        float *dec = st_array(&f, name, 2 * STEPS);
+        snprintf(name, sizeof name, "diff%d", i);
+        float *diff = st_array(&f, name, 2 * STEPS);
+        snprintf(name, sizeof name, "x%d", i);
+        const size_t n = (size_t)rec.lc * rec.lf * rec.lh * rec.lw;
+        float *x = st_array(&f, name, n);
+        const double thresh = strtod(strstr(specs[i], "thresh=") + 7, NULL);
+        char c_dec[2][STEPS + 1] = {{0}}, py_dec[2][STEPS + 1] = {{0}};
+        int hits = 0;
+        for (int s = 0; s < STEPS; s++)
+            for (int b = 0; b < 2; b++) {
+                c_dec[b][s] = rec.step[s].computed[b] ? 'C' : 'R';
+                py_dec[b][s] = dec[s * 2 + b] == 1.0f ? 'C' : 'R';
+                hits += !rec.step[s].computed[b];
+                const float d = diff[s * 2 + b], c = rec.step[s].signal[b];
+                cr_assert_eq(isnan(d), isnan(c), "%s step %d branch %d: diff %g (C) vs %g (official)", specs[i], s,
+                             b, c, d);
+                if (isnan(d)) continue;
+                cr_assert(fabs(d - thresh) > margin, "%s step %d branch %d: diff %.5f within %g of thresh: move it",
+                          specs[i], s, b, d, margin);
+                cr_assert(fabs(d - c) < 1e-4, "%s step %d branch %d: diff %.6f (C) vs %.6f (official)", specs[i], s,
+                          b, c, d);
+            }
+        for (int b = 0; b < 2; b++)
+            cr_assert_str_eq(c_dec[b], py_dec[b], "%s branch %d: C %s, official %s", specs[i], b, c_dec[b],
+                             py_dec[b]);
+        cr_assert(hits >= 4 && hits <= 2 * STEPS - 8, "%s: %d hits, want a mix of both decisions", specs[i], hits);
+        const float *last = rec.latents + (size_t)(STEPS - 1) * n;
+        double worst = 0.0, scale = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            worst = fmax(worst, fabs((double)last[j] - x[j]));
+            scale = fmax(scale, fabs((double)x[j]));
+        }
+        cr_assert_leq(worst, 2e-4 * scale, "%s: final latent max |C - official| %.3g (scale %.3g)", specs[i], worst,
+                      scale);
+        free(dec);
+        free(diff);
+        free(x);
+        record_free(&rec);
+    }
+    st_close(&f);
+    fixture_rmdir(dir);
+    free(dir);
+}
