@@ -63,6 +63,7 @@ typedef struct {
     float *ref;             /* Fn residual of the last computed call */
     float *resid;           /* R_M of the last computed call (no calibrator) */
     int have_ref, have_resid;
+    double ref_norm;        /* mean|ref|, NAN until a decision needs it (one reduction per reference, not per call) */
     Taylor ts;
     int cached_count, last_cached, continuous;
     double acc;             /* sum of the positive diffs measured */
@@ -108,6 +109,7 @@ static void free_buffers(Strategy *s) {
 
 static void branch_reset(Branch_ *B) {
     B->have_ref = B->have_resid = 0;
+    B->ref_norm = NAN;
     B->cached_count = 0, B->last_cached = -1, B->continuous = 0;
     B->acc = 0.0;
     Taylor *T = &B->ts;
@@ -142,17 +144,16 @@ static int taylor_update(const VecOps *ops, Taylor *T, const float *y, int order
     return 0;
 }
 
-/* tokens += sum_i D_i e^i / i!, through out (scratch). */
-static void taylor_apply(const VecOps *ops, const Taylor *T, float *tokens, float *out, size_t n) {
+/* tokens += sum_i D_i e^i / i! (added term by term into the tokens: one pass fewer than forming the sum first). */
+static void taylor_apply(const VecOps *ops, const Taylor *T, float *tokens, size_t n) {
     float *const *d = T->bank[T->cur];
     const double elapsed = T->step - T->last_step;
-    ops->copy(ops->ctx, out, d[0], n);
+    ops->add(ops->ctx, tokens, d[0], tokens, n);
     double coef = 1.0;
     for (int i = 1; i < T->valid[T->cur]; i++) {
         coef *= elapsed / i;
-        ops->axpby(ops->ctx, out, 1.0f, out, (float)coef, d[i], n);
+        ops->axpby(ops->ctx, tokens, 1.0f, tokens, (float)coef, d[i], n);
     }
-    ops->add(ops->ctx, tokens, out, tokens, n);
 }
 
 /* ------------------------------------------------------------------------------------------------ hooks */
@@ -205,8 +206,8 @@ static int can_cache(Db *D, Branch_ *B, const VecOps *ops, const float *r, doubl
     if (!c->separate_cfg_diff && D->b == BRANCH_UNCOND && D->cond_diff_step == D->step) {
         d = D->cond_diff;
     } else {
-        double norm = ops->mean_abs(ops->ctx, B->ref, D->n);
-        d = ops->mean_abs_diff(ops->ctx, B->ref, r, D->n) / norm; /* norm 0: inf or nan, never below τ */
+        if (isnan(B->ref_norm)) B->ref_norm = ops->mean_abs(ops->ctx, B->ref, D->n);
+        d = ops->mean_abs_diff(ops->ctx, B->ref, r, D->n) / B->ref_norm; /* norm 0: inf or nan, never below τ */
     }
     if (D->b == BRANCH_COND) D->cond_diff_step = D->step, D->cond_diff = d;
     if (d > 0.0) B->acc += d;
@@ -249,7 +250,7 @@ static int db_layer_end(Strategy *s, const StepInfo *st, int layer, float *token
         int hit = can_cache(D, B, ops, D->h, &diff) && B->have_resid;
         if (hit) {
             add_cached_step(B, D->step);
-            if (D->c.taylorseer) taylor_apply(ops, &B->ts, tokens, D->h, n);
+            if (D->c.taylorseer) taylor_apply(ops, &B->ts, tokens, n);
             else ops->add(ops->ctx, tokens, B->resid, tokens, n);
             trace->computed = 0;
             trace_fill(D, B, diff, trace);
@@ -263,6 +264,7 @@ static int db_layer_end(Strategy *s, const StepInfo *st, int layer, float *token
         float *old = B->ref;
         B->ref = D->h, D->h = old;
         B->have_ref = 1;
+        B->ref_norm = NAN;
         ops->copy(ops->ctx, D->h, tokens, n);
         D->miss = 1;
         trace_fill(D, B, diff, trace);
