@@ -7,61 +7,29 @@ Written for the test from the official code, not from strategies/dbcache.c: the 
 (transformer calls counted by mark_step_begin, the odd calls being the CFG branch), the buffers are dicts keyed as
 the official ones, and the TaylorSeer state is created when the official code creates it.
 """
-import math
 import os
 import sys
 
 import numpy as np
-import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import strategy_replay as R  # noqa: E402 (beside this file)
+from taylorseer_official import TaylorSeerState  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ TaylorSeer
 
-class TaylorSeer:
-    """ParaAttention's TaylorSeer and cache-dit's TaylorSeerState (the same recurrence)."""
-
-    def __init__(self, n_derivatives):
-        self.n = n_derivatives
-        self.order = n_derivatives + 1
-        self.reset()
-
-    def reset(self):
-        self.prev = [None] * self.order
-        self.cur = [None] * self.order
-        self.current_step = -1
-        self.last_non_approximated_step = -1
+class TaylorSeer(TaylorSeerState):
+    """ParaAttention's TaylorSeer and cache-dit's TaylorSeerState are the same recurrence (tests/taylorseer_official.py
+    transcribes it); both advance current_step by one in mark_step_begin."""
 
     def mark_step_begin(self):
         self.current_step += 1
 
-    def _derivative(self, y):
-        d = [None] * self.order
-        d[0] = y
-        window = self.current_step - self.last_non_approximated_step
-        for i in range(self.n):
-            if self.prev[i] is not None and self.current_step > 1:
-                d[i + 1] = (d[i] - self.prev[i]) / window
-            else:
-                break
-        return d
 
-    def update(self, y):
-        self.prev = self.cur
-        self.cur = self._derivative(y)
-        self.last_non_approximated_step = self.current_step
-
-    def approximate(self):
-        elapsed = self.current_step - self.last_non_approximated_step
-        out = 0
-        for i, d in enumerate(self.cur):
-            if d is None:
-                break
-            out = out + (1 / math.factorial(i)) * d * (elapsed ** i)
-        return out
-
-
-def rel_l1(t1, t2):
-    return ((t1 - t2).abs().mean() / t1.abs().mean()).item()
+def rel_l1(prev, cur):
+    """are_two_tensors_similar / similarity: mean|prev - cur| / mean|prev|."""
+    return R.rel_l1(cur, prev)
 
 
 # ------------------------------------------------------------------------------------------------ ParaAttention
@@ -300,8 +268,6 @@ def official(spec):
 def main():
     """`dbcache_official.py CASE OUT SPEC...`: for each spec i, the run's per-(step, branch) decisions dec<i>
     (1 computed, 0 cached), measured diffs diff<i> (NaN when none) and final latent x<i>, into OUT."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import strategy_replay as R  # noqa: E402 (beside this file)
     case = R.Case(sys.argv[1])
     model = R.Tiny(case.weights)
     out = {}
