@@ -474,8 +474,9 @@ static int mag_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     char src[200];
     if (mag_table(p, env, &t, src, sizeof src, err)) return -1;
     if (strategy_param_text(p, "table_steps") && table_steps != t.steps) {
+        int have = t.steps;
         magcache_table_free(&t);
-        return error_set(err, "magcache: table_steps=%d but ratio table %s has %d steps", table_steps, src, t.steps);
+        return error_set(err, "magcache: table_steps=%d but ratio table %s has %d steps", table_steps, src, have);
     }
     table_steps = t.steps;
 
