@@ -95,9 +95,10 @@ static int calibrate_magcache(ExperimentContext *ctx, const PromptSet *prompts, 
                 goto done;
             }
     MagTableMeta meta = {.model = ctx->model.cfg.name, .weights = weights,
-                         .weights_sha256 = ctx->model.weights_sha256, .solver = rec.solver, .prompt_id = p->id,
-                         .shift = rec.shift, .guidance = rec.guidance, .seed = seed, .frames = rec.frames,
-                         .height = rec.height, .width = rec.width};
+                         .weights_sha256 = ctx->model.weights_sha256, .solver = rec.solver,
+                         .prompts_path = prompts_path, .prompt_id = p->id, .shift = rec.shift,
+                         .guidance = rec.guidance, .seed = seed, .frames = rec.frames, .height = rec.height,
+                         .width = rec.width};
     if (magcache_write_table(out, &table, &meta, &err)) goto done;
     printf("%s: MagCache ratio table, %d steps (model %s, solver %s, shift %g, guidance %g); ratio_cond at steps 1, "
            "%d, %d: %.5f %.5f %.5f\n",
@@ -184,7 +185,8 @@ int cmd_calibrate(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("calibrate", "unexpected argument '%s'", argv[optind]);
     if (!prompts_path) return cli_usage_error("calibrate", "--prompts is required");
     if (for_magcache && variant_given)
-        return cli_usage_error("calibrate", "--variant is TeaCache's: --for magcache measures the block-stack residual");
+        return cli_usage_error("calibrate",
+                               "--variant is TeaCache's: --for magcache measures the block-stack residual");
     if (for_magcache && samples_path)
         return cli_usage_error("calibrate", "--samples is TeaCache's: the magcache table holds every measurement");
 

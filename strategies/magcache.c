@@ -243,10 +243,11 @@ int magcache_write_table(const char *path, const MagTable *t, const MagTableMeta
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return error_set(err, "%s: path too long", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
-    fprintf(f, "# MagCache magnitude-ratio table, written by `cachebench calibrate --for magcache`: one unmodified run;\n"
-               "# per step and branch, with r = block-stack output - input and r' that of the previous step:\n"
-               "# ratio = mean_tok |r|/|r'|, std = its std over tokens, cos_dis = mean_tok 1 - cos(r, r'), rounded\n"
-               "# to 5 decimals as MagCache's magcache_calibration. Format: strategies/magcache.h.\n");
+    fprintf(f, "# MagCache magnitude-ratio table, written by `cachebench calibrate --for magcache` from one\n"
+               "# unmodified run: per step and branch, with r = block-stack output - input and r' that of the\n"
+               "# previous step, ratio = mean_tok |r|/|r'|, std = its std over tokens, cos_dis = mean_tok\n"
+               "# 1 - cos(r, r'), rounded to 5 decimals as MagCache's magcache_calibration. Format:\n"
+               "# strategies/magcache.h.\n");
     fprintf(f, "%s\n", MAGCACHE_FORMAT_LINE);
     if (m && m->model) fprintf(f, "model %s\n", m->model);
     if (m && m->weights) fprintf(f, "weights %s\n", m->weights);
@@ -260,6 +261,7 @@ int magcache_write_table(const char *path, const MagTable *t, const MagTableMeta
         fprintf(f, "guidance %s\n", num);
         fprintf(f, "size %dx%dx%d\n", m->frames, m->height, m->width);
     }
+    if (m && m->prompts_path) fprintf(f, "prompts %s\n", m->prompts_path);
     if (m && m->prompt_id) fprintf(f, "prompt %s\n", m->prompt_id);
     if (m) fprintf(f, "seed %llu\n", (unsigned long long)m->seed);
     fprintf(f, "steps %d\n", t->steps);
@@ -532,7 +534,8 @@ STRATEGY_REGISTER(strategy_magcache_info, 70) = {
     .name = "magcache",
     .summary = "reuse the block-stack residual while the error from calibrated magnitude ratios stays below δ",
     .params_help =
-        "thresh       delta >= 0: reuse while the accumulated error sum |1 - prod gamma| stays below it (default 0.12)\n"
+        "thresh       delta >= 0: reuse while the accumulated error sum |1 - prod gamma| stays below it\n"
+        "             (default 0.12)\n"
         "max_skip     K >= 0: at most K consecutive reused calls per branch (default 2, the official script's; its\n"
         "             README runs Wan2.1-1.3B with K=4, Wan2.1-14B with thresh=0.24,max_skip=6)\n"
         "retention    in [0, 1]: the first int(2*steps*retention) model calls compute (default 0.2 = the first 20%\n"

@@ -4,7 +4,7 @@
  *   - lines whose first non-blank character is '#' are comments;
  *   - the first other line is exactly "format cachebench-magcache-ratios 1";
  *   - then metadata lines "KEY VALUE" (KEY a word starting with a letter, VALUE the rest of the line):
- *       model, weights, weights_sha256, solver, shift, guidance, prompt, seed, steps, size
+ *       model, weights, weights_sha256, solver, shift, guidance, size, prompts, prompt, seed, steps
  *     all optional for the reader except that "steps N", when present, must equal the number of rows;
  *   - then one row per sampling step 0..steps-1, 7 blank-separated numbers:
  *       step ratio_cond ratio_uncond std_cond std_uncond cos_dis_cond cos_dis_uncond
@@ -34,7 +34,7 @@ typedef struct {
 
 /* What a calibrated table was measured on, written as metadata (NULL strings are left out). */
 typedef struct {
-    const char *model, *weights, *weights_sha256, *solver, *prompt_id;
+    const char *model, *weights, *weights_sha256, *solver, *prompts_path, *prompt_id;
     double shift, guidance;
     uint64_t seed;
     int frames, height, width;
