@@ -570,6 +570,10 @@ Test(magcache, calibrate_refusals, .timeout = 120) {
     char *kept = fixture_read_file(table);
     cr_assert_str_eq(kept, "keep me\n");
     free(kept);
+    /* The shipped table beside the embedded weights is kept too. */
+    const char *shipped[] = {"calibrate", "--for", "magcache", "--prompts", prompts, NULL};
+    cr_assert_eq(fixture_run_cli(log, sizeof log, shipped), 2, "%s", log);
+    cr_assert(strstr(log, "magcache_ratios.txt exists: pass --force"), "%s", log);
     const char *seeds[] = {"calibrate", "--for", "magcache", "--prompts", prompts, "--seeds", "0,1", NULL};
     cr_assert_eq(fixture_run_cli(log, sizeof log, seeds), 2, "%s", log);
     cr_assert(strstr(log, "one seed"), "%s", log);
