@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sha256.h"
+#include "harness/experiment.h"
 #include "models/backend.h"
 #include "models/dit/config.h"
 #include "models/safetensors.h"
@@ -597,6 +599,29 @@ Test(magcache, calibrate_refusals, .timeout = 120) {
                   strstr(text, "\nweights_sha256 ") && strstr(text, "\nsteps 3\n") && strstr(text, "\nprompt p0\n"),
               "%s", text);
     free(text);
+    fixture_rmdir(dir);
+    free(dir);
+}
+
+/* A run id names a ratios=FILE table by the first 12 hex digits of its sha256 (as TeaCache's coeffs=FILE), so the
+ * same table reached by another path gives the same id; builtin tables stay as written. */
+Test(magcache, run_id_names_the_table_by_content) {
+    char *dir = fixture_tmpdir();
+    char path[4200], spec[4400], id[512], hex[65];
+    snprintf(path, sizeof path, "%s/t.txt", dir);
+    const double ones[3] = {1, 1, 1};
+    write_table(path, 3, ones, ones);
+    Error err = {{0}};
+    cr_assert_eq(sha256_file_hex(path, hex, &err), 0, "%s", err.msg);
+    snprintf(spec, sizeof spec, "magcache:thresh=0.12,max_skip=2,retention=0.2,ratio_power=1,ratios=%s,table_steps=3",
+             path);
+    experiment_run_id(spec, "p0", 1, id, sizeof id);
+    char want[128];
+    snprintf(want, sizeof want, "_ratios-%.12s_table_steps-3__p0__s1", hex);
+    cr_assert(strstr(id, want), "%s lacks %s", id, want);
+    cr_assert_null(strstr(id, "t.txt"), "%s names the file", id);
+    experiment_run_id("magcache:thresh=0.12,ratios=builtin:wan2.1-t2v-1.3b", "p0", 1, id, sizeof id);
+    cr_assert_str_eq(id, "magcache_thresh-0.12_ratios-builtin_wan2.1-t2v-1.3b__p0__s1");
     fixture_rmdir(dir);
     free(dir);
 }
