@@ -203,6 +203,7 @@ Test(dicache, skip_uses_this_calls_input_and_the_last_two_residuals) {
         check_skip_output(r, t, 0, 1, 0, gamma[t]);
     }
     strategy_destroy(&s);
+    free(r);
 }
 
 /* Guidance on, warmup 1 (calls 0, 1: step 0 of both branches), thresh 0.1; each branch its own probe sequence.
