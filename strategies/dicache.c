@@ -26,7 +26,7 @@
  *
  * Official code: Bujiazi/DiCache dd7f0de, WAN2.1/run_wan_dicache.py, dicache_forward (read through a verbatim copy
  * of that function; see README "### dicache"). Where we depart from it:
- *   - A branch with no P_b yet computes in full (R < 2 or odd R; the official code fails there: None).
+ *   - A branch with no P_b yet computes in full (R < 2; the official code fails there: P_b is None).
  *   - mean|Q₁ - Q₂| = 0 with mean|q - Q₂| = 0 gives γ = 1 (official: NaN tokens); with mean|q - Q₂| > 0 it gives
  *     γ = 2 as the official clip of +inf does.
  *   - The official resumed loop records P at the index D-1 of the *remaining* blocks, which for 2D > num_layers
