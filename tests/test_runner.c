@@ -320,3 +320,18 @@ Test(runner, supplied_modules_are_not_counted) {
     record_free(&rec);
     record_free(&base);
 }
+
+Test(runner, strategies_report_the_bytes_they_hold) {
+    RunRecord rec;
+    const size_t n = (size_t)model.cfg.in_dim * F * H * W;
+    free(run_spec("easycache:thresh=0.5,warmup=2", &rec));
+    cr_assert_eq(rec.strategy_bytes_peak, (double)(5 * n * sizeof(float)), "x_prev, x_last, y_last, two deltas");
+    cr_assert_eq(rec.step[STEPS - 1].strategy_bytes, rec.strategy_bytes_peak);
+    record_free(&rec);
+    free(run_spec("static:interval=2,warmup=1", &rec));
+    cr_assert_eq(rec.step[0].strategy_bytes, (double)(2 * n * sizeof(float)), "one delta per branch after step 0");
+    record_free(&rec);
+    free(run_spec("none", &rec));
+    cr_assert_eq(rec.strategy_bytes_peak, 0.0);
+    record_free(&rec);
+}
