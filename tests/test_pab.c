@@ -122,6 +122,14 @@ static void schedule(const char *solver, int steps, float shift, float *timestep
     solver_by_name(solver)->schedule(steps, shift, sigmas, timesteps);
 }
 
+/* Creates spec for `steps` Euler steps at shift 3 (timesteps into ts) and drives one video with both branches. */
+static void drive_euler(Strategy *s, const char *spec, int steps, float *ts, Drive *d) {
+    schedule("euler", steps, 3.0f, ts);
+    create(s, spec, steps);
+    *d = (Drive){.videos = 1, .branches = 2, .timesteps = ts};
+    drive(s, steps, d);
+}
+
 typedef struct {
     const char *spec;
     const char *self, *cross; /* pab_official.py's "range,lo,hi" */
@@ -206,11 +214,9 @@ Test(pab, broadcast_outputs_are_bit_equal_to_the_stored_ones) {
     /* A wide window so most calls broadcast; drive() compares every supplied buffer with the output the engine last
      * wrote for the same branch, layer and module, and that only computed modules get a buffer to fill. */
     float ts[20];
-    schedule("euler", 20, 3.0f, ts);
     Strategy s;
-    create(&s, "pab:self_range=3,self_lo=0,self_hi=1000,cross_range=2,cross_lo=0,cross_hi=1000", 20);
-    Drive d = {.videos = 1, .branches = 2, .timesteps = ts};
-    drive(&s, 20, &d);
+    Drive d;
+    drive_euler(&s, "pab:self_range=3,self_lo=0,self_hi=1000,cross_range=2,cross_lo=0,cross_hi=1000", 20, ts, &d);
     /* counts 1..19 (step 0 computes): self broadcasts where count % 3 != 0 (13 steps), cross where odd (10). */
     cr_assert_eq(d.supplied_checked, 2 * LAYERS * (13 + 10), "supplied %d", d.supplied_checked);
     strategy_destroy(&s);
@@ -222,11 +228,9 @@ Test(pab, cond_and_uncond_keep_separate_counters_and_caches) {
      * broadcast on the same (odd) steps. And an uncond broadcast must return the uncond call's own output: the cond
      * and uncond outputs the simulated engine writes differ, and drive() compares against the same branch's. */
     float ts[12];
-    schedule("euler", 12, 3.0f, ts);
     Strategy s;
-    create(&s, "pab:self_range=2,self_lo=0,self_hi=1000,cross_range=2,cross_lo=0,cross_hi=1000", 12);
-    Drive d = {.videos = 1, .branches = 2, .timesteps = ts};
-    drive(&s, 12, &d);
+    Drive d;
+    drive_euler(&s, "pab:self_range=2,self_lo=0,self_hi=1000,cross_range=2,cross_lo=0,cross_hi=1000", 12, ts, &d);
     const size_t per_call = 2 * LAYERS;
     for (int t = 0; t < 12; t++) {
         const char *cond = d.flags + (size_t)t * 2 * per_call, *uncond = cond + per_call;
