@@ -1185,6 +1185,17 @@ int record_print_info(const char *path, FILE *out, Error *err) {
     }
     fprintf(out, "  calls      %d of %d computed, %d reused, hit rate %.1f%%, FLOP speed-up %sx\n", r.calls_computed,
             r.calls_total, r.calls_skipped, hit, fmt_num(a, sizeof a, speedup, "%.2f"));
+    /* Interface v2 accounting, when the record has it: the layers the calls ran and the strategy's memory. */
+    long layers = 0, calls = 0;
+    for (int i = 0; i < r.steps; i++)
+        for (int b = 0; b < 2; b++)
+            if (r.step[i].layers_run[b] >= 0) layers += r.step[i].layers_run[b], calls++;
+    if (calls > 0)
+        fprintf(out, "  layers     %.2f block layers per model call on average (%ld calls)\n", (double)layers / calls,
+                calls);
+    if (!isnan(r.strategy_bytes_peak))
+        fprintf(out, "  memory     the strategy held at most %.3f MiB (after any step)\n",
+                r.strategy_bytes_peak / (1024.0 * 1024.0));
     fprintf(out, "  decisions  (C computed, R reused%s)\n", r.failed ? ", - not run" : "");
     print_decisions(out, &r, 0);
     print_decisions(out, &r, 1);

@@ -96,6 +96,12 @@ static int ec_buffers(Strategy *s, size_t n) {
     return -1;
 }
 
+/* x_prev, x_last, y_last and the two branches' deltas, once allocated. */
+static size_t ec_bytes_held(const Strategy *s) {
+    const EcState *E = s->state;
+    return E->x_prev ? 5 * E->n * sizeof(float) : 0;
+}
+
 static int ec_model_begin(Strategy *s, const StepInfo *st, const float *x, size_t n, BranchTrace *trace) {
     EcState *E = s->state;
     const VecOps *ops = s->ops;
@@ -191,6 +197,7 @@ static int ec_create(Strategy *s, const StrategyParams *p, const StrategyEnv *en
     E->decided_step = -1;
     s->state = E;
     s->destroy = ec_destroy;
+    s->bytes_held = ec_bytes_held;
     s->model_begin = ec_model_begin;
     s->model_reuse = ec_model_reuse;
     s->model_end = ec_model_end;

@@ -69,6 +69,14 @@ static void static_model_end(Strategy *s, const StepInfo *st, const float *x, co
     b->last_computed = st->step;
 }
 
+static size_t static_bytes_held(const Strategy *s) {
+    const StaticState *S = s->state;
+    size_t bytes = 0;
+    for (int i = 0; i < BRANCH_COUNT; i++)
+        if (S->br[i].delta) bytes += S->br[i].n * sizeof(float);
+    return bytes;
+}
+
 static void static_destroy(Strategy *s) {
     StaticState *S = s->state;
     if (!S) return;
@@ -92,6 +100,7 @@ static int static_create(Strategy *s, const StrategyParams *p, const StrategyEnv
     S->warmup = warmup;
     s->state = S;
     s->destroy = static_destroy;
+    s->bytes_held = static_bytes_held;
     s->model_begin = static_model_begin;
     s->model_reuse = static_model_reuse;
     s->model_end = static_model_end;

@@ -47,6 +47,11 @@ static void fwd_attention_plan(Strategy *s, const StepInfo *st, int layer, Atten
     attn_of(s)->attention_plan(attn_of(s), st, layer, plan);
 }
 
+static size_t composite_bytes_held(const Strategy *s) {
+    const Composite *c = s->state;
+    return strategy_bytes_held(&c->step) + strategy_bytes_held(&c->attn);
+}
+
 static void composite_destroy(Strategy *s) {
     Composite *c = s->state;
     if (!c) return;
@@ -90,6 +95,7 @@ static int compose_create(Strategy *s, const StrategyParams *p, const StrategyEn
     if (!c) return error_set(err, "%s: out of memory", p->name);
     s->state = c;
     s->destroy = composite_destroy;
+    s->bytes_held = composite_bytes_held;
     if (create_part(&c->step, step, p, env, err) ||
         create_part(&c->attn, &strategy_svg_info, p, env, err))
         return -1;

@@ -68,6 +68,12 @@ static void svg_plan(Strategy *s, const StepInfo *st, int layer, AttentionPlan *
     plan->profile_rows = S->rows;
 }
 
+/* Its settings only: the head classification lives in the attention plan, per call. */
+static size_t svg_bytes_held(const Strategy *s) {
+    (void)s;
+    return sizeof(SvgState);
+}
+
 static void svg_destroy(Strategy *s) {
     free(s->state);
     s->state = NULL;
@@ -100,6 +106,7 @@ static int svg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     *S = st;
     s->state = S;
     s->destroy = svg_destroy;
+    s->bytes_held = svg_bytes_held;
     s->attention_plan = svg_plan;
     char a[32], b[32], c[32];
     strategy_format_double(st.sparsity, a, sizeof a);

@@ -99,6 +99,18 @@ static int tea_token_buffers(const VecOps *ops, TeaBranch *b, size_t n) {
     return b->tokens_in && b->residual ? 0 : -1;
 }
 
+/* Per branch: the previous modulation input, and the stack input and residual once allocated. */
+static size_t tea_bytes_held(const Strategy *s) {
+    const TeaState *T = s->state;
+    size_t bytes = 0;
+    for (int i = 0; i < BRANCH_COUNT; i++) {
+        const TeaBranch *b = &T->br[i];
+        bytes += (b->m_prev ? b->m_n : 0) * sizeof(float);
+        bytes += ((b->tokens_in ? b->t_n : 0) + (b->residual ? b->t_n : 0)) * sizeof(float);
+    }
+    return bytes;
+}
+
 static int tea_blocks_begin(Strategy *s, const StepInfo *st, const BlockInputs *in, BranchTrace *trace) {
     TeaState *T = s->state;
     TeaBranch *b = &T->br[st->branch];
@@ -305,6 +317,7 @@ static int tea_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     memcpy(T->c, c, sizeof T->c);
     s->state = T;
     s->destroy = tea_destroy;
+    s->bytes_held = tea_bytes_held;
     s->blocks_begin = tea_blocks_begin;
     s->blocks_reuse = tea_blocks_reuse;
     s->blocks_end = tea_blocks_end;

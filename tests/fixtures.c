@@ -12,6 +12,8 @@
 
 #include "core/rng.h"
 #include "models/dit/dit.h"
+#include "harness/runner.h"
+#include "harness/solvers/solver.h"
 #include "models/safetensors.h"
 
 static const DitConfig SMALL = {
@@ -159,4 +161,54 @@ char *fixture_read_file(const char *path) {
         buf[fread(buf, 1, (size_t)n, f)] = '\0';
     fclose(f);
     return buf;
+}
+
+int fixture_replay_case(const char *path, const DitConfig *cfg, const char *weights, const char *prompt,
+                        const char *negative, uint64_t seed, int steps, float shift, float guidance) {
+    Error err = {{0}};
+    DitModel m;
+    if (dit_load(&m, cfg, weights, &err)) {
+        fprintf(stderr, "fixture_replay_case: %s\n", err.msg);
+        return -1;
+    }
+    char dir[4096], vocab_path[4200];
+    snprintf(dir, sizeof dir, "%s", weights);
+    snprintf(vocab_path, sizeof vocab_path, "%s/vocab.txt", dirname(dir));
+    char **vocab = NULL;
+    int vocab_size = 0;
+    const size_t n = (size_t)cfg->in_dim * cfg->frames * cfg->height * cfg->width;
+    const size_t tn = (size_t)cfg->text_len * cfg->text_dim;
+    float *noise = malloc(n * sizeof(float)), *text = malloc(2 * tn * sizeof(float));
+    float *sigmas = malloc((size_t)(steps + 1) * sizeof(float)), *timesteps = malloc((size_t)steps * sizeof(float));
+    int rc = -1;
+    if (!noise || !text || !sigmas || !timesteps) {
+        snprintf(err.msg, sizeof err.msg, "out of memory");
+    } else if (!dit_read_vocab(vocab_path, &vocab, &vocab_size, &err) &&
+               !dit_encode_prompt(&m, vocab, vocab_size, prompt, text, &err) &&
+               !dit_encode_prompt(&m, vocab, vocab_size, negative, text + tn, &err)) {
+        runner_initial_noise(noise, n, seed);
+        solver_by_name("euler")->schedule(steps, shift, sigmas, timesteps);
+        const StWriteTensor t[] = {
+            {"noise", ST_F32, 4, {cfg->in_dim, cfg->frames, cfg->height, cfg->width}, noise},
+            {"text.cond", ST_F32, 2, {cfg->text_len, cfg->text_dim}, text},
+            {"text.uncond", ST_F32, 2, {cfg->text_len, cfg->text_dim}, text + tn},
+            {"sigmas", ST_F32, 1, {steps + 1}, sigmas},
+            {"timesteps", ST_F32, 1, {steps}, timesteps},
+            {"guidance", ST_F32, 1, {1}, &guidance},
+        };
+        rc = st_write(path, t, (int)(sizeof t / sizeof *t), &err);
+        if (!rc) {
+            char wpath[4200];
+            snprintf(wpath, sizeof wpath, "%s.weights", path);
+            FILE *f = fopen(wpath, "w");
+            rc = f && fprintf(f, "%s\n", weights) > 0 ? 0 : -1;
+            if (f) fclose(f);
+            if (rc) snprintf(err.msg, sizeof err.msg, "cannot write %.900s", wpath);
+        }
+    }
+    if (rc) fprintf(stderr, "fixture_replay_case: %s\n", err.msg);
+    if (vocab) dit_free_vocab(vocab, vocab_size);
+    free(noise), free(text), free(sigmas), free(timesteps);
+    dit_free(&m);
+    return rc;
 }

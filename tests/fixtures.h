@@ -43,4 +43,14 @@ void fixture_random(float *x, size_t n, uint64_t seed);
  * pattern's mask drops keys of weight ~0.3-0.8. The profiler must classify it as p. */
 void fixture_decaying_head(float *q, float *k, const SvgShape *g, AttnPattern p, int heads, int hd, int h);
 
+/* The inputs of one sampling run, for a Python replay of a strategy's official code (tests/strategy_replay.py):
+ * what the runner feeds the model for `cachebench run` of the model cfg at weights (a .safetensors with vocab.txt
+ * beside it) with this prompt, negative prompt, seed, steps, shift and guidance on the Euler solver. Writes a
+ * safetensors file: noise [in_dim][F][H][W] (runner_initial_noise), text.cond and text.uncond
+ * [text_len][text_dim] (the vocabulary encoding), sigmas [steps+1], timesteps [steps], guidance [1], and the
+ * weights path in the file's metadata-free companion path + ".weights" (one line). Returns 0 on success, -1 with a
+ * message on stderr. */
+int fixture_replay_case(const char *path, const DitConfig *cfg, const char *weights, const char *prompt,
+                        const char *negative, uint64_t seed, int steps, float shift, float guidance);
+
 #endif

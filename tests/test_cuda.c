@@ -201,6 +201,36 @@ static void check_stages(const DitConfig *cfg, int F, int H, int W, const CudaOp
         cr_assert_float_eq(plan.flops_dense, plan.flops_done, 1.0);
     }
 
+    /* Module plans (interface v2): outputs copied out match the CPU's, and supplying the CPU's outputs on both
+     * engines gives the same tokens. */
+    {
+        float *hy[MODULE_COUNT], *dy[MODULE_COUNT];
+        for (int k = 0; k < MODULE_COUNT; k++) {
+            hy[k] = malloc(nt * sizeof(float)), dy[k] = ops->alloc(ops->ctx, nt);
+            cr_assert(hy[k] && dy[k]);
+        }
+        memcpy(pre, s.tokens, nt * sizeof(float));
+        ModulePlan hc = {{MODULE_COMPUTE, MODULE_COMPUTE, MODULE_COMPUTE}, {hy[0], hy[1], hy[2]}};
+        ModulePlan dc = {{MODULE_COMPUTE, MODULE_COMPUTE, MODULE_COMPUTE}, {dy[0], dy[1], dy[2]}};
+        dit_block(&m, &s, 0, NULL, &hc);
+        e->upload(e, e->tokens(e), pre, nt);
+        e->block(e, 0, NULL, &dc);
+        for (int k = 0; k < MODULE_COUNT; k++) {
+            char what[64];
+            snprintf(what, sizeof what, "module %d output copied out", k);
+            expect_close(e, dy[k], hy[k], nt, tol, what, mode);
+            e->upload(e, dy[k], hy[k], nt);
+        }
+        ModulePlan hs = {{MODULE_SUPPLY, MODULE_COMPUTE, MODULE_SUPPLY}, {hy[0], NULL, hy[2]}};
+        ModulePlan ds = {{MODULE_SUPPLY, MODULE_COMPUTE, MODULE_SUPPLY}, {dy[0], NULL, dy[2]}};
+        memcpy(s.tokens, pre, nt * sizeof(float));
+        dit_block(&m, &s, 0, NULL, &hs);
+        e->upload(e, e->tokens(e), pre, nt);
+        e->block(e, 0, NULL, &ds);
+        expect_close(e, e->tokens(e), s.tokens, nt, tol, "block with supplied modules", mode);
+        for (int k = 0; k < MODULE_COUNT; k++) free(hy[k]), ops->release(ops->ctx, dy[k]);
+    }
+
     e->upload(e, e->tokens(e), s.tokens, nt);
     dit_head(&m, &s, out);
     e->head(e, dout);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "models/dit/dit.h"
+#include "models/kernels.h"
 #include "models/safetensors.h"
 #include "tests/fixtures.h"
 #include "tests/ref_forward.h"
@@ -204,5 +205,83 @@ Test(prompt, unknown_word_lists_vocabulary) {
     cr_assert_eq(dit_encode_prompt(&m, vocab, count, "a a a a a a", text, &err), -1);
     cr_assert(strstr(err.msg, "more than 5 words"), "%s", err.msg);
     dit_free_vocab(vocab, count);
+    dit_free(&m);
+}
+
+/* Interface v2 module plans (models/backend.h ModulePlan) on the CPU engine: copying the modules' pre-gate outputs
+ * out does not change the block; supplying exactly those outputs gives the same tokens bit for bit; supplied outputs
+ * enter with this step's gates (checked against a double-precision sum); and a supplied self-attention output is
+ * seen by the cross-attention and FFN that follow (PAB's case). */
+Test(forward, module_plans_copy_and_supply_pre_gate_outputs) {
+    const DitConfig *cfg = fixture_small_config();
+    DitModel m;
+    DitState s;
+    Error err;
+    cr_assert_eq(dit_init_random(&m, cfg, 21, &err), 0, "%s", err.msg);
+    cr_assert_eq(dit_state_init(&s, cfg, 2, 4, 6, &err), 0, "%s", err.msg);
+    const size_t n = (size_t)cfg->in_dim * 2 * 4 * 6, tn = (size_t)cfg->text_len * cfg->text_dim;
+    const int d = cfg->dim;
+    float *x = malloc(n * sizeof(float)), *text = calloc(tn, sizeof(float));
+    fixture_random(x, n, 3);
+    fixture_random(text, 2 * (size_t)cfg->text_dim, 4);
+    dit_embed(&m, &s, x, 512.0f, text);
+    const size_t nt = (size_t)s.L * d;
+    float *t0 = malloc(nt * sizeof(float)), *a = malloc(nt * sizeof(float)), *y[MODULE_COUNT], *z[MODULE_COUNT];
+    for (int k = 0; k < MODULE_COUNT; k++) {
+        y[k] = calloc(nt, sizeof(float)), z[k] = malloc(nt * sizeof(float));
+        fixture_random(z[k], nt, 10 + k);
+    }
+    memcpy(t0, s.tokens, nt * sizeof(float));
+    const int layer = 1;
+
+    ModulePlan copy = {{MODULE_COMPUTE, MODULE_COMPUTE, MODULE_COMPUTE}, {y[0], y[1], y[2]}};
+    dit_block(&m, &s, layer, NULL, &copy);
+    memcpy(a, s.tokens, nt * sizeof(float));
+    for (int k = 0; k < MODULE_COUNT; k++) {
+        double mag = 0;
+        for (size_t i = 0; i < nt; i++) mag += fabs(y[k][i]);
+        cr_assert_gt(mag, 0.0, "module %d's output was copied out", k);
+    }
+    memcpy(s.tokens, t0, nt * sizeof(float));
+    dit_block(&m, &s, layer, NULL, NULL);
+    cr_assert_eq(memcmp(s.tokens, a, nt * sizeof(float)), 0, "copying the outputs out changes nothing");
+
+    ModulePlan same = {{MODULE_SUPPLY, MODULE_SUPPLY, MODULE_SUPPLY}, {y[0], y[1], y[2]}};
+    memcpy(s.tokens, t0, nt * sizeof(float));
+    dit_block(&m, &s, layer, NULL, &same);
+    cr_assert_eq(memcmp(s.tokens, a, nt * sizeof(float)), 0, "supplying the computed outputs reproduces the block");
+
+    /* x + z_sa * gate_msa + z_ca + z_ffn * gate_mlp, gates = modulation + e0 of this call. */
+    ModulePlan all = {{MODULE_SUPPLY, MODULE_SUPPLY, MODULE_SUPPLY}, {z[0], z[1], z[2]}};
+    memcpy(s.tokens, t0, nt * sizeof(float));
+    dit_block(&m, &s, layer, NULL, &all);
+    const float *mod = m.w.blocks[layer].modulation;
+    double worst = 0;
+    for (int r = 0; r < s.L; r++)
+        for (int c = 0; c < d; c++) {
+            const size_t i = (size_t)r * d + c;
+            const double g_sa = (double)mod[2 * d + c] + s.e0[2 * d + c], g_ffn = (double)mod[5 * d + c] + s.e0[5 * d + c];
+            const double want = t0[i] + z[0][i] * g_sa + z[1][i] + z[2][i] * g_ffn;
+            worst = fmax(worst, fabs(s.tokens[i] - want));
+        }
+    cr_assert_leq(worst, 1e-5, "supplied outputs with this call's gates: max error %.3g", worst);
+
+    /* Supplying only self-attention: cross-attention and the FFN run on the updated tokens. */
+    ModulePlan first = {{MODULE_SUPPLY, MODULE_COMPUTE, MODULE_COMPUTE}, {z[0], NULL, NULL}};
+    memcpy(s.tokens, t0, nt * sizeof(float));
+    dit_block(&m, &s, layer, NULL, &first);
+    memcpy(a, s.tokens, nt * sizeof(float));
+    float *gate = malloc((size_t)d * sizeof(float));
+    for (int c = 0; c < d; c++) gate[c] = mod[2 * d + c] + s.e0[2 * d + c];
+    memcpy(s.tokens, t0, nt * sizeof(float));
+    gated_residual(s.tokens, z[0], gate, s.L, d);
+    memset(y[0], 0, nt * sizeof(float));
+    ModulePlan zero_first = {{MODULE_SUPPLY, MODULE_COMPUTE, MODULE_COMPUTE}, {y[0], NULL, NULL}};
+    dit_block(&m, &s, layer, NULL, &zero_first);
+    cr_assert_eq(memcmp(s.tokens, a, nt * sizeof(float)), 0, "cross-attention and FFN see the supplied update");
+
+    for (int k = 0; k < MODULE_COUNT; k++) free(y[k]), free(z[k]);
+    free(x), free(text), free(t0), free(a), free(gate);
+    dit_state_free(&s);
     dit_free(&m);
 }

@@ -71,27 +71,38 @@ static void teardown(void) {
 
 TestSuite(runner, .init = setup, .fini = teardown);
 
-/* Runs one trajectory with spec; returns final x (malloc'd) and fills rec. */
-static float *run_spec(const char *spec, RunRecord *rec) {
+/* Runs one trajectory with spec, its hooks first changed by patch (may be NULL); returns runner_sample's status,
+ * fills rec, *x_out (malloc'd final x, when non-NULL) and err. */
+static int run_patched(const char *spec, void (*patch)(Strategy *), RunRecord *rec, float **x_out, Error *err) {
     const DitConfig *cfg = &model.cfg;
     size_t tn = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * F * H * W;
     float *text = calloc(tn, sizeof(float)), *zeros = calloc(tn, sizeof(float)), *x = malloc(n * sizeof(float));
     fixture_random(text, 2 * (size_t)cfg->text_dim, 5);
-    Error err = {{0}};
-    cr_assert_eq(engine.base.prepare(&engine.base, F, H, W, &err), 0, "%s", err.msg);
+    cr_assert_eq(engine.base.prepare(&engine.base, F, H, W, err), 0, "%s", err->msg);
     StrategyEnv env = {.num_steps = STEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
                        .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)engine.base.L * cfg->dim,
                        .ops = engine.base.ops, .model_name = cfg->name};
     Strategy s;
-    cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
+    cr_assert_eq(strategy_create(&s, spec, &env, err), 0, "%s: %s", spec, err->msg);
+    if (patch) patch(&s);
     RunSettings rs = {.steps = STEPS, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = F, .H = H, .W = W,
                       .text = {text, zeros}};
     memset(rec, 0, sizeof *rec);
     engine.embeds = engine.blocks = engine.heads = 0;
-    cr_assert_eq(runner_sample(&engine.base, &s, &rs, rec, x, &err), 0, "%s", err.msg);
+    int rc = runner_sample(&engine.base, &s, &rs, rec, x, err);
     strategy_destroy(&s);
     free(text);
     free(zeros);
+    if (x_out) *x_out = x;
+    else free(x);
+    return rc;
+}
+
+/* Runs one trajectory with spec; returns final x (malloc'd) and fills rec. */
+static float *run_spec(const char *spec, RunRecord *rec) {
+    Error err = {{0}};
+    float *x = NULL;
+    cr_assert_eq(run_patched(spec, NULL, rec, &x, &err), 0, "%s", err.msg);
     return x;
 }
 
@@ -209,4 +220,118 @@ Test(runner, teacache_svg_makes_teacache_decisions_with_sparse_attention) {
     cr_assert_eq(sparse_heads, computed_calls * model.cfg.num_layers * model.cfg.num_heads);
     record_free(&a);
     record_free(&b);
+}
+
+/* ---- interface v2: layer_end (H1), module_plan (H2), bytes_held (H4) ------------------------------------- */
+
+/* From step 2 on, stop the stack after layer 0 and call it a reuse. */
+static int stop_after_first_layer(Strategy *s, const StepInfo *st, int layer, float *tokens, size_t n,
+                                  BranchTrace *trace) {
+    (void)s, (void)tokens, (void)n;
+    if (st->step < 2) return layer + 1;
+    trace->computed = 0;
+    return model.cfg.num_layers;
+}
+static size_t holds_a_kibibyte(const Strategy *s) {
+    (void)s;
+    return 1024;
+}
+static void patch_stop(Strategy *s) {
+    s->layer_end = stop_after_first_layer;
+    s->bytes_held = holds_a_kibibyte;
+}
+
+Test(runner, layer_end_stops_the_stack_and_counts_only_the_layers_run) {
+    RunRecord rec;
+    Error err = {{0}};
+    cr_assert_eq(run_patched("none", patch_stop, &rec, NULL, &err), 0, "%s", err.msg);
+    const int layers = model.cfg.num_layers, L = engine.base.L;
+    cr_assert_eq(engine.blocks, 2 * 2 * layers + 2 * (STEPS - 2) * 1, "steps 0-1 run every layer, later ones one");
+    cr_assert_eq(engine.heads, 2 * STEPS, "the head runs after a stopped stack");
+    const double call = dit_flops_embed(&model.cfg, L) + dit_flops_head(&model.cfg, L);
+    for (int i = 0; i < STEPS; i++) {
+        const int run = i < 2 ? layers : 1;
+        cr_assert_eq(rec.step[i].layers_run[0], run, "step %d", i);
+        cr_assert_eq(rec.step[i].layers_run[1], run, "step %d", i);
+        cr_assert_eq(rec.step[i].computed[0], i < 2, "step %d: a stop that reuses is recorded as reused", i);
+        const double want = 2 * (call + run * dit_flops_block(&model.cfg, L));
+        cr_assert_float_eq(rec.step[i].flops, want, want * 1e-12, "step %d", i);
+        cr_assert_eq(rec.step[i].strategy_bytes, 1024.0);
+    }
+    cr_assert_eq(rec.strategy_bytes_peak, 1024.0);
+    record_free(&rec);
+}
+
+static int stays_on_its_layer(Strategy *s, const StepInfo *st, int layer, float *tokens, size_t n, BranchTrace *trace) {
+    (void)s, (void)st, (void)tokens, (void)n, (void)trace;
+    return layer;
+}
+static void patch_loop(Strategy *s) { s->layer_end = stays_on_its_layer; }
+
+Test(runner, layer_end_going_back_fails_the_run_with_a_message) {
+    RunRecord rec;
+    Error err = {{0}};
+    cr_assert_eq(run_patched("none", patch_loop, &rec, NULL, &err), -1);
+    cr_assert(strstr(err.msg, "strategy none: layer_end after layer 0 returned 0") != NULL, "%s", err.msg);
+    record_free(&rec);
+}
+
+/* Per layer and branch one stored output per module: computed on even steps, supplied on odd ones. */
+typedef struct {
+    float *out[2][8][MODULE_COUNT];
+} SupplyState;
+static SupplyState supply;
+static void even_compute_odd_supply(Strategy *s, const StepInfo *st, int layer, ModulePlan *plan) {
+    (void)s;
+    for (int m = 0; m < MODULE_COUNT; m++) {
+        plan->out[m] = supply.out[st->branch][layer][m];
+        plan->mode[m] = st->step % 2 && m != MODULE_FFN ? MODULE_SUPPLY : MODULE_COMPUTE;
+    }
+}
+static void patch_supply(Strategy *s) { s->module_plan = even_compute_odd_supply; }
+
+Test(runner, supplied_modules_are_not_counted) {
+    const int layers = model.cfg.num_layers;
+    cr_assert_leq(layers, 8);
+    RunRecord rec, base;
+    Error err = {{0}};
+    const size_t tokens = (size_t)F * H * W / 4 * model.cfg.dim; /* patch 1x2x2 */
+    for (int b = 0; b < 2; b++)
+        for (int l = 0; l < layers; l++)
+            for (int m = 0; m < MODULE_COUNT; m++) supply.out[b][l][m] = calloc(tokens, sizeof(float));
+    float *x = NULL, *ref = run_spec("none", &base);
+    cr_assert_eq(run_patched("none", patch_supply, &rec, &x, &err), 0, "%s", err.msg);
+    const int L = engine.base.L;
+    cr_assert_eq((size_t)L * model.cfg.dim, tokens);
+    const double saved = dit_flops_module(&model.cfg, L, MODULE_SELF_ATTN) +
+                         dit_flops_module(&model.cfg, L, MODULE_CROSS_ATTN);
+    for (int i = 0; i < STEPS; i++) {
+        const double want = base.step[i].flops - (i % 2 ? 2 * layers * saved : 0.0);
+        cr_assert_float_eq(rec.step[i].flops, want, want * 1e-12, "step %d", i);
+        cr_assert_eq(rec.step[i].layers_run[0], layers);
+    }
+    /* Supplying the previous step's attention changes the trajectory; computing everything does not. */
+    size_t n = (size_t)model.cfg.in_dim * F * H * W;
+    cr_assert_neq(memcmp(x, ref, n * sizeof(float)), 0);
+    for (int b = 0; b < 2; b++)
+        for (int l = 0; l < layers; l++)
+            for (int m = 0; m < MODULE_COUNT; m++) free(supply.out[b][l][m]);
+    free(x), free(ref);
+    record_free(&rec);
+    record_free(&base);
+}
+
+Test(runner, strategies_report_the_bytes_they_hold) {
+    RunRecord rec;
+    const size_t n = (size_t)model.cfg.in_dim * F * H * W;
+    free(run_spec("easycache:thresh=0.5,warmup=2", &rec));
+    cr_assert_eq(rec.strategy_bytes_peak, (double)(5 * n * sizeof(float)), "x_prev, x_last, y_last, two deltas");
+    cr_assert_eq(rec.step[STEPS - 1].strategy_bytes, rec.strategy_bytes_peak);
+    record_free(&rec);
+    free(run_spec("static:interval=2,warmup=1", &rec));
+    cr_assert_eq(rec.step[0].strategy_bytes, (double)(2 * n * sizeof(float)), "one delta per branch after step 0");
+    record_free(&rec);
+    free(run_spec("none", &rec));
+    cr_assert_eq(rec.strategy_bytes_peak, 0.0);
+    record_free(&rec);
 }
