@@ -13,6 +13,11 @@ Usage:
   pab_official.py flags STEPS LAYERS BRANCHES VIDEOS WARMUP SELF CROSS TIMESTEPS
     SELF, CROSS: "range,lo,hi" (range 0 = the kind is off); TIMESTEPS: comma-separated model timesteps.
     Prints one '0'/'1' per (video, step, branch, layer, kind self then cross): 1 = the module broadcasts.
+  pab_official.py replay CASE [OUT WARMUP SELF CROSS]...
+    The tiny model through tests/strategy_replay.py (the runner's CFG Euler loop on fixture_replay_case's inputs),
+    each model call composed as VideoSys's blocks do: self-attention broadcast or computed, gated residual; then
+    cross-attention on the updated tokens, broadcast or computed, residual; then the FFN, always computed. Writes OUT
+    (safetensors): flags [steps, 2, layers, 2] (kind self, cross) and latents [steps, C, F, H, W].
 """
 import sys
 
@@ -82,9 +87,54 @@ def flags(argv):
     print("".join(out))
 
 
+class Replay:
+    """One model call of the tiny model with PAB: what CogVideoXBlock.forward does for its attention (and the
+    Open-Sora/Latte blocks for cross-attention), on the driver's per-module stages."""
+
+    def __init__(self, model, steps, warmup, self_kind, cross_kind):
+        import numpy as np
+        self.model, self.warmup = model, warmup
+        self.mgr = make_manager(steps, self_kind, cross_kind)
+        self.enabled_any = self_kind[0] or cross_kind[0]
+        self.blocks = [[Block() for _ in range(model.num_layers)] for _ in range(2)]
+        self.flags = np.zeros((steps, 2, model.num_layers, 2))
+
+    def __call__(self, step, branch, x, t, text):
+        m = self.model
+        c = m.embed(x, t, text)
+        timestep = int(t)  # VideoSys: int(timestep[0])
+        x = c.tokens
+        for layer in range(m.num_layers):
+            blk = self.blocks[branch][layer]
+            gate_msa, gate_mlp = m.gates(layer, c)
+            y, b_self = blk.module(self.mgr, "self", timestep, lambda: m.self_attn(layer, c, x), self.enabled_any,
+                                   step >= self.warmup)
+            x = x + y * gate_msa
+            y, b_cross = blk.module(self.mgr, "cross", timestep, lambda: m.cross_attn(layer, c, x), self.enabled_any,
+                                    step >= self.warmup)
+            x = x + y
+            x = x + m.ffn(layer, c, x) * gate_mlp
+            self.flags[step, branch, layer] = (b_self, b_cross)
+        return m.head(c, x)
+
+
+def replay(argv):
+    import strategy_replay as R
+    case = R.Case(argv[0])
+    model = R.Tiny(case.weights)
+    runs = argv[1:]
+    for at in range(0, len(runs), 4):
+        out_path, warmup = runs[at], int(runs[at + 1])
+        strategy = Replay(model, case.steps, warmup, parse_kind(runs[at + 2]), parse_kind(runs[at + 3]))
+        out = R.sample(case, strategy)
+        R.write(out_path, flags=strategy.flags, latents=out["latents"])
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "flags":
         flags(sys.argv[2:])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "replay":
+        replay(sys.argv[2:])
     else:
         sys.exit(__doc__)
 

@@ -17,6 +17,10 @@
 #include <string.h>
 
 #include "harness/runner.h"
+#include "models/dit/dit.h"
+#include "models/dit/engine.h"
+#include "models/safetensors.h"
+#include "results/record.h"
 #include "harness/solvers/solver.h"
 #include "strategies/strategy.h"
 #include "tests/fixtures.h"
@@ -395,4 +399,142 @@ Test(pab, ranges_of_one_reproduce_none_bit_for_bit) {
     record_free(&base);
     engine->destroy(engine);
     dit_free(&model);
+}
+
+/* ---- tiny-model replay against tests/pab_official.py (tests/strategy_replay.py) ------------------------------- */
+
+#define WEIGHTS "models/tiny/tiny.safetensors"
+#define REPLAY_STEPS 12
+
+/* The C run's module plans, recorded by wrapping the strategy's module_plan: flags[step][branch][layer][kind]. */
+typedef struct {
+    void (*inner)(Strategy *, const StepInfo *, int, ModulePlan *);
+    float flags[REPLAY_STEPS][2][8][2];
+} PlanLog;
+static PlanLog plan_log;
+
+static void logged_module_plan(Strategy *s, const StepInfo *st, int layer, ModulePlan *plan) {
+    plan_log.inner(s, st, layer, plan);
+    plan_log.flags[st->step][st->branch][layer][0] = plan->mode[MODULE_SELF_ATTN] == MODULE_SUPPLY;
+    plan_log.flags[st->step][st->branch][layer][1] = plan->mode[MODULE_CROSS_ATTN] == MODULE_SUPPLY;
+}
+
+static float *tensor_floats(const StFile *f, const char *name, size_t want) {
+    Error err = {{0}};
+    const StTensor *t = st_find(f, name);
+    cr_assert_not_null(t, "no tensor %s", name);
+    cr_assert_eq(st_numel(t->ndim, t->shape), want, "%s: %zu values, expected %zu", name, st_numel(t->ndim, t->shape),
+                 want);
+    float *v = malloc(want * sizeof(float));
+    cr_assert_eq(st_to_f32(t, v, &err), 0, "%s", err.msg);
+    return v;
+}
+
+typedef struct {
+    const char *spec;
+    int warmup;
+    const char *self, *cross; /* pab_official.py's "range,lo,hi" */
+} ReplayCase;
+
+/* Returns the largest max|C - Python| / max|Python| over the steps' latents; the flags must agree exactly. */
+static double replay_compare(const char *case_path, const char *py_out, const ReplayCase *rc) {
+    const DitConfig *preset = dit_config_by_name("tiny");
+    Error err = {{0}};
+    DitModel model;
+    Engine *engine;
+    cr_assert_eq(dit_load(&model, preset, WEIGHTS, &err), 0, "%s", err.msg);
+    const DitConfig *cfg = &model.cfg;
+    cr_assert_leq(cfg->num_layers, 8);
+    cr_assert_eq(engine_create_cpu(&engine, &model, &err), 0, "%s", err.msg);
+    const int F = cfg->frames, H = cfg->height, W = cfg->width;
+    cr_assert_eq(engine->prepare(engine, F, H, W, &err), 0, "%s", err.msg);
+    StFile cf;
+    cr_assert_eq(st_open(&cf, case_path, &err), 0, "%s", err.msg);
+    const size_t text_n = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * F * H * W;
+    float *text_c = tensor_floats(&cf, "text.cond", text_n), *text_u = tensor_floats(&cf, "text.uncond", text_n);
+    st_close(&cf);
+    StrategyEnv env = {.num_steps = REPLAY_STEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
+                       .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)engine->L * cfg->dim,
+                       .ops = engine->ops, .model_name = cfg->name};
+    Strategy s;
+    cr_assert_eq(strategy_create(&s, rc->spec, &env, &err), 0, "%s", err.msg);
+    memset(&plan_log, 0, sizeof plan_log);
+    plan_log.inner = s.module_plan;
+    s.module_plan = logged_module_plan;
+    RunSettings rs = {.steps = REPLAY_STEPS, .shift = preset->default_shift, .guidance = preset->default_guidance,
+                      .seed = 7, .F = F, .H = H, .W = W, .record_latents = 1, .text = {text_c, text_u}};
+    RunRecord rec = {0};
+    cr_assert_eq(runner_sample(engine, &s, &rs, &rec, NULL, &err), 0, "%s", err.msg);
+    strategy_destroy(&s);
+
+    StFile pf;
+    cr_assert_eq(st_open(&pf, py_out, &err), 0, "%s", err.msg);
+    const size_t nflags = (size_t)REPLAY_STEPS * 2 * cfg->num_layers * 2;
+    float *flags = tensor_floats(&pf, "flags", nflags), *latents = tensor_floats(&pf, "latents", REPLAY_STEPS * n);
+    st_close(&pf);
+    int broadcasts = 0;
+    for (int i = 0; i < REPLAY_STEPS; i++)
+        for (int b = 0; b < 2; b++)
+            for (int l = 0; l < cfg->num_layers; l++)
+                for (int k = 0; k < 2; k++) {
+                    const float want = flags[((i * 2 + b) * cfg->num_layers + l) * 2 + k];
+                    cr_assert_eq(plan_log.flags[i][b][l][k], want, "%s: step %d branch %d layer %d %s: C %g, official %g",
+                                 rc->spec, i, b, l, k ? "cross" : "self", plan_log.flags[i][b][l][k], want);
+                    broadcasts += want != 0.0f;
+                }
+    cr_assert_gt(broadcasts, 0, "%s broadcasts nothing on this schedule", rc->spec);
+    double worst = 0.0;
+    for (int i = 0; i < REPLAY_STEPS; i++) {
+        double diff = 0.0, scale = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            diff = fmax(diff, fabs((double)rec.latents[(size_t)i * n + j] - latents[(size_t)i * n + j]));
+            scale = fmax(scale, fabs((double)latents[(size_t)i * n + j]));
+        }
+        worst = fmax(worst, diff / scale);
+    }
+    free(flags), free(latents), free(text_c), free(text_u);
+    record_free(&rec);
+    engine->destroy(engine);
+    dit_free(&model);
+    return worst;
+}
+
+/* Latte's config mapped to Wan's kinds (self R 2, cross R 6 in (100, 800)) and a denser one with a warm-up, both
+ * on the tiny model's Euler schedule (12 steps, shift 3). The flags depend only on the schedule, never on the data,
+ * and both sides see the same float32 timesteps: they must agree exactly, float32 against float64 cannot flip them.
+ * The latents, float32 C against float64 torch over 12 CFG steps: within 1e-4 of their scale (measured: 9.5e-6 and
+ * 1.7e-5; at 30 steps 4.9e-5 and 2.5e-5). */
+Test(pab, tiny_model_matches_the_official_transcription, .timeout = 240) {
+    const ReplayCase cases[] = {
+        {"pab:self_range=2,self_lo=100,self_hi=800,cross_range=6,cross_lo=100,cross_hi=800", 0, "2,100,800",
+         "6,100,800"},
+        {"pab:self_range=3,self_lo=50,self_hi=990,cross_range=2,cross_lo=100,cross_hi=900,warmup=4", 4, "3,50,990",
+         "2,100,900"},
+    };
+    const int count = sizeof cases / sizeof cases[0];
+    const char *py = fixture_python();
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy, torch' >/dev/null 2>&1", py);
+    if (system(cmd) != 0) cr_skip_test("%s cannot import numpy and torch (Debian: python3-numpy, python3-torch)", py);
+    const DitConfig *preset = dit_config_by_name("tiny");
+    char *dir = fixture_tmpdir(), case_path[4300], py_out[2][4300];
+    snprintf(case_path, sizeof case_path, "%s/case.safetensors", dir);
+    cr_assert_eq(fixture_replay_case(case_path, preset, WEIGHTS, "red circle moving right", "", 7, REPLAY_STEPS,
+                                     preset->default_shift, preset->default_guidance),
+                 0);
+    int at = snprintf(cmd, sizeof cmd, "'%s' tests/pab_official.py replay '%s'", py, case_path);
+    for (int c = 0; c < count; c++) {
+        snprintf(py_out[c], sizeof py_out[c], "%s/py%d.safetensors", dir, c);
+        at += snprintf(cmd + at, sizeof cmd - (size_t)at, " '%s' %d %s %s", py_out[c], cases[c].warmup, cases[c].self,
+                       cases[c].cross);
+    }
+    snprintf(cmd + at, sizeof cmd - (size_t)at, " 2>&1");
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    for (int c = 0; c < count; c++) {
+        double worst = replay_compare(case_path, py_out[c], &cases[c]);
+        cr_assert_leq(worst, 1e-4, "%s: latents differ by %.3g of their scale", cases[c].spec, worst);
+        cr_log_info("%s: latents within %.3g of their scale", cases[c].spec, worst);
+    }
+    fixture_rmdir(dir);
+    free(dir);
 }
