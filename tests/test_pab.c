@@ -24,6 +24,9 @@
 #include "harness/solvers/solver.h"
 #include "strategies/strategy.h"
 #include "tests/fixtures.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/dit/engine_cuda.h"
+#endif
 
 #define LAYERS 3
 #define TOK 29 /* floats in one module output */
@@ -316,20 +319,21 @@ Test(pab, bad_parameters_are_refused) {
 
 static const int RF = 2, RH = 4, RW = 6, RSTEPS = 12;
 
-static float *run_model(const DitModel *model, Engine *engine, const char *spec, RunRecord *rec) {
+/* One RSTEPS-step CFG run of spec on engine over a grid of F x H x W; returns the final latent (malloc'd). */
+static float *run_grid(const DitModel *model, Engine *engine, const char *spec, int F, int H, int W, RunRecord *rec) {
     const DitConfig *cfg = &model->cfg;
-    size_t tn = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * RF * RH * RW;
+    size_t tn = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * F * H * W;
     float *text = calloc(tn, sizeof(float)), *neg = calloc(tn, sizeof(float)), *x = malloc(n * sizeof(float));
     fixture_random(text, tn, 5);
     fixture_random(neg, tn, 6);
     Error err = {{0}};
-    cr_assert_eq(engine->prepare(engine, RF, RH, RW, &err), 0, "%s", err.msg);
+    cr_assert_eq(engine->prepare(engine, F, H, W, &err), 0, "%s", err.msg);
     StrategyEnv env = {.num_steps = RSTEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
                        .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)engine->L * cfg->dim,
                        .ops = engine->ops, .model_name = cfg->name};
     Strategy s;
     cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
-    RunSettings rs = {.steps = RSTEPS, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = RF, .H = RH, .W = RW,
+    RunSettings rs = {.steps = RSTEPS, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = F, .H = H, .W = W,
                       .text = {text, neg}};
     memset(rec, 0, sizeof *rec);
     cr_assert_eq(runner_sample(engine, &s, &rs, rec, x, &err), 0, "%s", err.msg);
@@ -337,6 +341,10 @@ static float *run_model(const DitModel *model, Engine *engine, const char *spec,
     free(text);
     free(neg);
     return x;
+}
+
+static float *run_model(const DitModel *model, Engine *engine, const char *spec, RunRecord *rec) {
+    return run_grid(model, engine, spec, RF, RH, RW, rec);
 }
 
 Test(pab, runner_flops_subtract_exactly_the_supplied_modules) {
@@ -399,6 +407,48 @@ Test(pab, ranges_of_one_reproduce_none_bit_for_bit) {
     record_free(&base);
     engine->destroy(engine);
     dit_free(&model);
+}
+
+/* ---- the CUDA engine ---------------------------------------------------------------------------------------- */
+
+Test(pab, cuda_engine_matches_cpu, .timeout = 300) {
+#ifndef CACHEBENCH_CUDA
+    cr_skip_test("no CUDA device: this build has no CUDA backend");
+#else
+    CudaDeviceInfo info;
+    Error err = {{0}};
+    if (cuda_device_info(&info, &err)) cr_skip_test("no CUDA device: %s", err.msg);
+    if (info.major < 8) cr_skip_test("no CUDA device: %s is older than compute capability 8.0", info.name);
+    /* The strategy works through VecOps and module plans only, so on both engines (CUDA in fp32) the same modules are
+     * supplied (trace signal), with the same FLOPs and bytes, and the final latents agree within 1e-3 of their scale. */
+    DitModel m;
+    cr_assert_eq(dit_init_random(&m, dit_config_by_name("tiny"), 3, &err), 0, "%s", err.msg);
+    Engine *cpu, *gpu;
+    const CudaOptions fp32 = {CUDA_PRECISION_FP32, CUDA_ATTENTION_SIMPLE};
+    cr_assert_eq(engine_create_cpu(&cpu, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(engine_create_cuda(&gpu, &m, &fp32, &err), 0, "%s", err.msg);
+    const char *spec = "pab:self_range=2,self_lo=0,self_hi=1000,cross_range=3,cross_lo=200,cross_hi=900";
+    const DitConfig *cfg = &m.cfg;
+    const size_t n = (size_t)cfg->in_dim * cfg->frames * cfg->height * cfg->width;
+    RunRecord a, b;
+    float *xa = run_grid(&m, cpu, spec, cfg->frames, cfg->height, cfg->width, &a);
+    float *xb = run_grid(&m, gpu, spec, cfg->frames, cfg->height, cfg->width, &b);
+    cr_assert(!a.failed && !b.failed, "cpu %s / cuda %s", a.failure, b.failure);
+    for (int i = 0; i < RSTEPS; i++) {
+        for (int br = 0; br < 2; br++) cr_assert_eq(b.step[i].signal[br], a.step[i].signal[br], "step %d", i);
+        cr_assert_eq(b.step[i].flops, a.step[i].flops, "step %d", i);
+        cr_assert_eq(b.step[i].strategy_bytes, a.step[i].strategy_bytes, "step %d", i);
+    }
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) diff = fmax(diff, fabs((double)xb[i] - xa[i])), scale = fmax(scale, fabs((double)xa[i]));
+    cr_assert_leq(diff, 1e-3 * scale, "final latents differ by %.3g of their scale", diff / scale);
+    free(xa), free(xb);
+    record_free(&a), record_free(&b);
+    cr_assert_null(engine_cuda_error(gpu), "%s", engine_cuda_error(gpu));
+    cpu->destroy(cpu);
+    gpu->destroy(gpu);
+    dit_free(&m);
+#endif
 }
 
 /* ---- tiny-model replay against tests/pab_official.py (tests/strategy_replay.py) ------------------------------- */
