@@ -145,17 +145,20 @@ void experiment_close(ExperimentContext *ctx) {
 void experiment_run_id(const char *strategy_spec, const char *prompt_id, uint64_t seed, char *buf, size_t cap) {
     char spec[256];
     snprintf(spec, sizeof spec, "%s", strategy_spec);
-    /* A coefficient file is named by its content: the same file reached by another relative path, from another
-     * current directory, gives the same run id (and a changed file another one). */
-    char *c = strstr(spec, ",coeffs=");
-    if (c) {
+    /* A coefficient file (TeaCache coeffs=) or ratio table (MagCache ratios=) is named by its content: the same file
+     * reached by another relative path, from another current directory, gives the same run id (and a changed file
+     * another one). A value that is not a readable file (ratios=builtin:...) stays as written. */
+    static const char *const file_keys[] = {",coeffs=", ",ratios="};
+    for (size_t k = 0; k < sizeof file_keys / sizeof file_keys[0]; k++) {
+        char *c = strstr(spec, file_keys[k]);
+        if (!c) continue;
         char path[256], hex[65], rest[256] = "";
-        const char *value = c + strlen(",coeffs="), *next = strchr(value, ',');
+        const char *value = c + strlen(file_keys[k]), *next = strchr(value, ',');
         snprintf(path, sizeof path, "%.*s", (int)(next ? next - value : (long)strlen(value)), value);
         if (next) snprintf(rest, sizeof rest, "%s", next);
         Error err = {{0}};
         if (sha256_file_hex(path, hex, &err) == 0)
-            snprintf(c, sizeof spec - (size_t)(c - spec), ",coeffs=%.12s%s", hex, rest);
+            snprintf(c, sizeof spec - (size_t)(c - spec), "%s%.12s%s", file_keys[k], hex, rest);
     }
     for (char *p = spec; *p; p++)
         if (*p == ':' || *p == ',' || *p == '=' || *p == '/' || *p == ' ') *p = *p == ':' ? '_' : *p == '=' ? '-' : '_';

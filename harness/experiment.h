@@ -92,8 +92,9 @@ int experiment_check_conditioning(const char *model_name, const char *weights, c
                                   Error *err);
 
 /* File-name-safe run id: "<strategy spec with ':' ',' '=' replaced>__<prompt_id>__s<seed>". A coeffs=FILE
- * parameter (TeaCache) appears as the first 12 hex digits of the file's sha256, so that the id does not depend on
- * the path by which the file was reached (the current directory); the path when the file cannot be read. */
+ * (TeaCache) or ratios=FILE (MagCache) parameter appears as the first 12 hex digits of the file's sha256, so that the
+ * id does not depend on the path by which the file was reached (the current directory); the path when the file
+ * cannot be read. */
 void experiment_run_id(const char *strategy_spec, const char *prompt_id, uint64_t seed, char *buf, size_t cap);
 
 /* The default tiny weights: <dir of the executable>/../models/tiny/tiny.safetensors if it exists, else the same

@@ -213,7 +213,8 @@ int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec,
             const double call_start = clock_seconds();
             int layers_run = 0;
             const double flops = model_call(e, s, &st, x, text[b], v[b], n, &plan, &trace, rec, &layers_run, err);
-            if (flops < 0) {
+            if (flops < 0 || s->failure[0]) {
+                if (flops >= 0) error_set(err, "strategy %s: %s", s->spec, s->failure);
                 ok = 0;
                 goto done;
             }

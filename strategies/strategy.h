@@ -29,6 +29,7 @@
  *      adds either way (models/backend.h ModulePlan).
  *   H4 FLOPs count only what ran: embed and head of every computed call, each layer run less its supplied modules
  *      and its skipped attention. bytes_held reports what the strategy holds (caches, factors, tables).
+ * A hook that cannot go on writes why into s->failure: the runner then fails the run with that message.
  * clone copies a strategy with its whole state (a shared-computation sweep forks a trajectory with it):
  *   dst arrives as a copy of *src (info, ops, spec and hooks) with state NULL; clone allocates dst->state as an
  *   independent copy, backend buffers included. A strategy without clone is run unshared.
@@ -92,6 +93,9 @@ struct Strategy {
     void *state;
     const VecOps *ops;
     char spec[256];         /* canonical spec with every parameter, e.g. "easycache:thresh=0.05,warmup=10" */
+    /* A hook that cannot go on (a cache it could not allocate) writes why here: the runner fails the run with this
+     * message after the model call. Empty otherwise. */
+    char failure[256];
 
     int (*model_begin)(Strategy *s, const StepInfo *st, const float *x, size_t n, BranchTrace *trace);
     void (*model_reuse)(Strategy *s, const StepInfo *st, const float *x, float *y, size_t n);

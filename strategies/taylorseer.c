@@ -24,7 +24,7 @@
  *
  * Memory, fp32 [L][dim] tensors of tokens_numel floats: official (branches · layers · 3 · (O+1) + 3 if O >= 1) (the
  * 3: a Taylor step's forecasts); lite branches · (O+1). A branch's tensors are allocated at its first call. When they
- * cannot be, the run fails after layer 0 (layer_end returns an impossible layer: the runner names the strategy).
+ * cannot be, the run fails with a message saying so (s->failure, read by the runner after the call).
  *
  * Trace: signal = k, the steps since the last full step (0 on a full step); threshold NAN (there is none); computed
  * = 0 on Taylor steps. */
@@ -162,7 +162,11 @@ static TsCall ts_begin_call(Strategy *s, const StepInfo *st, BranchTrace *trace)
         full = S->decided_step != st->step || S->decided_full; /* no cond call this step: compute */
     }
     const int b = st->branch;
-    if (!S->factors[b] && ts_alloc_branch(S, s->ops, b)) S->failed = 1;
+    if (!S->factors[b] && ts_alloc_branch(S, s->ops, b)) {
+        S->failed = 1;
+        snprintf(s->failure, sizeof s->failure, "cannot allocate the %.3g GB of Taylor factors of branch %d",
+                 (double)S->groups * (S->order + 1) * S->n * sizeof(float) / 1e9, b);
+    }
     if (st->step == 0) S->count[b] = 0;
     if (!full && S->count[b] == 0) full = 1; /* nothing to forecast from (not reached on the official schedule) */
     S->call = full ? CALL_FULL : CALL_TAYLOR;
@@ -211,7 +215,7 @@ static void ts_module_plan(Strategy *s, const StepInfo *st, int layer, ModulePla
 static int ts_layer_end(Strategy *s, const StepInfo *st, int layer, float *tokens, size_t n, BranchTrace *trace) {
     (void)tokens, (void)n, (void)trace;
     TsState *S = s->state;
-    if (S->failed) return layer; /* an impossible next layer: the runner fails the run */
+    if (S->failed) return S->num_layers; /* s->failure says why: the runner fails the run after this call */
     if (S->lite || S->call != CALL_FULL) return layer + 1;
     const int b = st->branch, derive = st->step > S->warmup - 2;
     int count = S->count[b];

@@ -33,7 +33,7 @@
     X(StrategyEnv, num_steps) X(StrategyEnv, num_layers) X(StrategyEnv, num_heads) X(StrategyEnv, dim)                \
     X(StrategyEnv, model_numel) X(StrategyEnv, tokens_numel) X(StrategyEnv, ops) X(StrategyEnv, model_name)           \
     X(StrategyEnv, weights_path)                                                                                       \
-    X(Strategy, info) X(Strategy, state) X(Strategy, ops) X(Strategy, spec) X(Strategy, model_begin)                  \
+    X(Strategy, info) X(Strategy, state) X(Strategy, ops) X(Strategy, spec) X(Strategy, failure) X(Strategy, model_begin)                  \
     X(Strategy, model_reuse) X(Strategy, model_end) X(Strategy, blocks_begin) X(Strategy, blocks_reuse)               \
     X(Strategy, blocks_end) X(Strategy, attention_plan) X(Strategy, module_plan) X(Strategy, layer_end)               \
     X(Strategy, bytes_held) X(Strategy, clone) X(Strategy, destroy)                                                    \

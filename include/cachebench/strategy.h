@@ -134,6 +134,7 @@ struct Strategy {
     void *state;            /* yours: allocate in create, free in destroy */
     const VecOps *ops;
     char spec[256];         /* write the canonical spec with every parameter, e.g. "mine:thresh=0.1,warmup=2" */
+    char failure[256];      /* a hook that cannot go on writes why: the runner fails the run with it */
 
     int (*model_begin)(Strategy *s, const StepInfo *st, const float *x, size_t n, BranchTrace *trace);
     void (*model_reuse)(Strategy *s, const StepInfo *st, const float *x, float *y, size_t n);
