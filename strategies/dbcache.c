@@ -42,7 +42,7 @@
  *     max_accumulated caps), k = continuous[b] after the call (dbcache; NAN for fbcache, which has no such cap).
  *   - Not implemented: steps_computation_mask / policy (SCM), important_condition_threshold, downsample_factor,
  *     the hidden-state L1 variant, FoCa/DMD calibrators, cfg_compute_first (the uncond call never runs first here).
- *   - When a buffer cannot be allocated every call computes (always correct). */
+ *   - When a buffer cannot be allocated the run fails with a message (Strategy.failure). */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -73,7 +73,7 @@ typedef struct {
     DbcacheConfig c;
     int num_layers;
     size_t n;               /* tokens numel the buffers hold; 0 before the first call */
-    int broken;             /* a buffer could not be allocated: compute every call */
+    int broken;             /* a buffer could not be allocated: s->failure says so, the runner fails the run */
     float *h;               /* scratch: h_0 until layer Fn-1, then h_Fn */
     Branch_ br[BRANCH_COUNT];
     /* The call in progress. */
@@ -158,6 +158,13 @@ static void taylor_apply(const VecOps *ops, const Taylor *T, float *tokens, size
 
 /* ------------------------------------------------------------------------------------------------ hooks */
 
+/* A buffer could not be allocated: the runner fails the run with this message (strategy.h), and the hooks do
+ * nothing more in the meantime (every layer runs). */
+static void fail_alloc(Strategy *s, Db *D) {
+    D->broken = 1;
+    snprintf(s->failure, sizeof s->failure, "cannot allocate a %zu-float cache buffer", D->n);
+}
+
 static int in_warmup(const DbcacheConfig *c, int step) {
     return step < c->warmup && step % c->warmup_interval == 0;
 }
@@ -179,7 +186,8 @@ static int db_blocks_begin(Strategy *s, const StepInfo *st, const BlockInputs *i
         free_buffers(s);
         for (int b = 0; b < BRANCH_COUNT; b++) branch_reset(&D->br[b]);
         D->n = in->n_tokens;
-        D->broken = ensure(ops, &D->h, D->n) != 0;
+        D->broken = 0;
+        if (ensure(ops, &D->h, D->n)) fail_alloc(s, D);
     }
     Branch_ *B = &D->br[D->b];
     if (st->step == 0) branch_reset(B);
@@ -258,7 +266,7 @@ static int db_layer_end(Strategy *s, const StepInfo *st, int layer, float *token
         }
         /* The new reference is r: swap it in; the old reference's buffer becomes the scratch h = h_Fn. */
         if (ensure(ops, &B->ref, n)) {
-            D->broken = 1;
+            fail_alloc(s, D);
             return layer + 1;
         }
         float *old = B->ref;
@@ -271,7 +279,7 @@ static int db_layer_end(Strategy *s, const StepInfo *st, int layer, float *token
     }
     if (D->miss && layer == M_end - 1) {
         D->miss = 0;
-        if (store_middle_residual(D, B, ops, tokens)) D->broken = 1;
+        if (store_middle_residual(D, B, ops, tokens)) fail_alloc(s, D);
     }
     return layer + 1;
 }

@@ -577,3 +577,38 @@ Test(dbcache, replay_matches_the_official_code_on_the_tiny_model, .timeout = 300
     fixture_rmdir(dir);
     free(dir);
 }
+
+/* ------------------------------------------------------------------------------------------------ allocation */
+
+static int allocs_left;
+static float *limited_alloc(void *ctx, size_t n) {
+    if (allocs_left-- <= 0) return NULL;
+    return cpu_vec_ops()->alloc(ctx, n);
+}
+
+/* A cache buffer that cannot be allocated fails the run with a message (Strategy.failure), whichever buffer it is;
+ * the hooks stay safe to call (every layer runs) and nothing leaks (the sanitizer build checks). */
+Test(dbcache, failed_allocations_fail_the_run_cleanly) {
+    VecOps ops = *cpu_vec_ops();
+    ops.alloc = limited_alloc;
+    const char *specs[] = {"dbcache:thresh=0.5,warmup=1,fn=1,bn=1", "fbcache:thresh=0.5,taylorseer=1"};
+    for (int k = 0; k < 2; k++)
+        for (int limit = 0; limit < 4; limit++) {
+            StrategyEnv env = env_of(6, NL);
+            env.ops = &ops;
+            Strategy s;
+            create_ok(&s, specs[k], &env);
+            Traj *t = traj_new(6, NL, 8);
+            allocs_left = limit;
+            int failed_at = -1;
+            for (int step = 0; step < 6 && failed_at < 0; step++)
+                for (int b = 0; b < 2; b++) {
+                    one_call(&s, t, step, b, 1);
+                    if (s.failure[0] && failed_at < 0) failed_at = step;
+                }
+            cr_assert_geq(failed_at, 0, "%s with %d allocations: no failure reported", specs[k], limit);
+            cr_assert(strstr(s.failure, "cannot allocate"), "%s", s.failure);
+            strategy_destroy(&s);
+            free(t);
+        }
+}
