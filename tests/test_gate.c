@@ -167,7 +167,7 @@ Test(gate, golden_baselines_of_every_builtin_strategy_hold, .timeout = 120) {
         }
         nset++;
     }
-    cr_expect_eq(nset, 10);
+    cr_expect_eq(nset, 18);
     free(settings);
     snprintf(path, sizeof path, "%s/plots/ci_psnr.dat", out);
     cr_expect(access(path, R_OK) == 0, "%s missing", path);
@@ -175,7 +175,8 @@ Test(gate, golden_baselines_of_every_builtin_strategy_hold, .timeout = 120) {
     /* Every built-in strategy is in the baseline. */
     char *golden = fixture_read_file("tests/golden/tiny.tsv");
     cr_assert_not_null(golden);
-    const char *names[] = {"none", "static:", "teacache:", "easycache:", "svg:", "easycache+svg:", "teacache+svg:"};
+    const char *names[] = {"none",        "static:",     "teacache:", "easycache:", "svg:",  "easycache+svg:",
+                           "teacache+svg:", "magcache:", "taylorseer:", "fbcache:", "dbcache:", "pab:", "dicache:"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char key[64];
         snprintf(key, sizeof key, "\nsetting\t%s", names[i]);
