@@ -76,16 +76,23 @@ deps:
 DEMO_OUT ?= results/demo
 DEMO_WEIGHTS = $(if $(wildcard models/tiny/tiny.safetensors),models/tiny/tiny.safetensors,random:1)
 demo: deps $(BUILD)/cachebench
-	@# The grid is datasets/demo_sweep.ini: none, static x3, teacache x3, easycache x3 on the 4 short prompts,
-	@# seed 0, 50 steps. TeaCache needs coefficients fitted to the weights: fitted once, beside them, when missing.
-	@# Random weights have no place for them, so their demo leaves TeaCache out. Interrupted: run make demo again.
+	@# The grid is datasets/demo_sweep.ini: none and every strategy at two or three settings on the 4 short prompts,
+	@# seed 0, 50 steps. TeaCache and MagCache need tables fitted to the weights: fitted once, beside them, when
+	@# missing. Random weights have no place for them, so their demo leaves both out. Interrupted: run make demo again.
 	@if [ "$(DEMO_WEIGHTS)" = random:1 ]; then \
-	    echo "make demo: no trained tiny model; random weights, TeaCache left out"; \
+	    echo "make demo: no trained tiny model; random weights, TeaCache and MagCache left out"; \
 	    $(BUILD)/cachebench sweep --config datasets/demo_sweep.ini --weights random:1 --out $(DEMO_OUT) \
-	        --strategy 'static:interval=2|3|4,warmup=5' --strategy 'easycache:thresh=0.025|0.05|0.1,warmup=10'; \
+	        --strategy 'static:interval=2|3|4,warmup=5' --strategy 'easycache:thresh=0.025|0.05|0.1,warmup=10' \
+	        --strategy 'taylorseer:interval=3|5' --strategy 'taylorseer:interval=3,lite=1' \
+	        --strategy 'fbcache:thresh=0.08|0.12' --strategy 'dbcache:fn=1,bn=1,thresh=0.12|0.2' \
+	        --strategy 'pab' --strategy 'dicache:thresh=0.08|0.2'; \
 	else \
 	    if [ ! -f $(dir $(DEMO_WEIGHTS))teacache_coeffs_e.txt ]; then \
 	        $(BUILD)/cachebench calibrate --weights $(DEMO_WEIGHTS) --prompts datasets/prompts_short.txt || exit 1; \
+	    fi; \
+	    if [ ! -f $(dir $(DEMO_WEIGHTS))magcache_ratios.txt ]; then \
+	        $(BUILD)/cachebench calibrate --for magcache --weights $(DEMO_WEIGHTS) \
+	            --prompts datasets/prompts_short.txt || exit 1; \
 	    fi; \
 	    $(BUILD)/cachebench sweep --config datasets/demo_sweep.ini --weights $(DEMO_WEIGHTS) --out $(DEMO_OUT); \
 	fi
