@@ -69,6 +69,7 @@ static int compare(const char *name, const SweepConfig *c) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* each table as soon as it is measured, also into a file */
     const int steps = argc > 1 ? atoi(argv[1]) : 50;
     if (steps < 1) return fprintf(stderr, "usage: bench_share [STEPS]\n"), 2;
     char weights[4096];

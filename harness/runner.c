@@ -274,16 +274,34 @@ static int call_members(Sampling *g, Member **mem, int count, const StepInfo *st
             m->call_seconds = clock_seconds() - tm, m->call_cpu = cpu_seconds() - cm;
             continue;
         }
-        if (needs_saving(m->s)) {
-            if (strategy_clone(&m->saved, m->s, err)) return error_prefix(err, "sharing a call");
-            m->saved_trace = m->trace;
-            m->has_saved = 1;
-        }
         m->staying = 1;
         staying++;
+        m->call_seconds = clock_seconds() - tm, m->call_cpu = cpu_seconds() - cm; /* its own part, before sharing */
     }
-    const int started = staying;
-    if (started == 0) return 0;
+    if (staying == 0) return 0;
+    if (staying == 1) { /* the only one computing: its call alone, nothing to share */
+        Member *m = NULL;
+        for (int j = 0; j < count && !m; j++) m = mem[j]->staying ? mem[j] : NULL;
+        const double tr = clock_seconds(), cr = cpu_seconds();
+        m->flops = compute_call(e, m->s, st, x, g->text[b], m->v[b], g->n, &g->plan, &m->trace, m->rec,
+                                &m->layers_run, err);
+        if (m->flops < 0) return -1;
+        sync_engine(e);
+        m->call_seconds += clock_seconds() - tr, m->call_cpu += cpu_seconds() - cr;
+        if (g->stats) g->stats->calls_run++, g->stats->flops_run += m->flops;
+        m->staying = 0;
+        return 0;
+    }
+    /* Members that may leave once the engine has started: their state as model_begin left it, to replay from. */
+    for (int j = 0; j < count; j++) {
+        Member *m = mem[j];
+        if (!m->staying || !needs_saving(m->s)) continue;
+        const double tm = clock_seconds(), cm = cpu_seconds();
+        if (strategy_clone(&m->saved, m->s, err)) return error_prefix(err, "sharing a call");
+        m->saved_trace = m->trace;
+        m->has_saved = 1;
+        m->call_seconds += clock_seconds() - tm, m->call_cpu += cpu_seconds() - cm;
+    }
     const double shared_start = clock_seconds(), shared_cpu = cpu_seconds();
 
     /* The shared call. */
@@ -392,7 +410,7 @@ static int call_members(Sampling *g, Member **mem, int count, const StepInfo *st
     for (int j = 0; j < count; j++) {
         Member *m = mem[j];
         if (m->staying) {
-            m->call_seconds = shared_seconds, m->call_cpu = shared_cpu_seconds;
+            m->call_seconds += shared_seconds, m->call_cpu += shared_cpu_seconds;
             m->rec->step[st->step].shared[b] = shared_calls > 1;
             m->rec->calls_shared += shared_calls > 1;
         }
@@ -411,7 +429,7 @@ static int call_members(Sampling *g, Member **mem, int count, const StepInfo *st
             if (flops < 0) return -1;
             m->flops = flops;
             sync_engine(e);
-            m->call_seconds = clock_seconds() - tr, m->call_cpu = cpu_seconds() - cr;
+            m->call_seconds += clock_seconds() - tr, m->call_cpu += cpu_seconds() - cr; /* as alone: begin + call */
             if (g->stats) g->stats->calls_run++, g->stats->flops_run += flops, g->stats->replays++;
         } else if (m->has_saved) {
             strategy_destroy(&m->saved);

@@ -327,8 +327,9 @@ static void expect_same_sweeps(const char *a, const char *b, int want) {
 }
 
 #define DEMO_RUNS 20 /* (none + 9 settings) x 2 prompts */
+/* 12 steps: EasyCache (warm-up 10) measures something, which its plot needs */
 #define DEMO_ARGS(prompts, out)                                                                                       \
-    "sweep", "--config", "datasets/demo_sweep.ini", "--prompts", prompts, "--steps", "8", "--frames", "4",            \
+    "sweep", "--config", "datasets/demo_sweep.ini", "--prompts", prompts, "--steps", "12", "--frames", "4",           \
         "--height", "32", "--width", "32", "--out", out, "--quiet"
 
 static int demo_sweep(const char *prompts, const char *out, const char *flag) {
