@@ -1235,10 +1235,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
         int grc = opt->no_share ? run_group_alone(&loop, &ctx, plan, &spec, err)
                                 : run_group_shared(&loop, &ctx, plan, &spec, err);
         if (grc < 0) goto done;
-        if (grc == 2) { /* lost the claim */
-            waiting = 1;
-            continue;
-        }
+        if (grc == 2) waiting = 1; /* lost the claim: the group is another worker's now */
         if (grc == 1) {
             rc = 1;
             goto done;

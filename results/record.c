@@ -1191,6 +1191,9 @@ int record_print_info(const char *path, FILE *out, Error *err) {
     }
     fprintf(out, "  calls      %d of %d computed, %d reused, hit rate %.1f%%, FLOP speed-up %sx\n", r.calls_computed,
             r.calls_total, r.calls_skipped, hit, fmt_num(a, sizeof a, speedup, "%.2f"));
+    if (r.calls_shared > 0)
+        fprintf(out, "  shared     %d calls computed together with other settings of its sweep (times as if alone)\n",
+                r.calls_shared);
     fprintf(out, "  decisions  (C computed, R reused%s)\n", r.failed ? ", - not run" : "");
     print_decisions(out, &r, 0);
     print_decisions(out, &r, 1);
