@@ -599,18 +599,20 @@ static int run_branch(Sampling *g, Trajectory *br, Trajectory *stack, int *depth
         const int groups = group_by_velocity(g, mem, count, group, rep, bad);
         if (groups < 0) return error_set(err, "out of memory comparing trajectories");
         /* Groups after the first fork off with their own copy of the trajectory, taken before it moves. */
-        Trajectory forks[groups];
+        /* They go onto the stack at once, so that an error leaves nothing the caller cannot release. */
+        Trajectory *forks = stack + *depth;
         int n_forks = 0;
         for (int k = 1; k < groups; k++) {
             if (bad[rep[k]]) continue;
             Trajectory *f = &forks[n_forks];
             if (state_alloc(g, &f->state, err)) return -1;
-            state_copy(g, &f->state, &br->state);
             f->mem = malloc((size_t)count * sizeof *f->mem);
             if (!f->mem) {
                 state_release(g, &f->state);
                 return error_set(err, "out of memory for a fork");
             }
+            (*depth)++;
+            state_copy(g, &f->state, &br->state);
             f->count = 0;
             for (int j = 0; j < count; j++)
                 if (group[j] == k) f->mem[f->count++] = mem[j];
@@ -663,9 +665,8 @@ static int run_branch(Sampling *g, Trajectory *br, Trajectory *stack, int *depth
             if (rec->failed) continue;
             if (rs->record_latents) g->e->download(g->e, rec->latents + (size_t)i * g->n, x, g->n);
         }
-        if (rs->progress && g->total_members == 1)
+        if (rs->progress && g->total_members == 1 && br->count > 0)
             rs->progress(rs->progress_user, i + 1, rs->steps, clock_seconds() - g->run_start);
-        for (int f = 0; f < n_forks; f++) stack[(*depth)++] = forks[f];
     }
     for (int j = 0; j < br->count; j++) member_finish(g, br->mem[j], br->state.x);
     return 0;
