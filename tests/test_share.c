@@ -390,3 +390,68 @@ Test(share, sweep_equals_no_share_also_as_worker_and_after_kill, .timeout = 180)
     fixture_rmdir(dir);
     free(dir);
 }
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Solver history: a copy continues the trajectory exactly, for every solver; a tree under each solver. */
+
+Test(share, solver_copy_continues_the_trajectory) {
+    const size_t n = 257;
+    const int steps = 6;
+    const VecOps *ops = cpu_vec_ops();
+    for (int k = 0; k < solver_count(); k++) {
+        const SolverKind *kind = solver_at(k);
+        cr_assert(kind->copy, "solver %s has no copy", kind->name);
+        float sigmas[7], timesteps[6], xa[257], xb[257], v[257];
+        kind->schedule(steps, 3.0f, sigmas, timesteps);
+        Error err = {{0}};
+        Solver *a = kind->create(ops, n, sigmas, steps, &err), *b = kind->create(ops, n, sigmas, steps, &err);
+        cr_assert(a && b, "%s: %s", kind->name, err.msg);
+        fixture_random(xa, n, 11);
+        for (int i = 0; i < steps; i++) {
+            fixture_random(v, n, 100 + (uint64_t)i);
+            if (i == 3) { /* fork here: b takes a's history and x */
+                kind->copy(b, a);
+                memcpy(xb, xa, sizeof xa);
+            }
+            kind->step(a, i, xa, v);
+            if (i >= 3) kind->step(b, i, xb, v);
+        }
+        cr_expect(memcmp(xa, xb, sizeof xa) == 0, "%s: the copy's trajectory differs", kind->name);
+        kind->destroy(a);
+        kind->destroy(b);
+    }
+}
+
+Test(share, tree_equals_alone_under_every_solver, .timeout = 60) {
+    static const char *const specs[] = {"none", "static:interval=2,warmup=2", "easycache:thresh=0.2,warmup=2",
+                                        "teacache:thresh=0.3"};
+    enum { N = sizeof specs / sizeof specs[0] };
+    Error err = {{0}};
+    ExperimentContext ctx;
+    open_tiny(&ctx);
+    for (int k = 0; k < solver_count(); k++) {
+        ExperimentSpec spec = small_spec();
+        spec.steps = 6;
+        spec.solver = solver_at(k);
+        StrategyEnv env;
+        cr_assert_eq(experiment_strategy_env(&ctx, &spec, &env, &err), 0, "%s", err.msg);
+        Strategy tree[N];
+        RunRecord shared[N];
+        for (int j = 0; j < N; j++) cr_assert_eq(strategy_create(&tree[j], specs[j], &env, &err), 0, "%s", err.msg);
+        RunnerShareStats stats = {0};
+        cr_assert_eq(experiment_run_shared(&ctx, &spec, tree, N, shared, &stats, &err), 0, "%s", err.msg);
+        cr_expect(stats.forks > 0, "%s: no fork", spec.solver->name);
+        for (int j = 0; j < N; j++) {
+            strategy_destroy(&tree[j]);
+            RunRecord alone;
+            spec.strategy_spec = specs[j];
+            cr_assert_eq(experiment_run(&ctx, &spec, &alone, &err), 0, "%s", err.msg);
+            char label[128];
+            snprintf(label, sizeof label, "%s under %s", specs[j], spec.solver->name);
+            expect_same_record(&shared[j], &alone, label);
+            record_free(&alone);
+            record_free(&shared[j]);
+        }
+    }
+    experiment_close(&ctx);
+}
