@@ -2,7 +2,7 @@
  * tree is bit-identical to the same setting run alone (decisions, signals, latents after every step, video, FLOPs,
  * calls, SVG trace, metrics) for every built-in strategy and for probe strategies that use the interface-v2 hooks
  * generically (module outputs copied out, supplied modules, layer_end jumps and token rewrites); the sweep gives the
- * same files with and without --no-share, also as a worker and when killed with SIGKILL in the middle of a tree and
+ * same files with and without --no-share, also in trees of at most 3 (--share-max), as a worker and when killed with SIGKILL in the middle of a tree and
  * resumed; every solver's history copy continues its trajectory bit for bit. Only the timing fields and the sharing
  * counts may differ. */
 #include <criterion/criterion.h>
@@ -367,6 +367,19 @@ Test(share, sweep_equals_no_share_also_as_worker_and_after_kill, .timeout = 180)
 
     cr_assert_eq(demo_sweep(prompts, worker, "--worker"), 0);
     expect_same_sweeps(worker, alone, DEMO_RUNS);
+    /* Trees of at most 3 settings: the later trees of a group start from the noise without the baseline. */
+    char capped[512];
+    snprintf(capped, sizeof capped, "%s/capped", dir);
+    cr_assert_eq(demo_sweep(prompts, capped, "--share-max=3"), 0);
+    expect_same_sweeps(capped, alone, DEMO_RUNS);
+    snprintf(path, sizeof path, "%s/sharing.tsv", capped);
+    log = fixture_read_file(path);
+    const char *line = log ? strstr(log, "\ton\t3\t") : NULL;
+    double wall = 0;
+    long runs = 0, trees = 0;
+    cr_assert(line && sscanf(line, "\ton\t3\t%lf\t%ld\t%ld", &wall, &runs, &trees) == 3, "%s", log ? log : "none");
+    cr_expect(runs == DEMO_RUNS && trees == 8, "runs %ld, trees %ld (10 settings in trees of 3, 2 groups)", runs, trees);
+    free(log);
 
     /* SIGKILL once the first tree's files are written: the second tree dies in the middle. */
     pid_t pid = fork();
