@@ -382,7 +382,8 @@ static int call_members(Sampling *g, Member **mem, int count, const StepInfo *st
     int shared_calls = 0;
     if (staying > 0) {
         for (int j = 0; j < count; j++)
-            if (mem[j]->staying && mem[j]->s->blocks_end) mem[j]->s->blocks_end(mem[j]->s, st, e->tokens(e), g->n_tokens);
+            if (mem[j]->staying && mem[j]->s->blocks_end)
+                mem[j]->s->blocks_end(mem[j]->s, st, e->tokens(e), g->n_tokens);
         e->head(e, g->y[b]);
         for (int j = 0; j < count; j++) {
             Member *m = mem[j];
@@ -712,7 +713,8 @@ static int sampling_init(Sampling *g, Engine *e, const RunSettings *rs, RunnerMe
     g->host = malloc(g->n * sizeof(float));
     g->sigmas = malloc((size_t)(rs->steps + 1) * sizeof(float));
     g->timesteps = malloc((size_t)rs->steps * sizeof(float));
-    g->plan = (AttentionPlan){.num_heads = cfg->num_heads, .pattern = calloc((size_t)cfg->num_heads, sizeof(AttnPattern))};
+    g->plan = (AttentionPlan){.num_heads = cfg->num_heads,
+                              .pattern = calloc((size_t)cfg->num_heads, sizeof(AttnPattern))};
     if (plans) g->plan.density = calloc((size_t)cfg->num_heads, sizeof *g->plan.density);
     for (int b = 0; b < g->branches; b++) g->text[b] = ops->alloc(ops->ctx, g->text_n);
     int ok = g->host && g->sigmas && g->timesteps && g->plan.pattern && (!plans || g->plan.density) && g->text[0] &&

@@ -2,9 +2,9 @@
  * tree is bit-identical to the same setting run alone (decisions, signals, latents after every step, video, FLOPs,
  * calls, SVG trace, metrics) for every built-in strategy and for probe strategies that use the interface-v2 hooks
  * generically (module outputs copied out, supplied modules, layer_end jumps and token rewrites); the sweep gives the
- * same files with and without --no-share, also in trees of at most 3 (--share-max), as a worker and when killed with SIGKILL in the middle of a tree and
- * resumed; every solver's history copy continues its trajectory bit for bit. Only the timing fields and the sharing
- * counts may differ. */
+ * same files with and without --no-share, also in trees of at most 3 (--share-max), as a worker and when killed with
+ * SIGKILL in the middle of a tree and resumed; every solver's history copy continues its trajectory bit for bit.
+ * Only the timing fields and the sharing counts may differ. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
