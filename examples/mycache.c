@@ -91,6 +91,31 @@ static void mycache_destroy(Strategy *s) {
     s->state = NULL;
 }
 
+/* A copy with its whole state (a sweep that shares computation between settings forks trajectories with it). */
+static int mycache_clone(Strategy *dst, const Strategy *src, Error *err) {
+    const Statemycache *S = src->state;
+    const VecOps *ops = src->ops;
+    Statemycache *D = malloc(sizeof *D);
+    if (!D) return error_set(err, "mycache: out of memory");
+    *D = *S;
+    dst->state = D;
+    int ok = 1;
+    for (int i = 0; i < BRANCH_COUNT; i++) {
+        float **bufs[2] = {&D->br[i].prev_x, &D->br[i].delta};
+        for (int j = 0; j < 2; j++) {
+            const float *from = *bufs[j];
+            *bufs[j] = from ? ops->alloc(ops->ctx, D->br[i].n) : NULL;
+            if (from && *bufs[j]) ops->copy(ops->ctx, *bufs[j], from, D->br[i].n);
+            ok &= !from || *bufs[j] != NULL;
+        }
+    }
+    if (!ok) {
+        mycache_destroy(dst);
+        return error_set(err, "mycache: out of memory for a copy of the cache");
+    }
+    return 0;
+}
+
 static int mycache_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
     (void)env; /* env: num_steps, model sizes, the weights' path (for data files beside them) */
     Statemycache *S = calloc(1, sizeof *S);
@@ -103,6 +128,7 @@ static int mycache_create(Strategy *s, const StrategyParams *p, const StrategyEn
     s->model_begin = mycache_model_begin;
     s->model_reuse = mycache_model_reuse;
     s->model_end = mycache_model_end;
+    s->clone = mycache_clone;
     char t[32];
     strategy_format_double(S->thresh, t, sizeof t);
     snprintf(s->spec, sizeof s->spec, "mycache:thresh=%s,warmup=%d", t, S->warmup);

@@ -1,5 +1,6 @@
 /* cachebench sweep: a grid of strategy settings × prompts × seeds, resumable; summary, plots and report at the end.
  * Grid, config file and folder: harness/sweep.h; summary and report: results/summary.h. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -80,6 +81,11 @@ static void sweep_usage(FILE *out) {
             "                       dead worker and is taken over (default 10m)\n"
             "  --shard K/N          worker that runs only the groups K, K+N, K+2N, ... (K from 1): a fixed\n"
             "                       partition for schedulers that want fixed tasks\n"
+            "  --no-share           make every run alone (by default the runs of a prompt and seed share the model\n"
+            "                       calls they have in common, as fork trees: same results, less time; see\n"
+            "                       README \"Shared computation\")\n"
+            "  --share-max N        at most N settings per fork tree (memory: N strategies and trajectories at\n"
+            "                       once; default 16)\n"
             "  --help               this text\n\n"
             "Config file (INI):\n"
             "  [sweep]\n"
@@ -243,7 +249,7 @@ int cmd_sweep(int argc, char **argv) {
     enum { OPT_CONFIG = 1000, OPT_STRATEGY, OPT_PROMPTS, OPT_SEEDS, OPT_STEPS, OPT_SOLVER, OPT_MODEL, OPT_WEIGHTS,
            OPT_BACKEND, OPT_OUT, OPT_DRY_RUN, OPT_QUIET, OPT_HELP, OPT_CONTEXTS, OPT_NEGATIVE_ID, OPT_NEGATIVE_PROMPT,
            OPT_RANDOM_CONTEXT, OPT_VAE, OPT_TEXT_ENCODER, OPT_TOKENIZER, OPT_FRAMES, OPT_HEIGHT, OPT_WIDTH,
-           OPT_PLUGIN, OPT_RERUN, OPT_WORKER, OPT_STALE_AFTER, OPT_SHARD };
+           OPT_PLUGIN, OPT_RERUN, OPT_WORKER, OPT_STALE_AFTER, OPT_SHARD, OPT_NO_SHARE, OPT_SHARE_MAX };
     static const struct option options[] = {
         {"config", required_argument, 0, OPT_CONFIG},   {"strategy", required_argument, 0, OPT_STRATEGY},
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"seeds", required_argument, 0, OPT_SEEDS},
@@ -264,6 +270,7 @@ int cmd_sweep(int argc, char **argv) {
         {"rerun", required_argument, 0, OPT_RERUN},
         {"worker", no_argument, 0, OPT_WORKER}, {"stale-after", required_argument, 0, OPT_STALE_AFTER},
         {"shard", required_argument, 0, OPT_SHARD},
+        {"no-share", no_argument, 0, OPT_NO_SHARE}, {"share-max", required_argument, 0, OPT_SHARE_MAX},
         {0, 0, 0, 0}};
     /* Before the config file: it may name a plug-in's strategy. */
     if (plugins_load_from_args("sweep", argc, argv)) return 1;
@@ -302,6 +309,7 @@ int cmd_sweep(int argc, char **argv) {
     }
     /* Pass 2: the flags. */
     int dry_run = 0, quiet = 0, strategies_from_flags = 0, worker = 0, shard = 0, shards = 0;
+    int no_share = 0, share_max = 0;
     double stale_after = 600;
     long lv;
     optind = 1;
@@ -364,6 +372,18 @@ int cmd_sweep(int argc, char **argv) {
             rerun = optarg;
             break;
         case OPT_WORKER: worker = 1; break;
+        case OPT_NO_SHARE: no_share = 1; break;
+        case OPT_SHARE_MAX: {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 1 || v > 100000) {
+                rc = cli_usage_error("sweep", "invalid value '%s' for --share-max: an integer >= 1", optarg);
+                goto done;
+            }
+            share_max = (int)v;
+            break;
+        }
         case OPT_STALE_AFTER:
             if (claims_parse_duration(optarg, &stale_after)) {
                 rc = cli_usage_error("sweep", "invalid value '%s' for --stale-after: write seconds, or e.g. 30s, "
@@ -410,7 +430,8 @@ int cmd_sweep(int argc, char **argv) {
     SweepCallbacks cb = {.plan = cb_plan, .estimate = cb_estimate, .run_start = cb_run_start,
                          .run_done = cb_run_done, .note = cb_note, .user = &d};
     SweepOptions so = {.dry_run = dry_run, .writing = &sweep_writing, .stop = &sweep_stop, .rerun = rerun,
-                       .worker = worker, .stale_after = stale_after, .shard = shard - 1, .shards = shards};
+                       .worker = worker, .stale_after = stale_after, .shard = shard - 1, .shards = shards,
+                       .no_share = no_share, .share_max = share_max};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -449,6 +470,12 @@ int cmd_sweep(int argc, char **argv) {
     format_duration(took, sizeof took, clock_seconds() - t0);
     printf("runs done: %ld this session (%ld failed%s), %ld found finished, in %s\n", st.done - st.skipped, st.failed,
            st.skipped ? ", some left out after a failed baseline" : "", st.finished_before, took);
+    if (st.calls_alone > 0 && !no_share)
+        printf("sharing: %ld model calls made for %ld computed calls of the runs (%ld saved, %.0f%%), %ld forks, "
+               "%ld calls replayed; %s/sharing.tsv\n",
+               st.calls_run, st.calls_alone, st.calls_alone - st.calls_run,
+               100.0 * (double)(st.calls_alone - st.calls_run) / (double)st.calls_alone, st.forks, st.replays,
+               cfg->out);
     if (worker) printf("worker: %ld runs finished by other workers meanwhile, %ld stale claims taken over\n",
                        st.by_others, st.taken_over);
     if (shards) {

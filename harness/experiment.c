@@ -356,32 +356,46 @@ static int decode_video(ExperimentContext *ctx, const float *final_x, const RunS
     return 0;
 }
 
-int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Strategy *strategy, RunRecord *rec,
-                        Error *err) {
+/* What every run of a spec shares: the settings with the text of both branches (owned: settings_release). */
+typedef struct {
+    RunSettings rs;
+    float *text[2];
+    const char *negative;
+} Prepared;
+
+static void prepared_release(Prepared *p) {
+    free(p->text[0]);
+    free(p->text[1]);
+    p->text[0] = p->text[1] = NULL;
+}
+
+/* The settings and conditioning of spec; rec receives the conditioning attributes. */
+static int prepare(ExperimentContext *ctx, const ExperimentSpec *spec, Prepared *p, RunRecord *rec, Error *err) {
     const DitConfig *cfg = &ctx->model.cfg;
-    memset(rec, 0, sizeof *rec);
     size_t text_n = (size_t)cfg->text_len * cfg->text_dim;
-    float *text[2] = {malloc(text_n * sizeof(float)), malloc(text_n * sizeof(float))};
-    const char *negative = spec->negative_prompt && spec->negative_prompt[0] ? spec->negative_prompt
-                           : cfg->vocab_size > 0                           ? ""
-                                                                           : WAN_DEFAULT_NEGATIVE_PROMPT;
-    float *final_x = NULL;
-    int rc = -1;
-    if (!text[0] || !text[1]) {
-        error_set(err, "out of memory");
-        goto done;
+    p->text[0] = malloc(text_n * sizeof(float));
+    p->text[1] = malloc(text_n * sizeof(float));
+    p->negative = spec->negative_prompt && spec->negative_prompt[0] ? spec->negative_prompt
+                  : cfg->vocab_size > 0                             ? ""
+                                                                    : WAN_DEFAULT_NEGATIVE_PROMPT;
+    if (!p->text[0] || !p->text[1]) {
+        prepared_release(p);
+        return error_set(err, "out of memory");
     }
-    if (condition(ctx, spec, negative, text, rec, err)) goto done;
+    if (condition(ctx, spec, p->negative, p->text, rec, err)) {
+        prepared_release(p);
+        return -1;
+    }
+    p->rs = settings_for(ctx, spec);
+    p->rs.text[0] = p->text[0];
+    p->rs.text[1] = p->text[1];
+    return 0;
+}
 
-    RunSettings rs = settings_for(ctx, spec);
-    rs.text[0] = text[0];
-    rs.text[1] = text[1];
-    char run_id[512];
-    experiment_run_id(strategy->spec, spec->prompt_id, spec->seed, run_id, sizeof run_id);
-    ProgressState progress = {.label = run_id, .enabled = spec->show_progress && isatty(STDERR_FILENO)};
-    rs.progress = spec->progress ? spec->progress : progress_line;
-    rs.progress_user = spec->progress ? spec->progress_user : &progress;
-
+/* The record's descriptive attributes. */
+static void describe(const ExperimentContext *ctx, const ExperimentSpec *spec, const Prepared *p,
+                     const Strategy *strategy, RunRecord *rec) {
+    const DitConfig *cfg = &ctx->model.cfg;
     snprintf(rec->strategy, sizeof rec->strategy, "%.63s", strategy->info ? strategy->info->name : strategy->spec);
     snprintf(rec->strategy_spec, sizeof rec->strategy_spec, "%s", strategy->spec);
     if (strategy->info)
@@ -392,31 +406,101 @@ int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Stra
     snprintf(rec->weights_sha256, sizeof rec->weights_sha256, "%s", ctx->model.weights_sha256);
     snprintf(rec->prompt_id, sizeof rec->prompt_id, "%s", spec->prompt_id);
     snprintf(rec->prompt, sizeof rec->prompt, "%s", spec->prompt);
-    snprintf(rec->negative_prompt, sizeof rec->negative_prompt, "%s", negative);
+    snprintf(rec->negative_prompt, sizeof rec->negative_prompt, "%s", p->negative);
     rec->seed = spec->seed;
-    snprintf(rec->solver, sizeof rec->solver, "%s", rs.solver->name);
-    rec->shift = rs.shift;
-    rec->guidance = rs.guidance;
+    snprintf(rec->solver, sizeof rec->solver, "%s", p->rs.solver->name);
+    rec->shift = p->rs.shift;
+    rec->guidance = p->rs.guidance;
     snprintf(rec->version, sizeof rec->version, "%s", CACHEBENCH_VERSION);
     time_t now = time(NULL);
     strftime(rec->start_time, sizeof rec->start_time, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+}
 
-    const size_t latent_n = (size_t)cfg->in_dim * rs.F * rs.H * rs.W;
+/* After the runner: the peak memory, what /video holds and, with a VAE, the decoded video. */
+static int finish_record(ExperimentContext *ctx, const RunSettings *rs, const float *final_x, RunRecord *rec,
+                         Error *err) {
+    rec->peak_rss_kb = experiment_peak_rss_kb();
+    snprintf(rec->video_space, sizeof rec->video_space, "%s",
+             ctx->vae || pixel_space(&ctx->model.cfg) ? "pixel" : "latent");
+    return ctx->vae ? decode_video(ctx, final_x, rs, rec, err) : 0;
+}
+
+int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Strategy *strategy, RunRecord *rec,
+                        Error *err) {
+    const DitConfig *cfg = &ctx->model.cfg;
+    memset(rec, 0, sizeof *rec);
+    Prepared p = {0};
+    float *final_x = NULL;
+    int rc = -1;
+    if (prepare(ctx, spec, &p, rec, err)) goto done;
+    char run_id[512];
+    experiment_run_id(strategy->spec, spec->prompt_id, spec->seed, run_id, sizeof run_id);
+    ProgressState progress = {.label = run_id, .enabled = spec->show_progress && isatty(STDERR_FILENO)};
+    p.rs.progress = spec->progress ? spec->progress : progress_line;
+    p.rs.progress_user = spec->progress ? spec->progress_user : &progress;
+    describe(ctx, spec, &p, strategy, rec);
+
+    const size_t latent_n = (size_t)cfg->in_dim * p.rs.F * p.rs.H * p.rs.W;
     if (ctx->vae && !(final_x = malloc(latent_n * sizeof(float)))) {
         error_set(err, "out of memory for the final latent");
         goto done;
     }
     experiment_reset_peak_rss();
-    if (runner_sample(ctx->engine, strategy, &rs, rec, final_x, err)) goto done;
-    rec->peak_rss_kb = experiment_peak_rss_kb();
-    snprintf(rec->video_space, sizeof rec->video_space, "%s", ctx->vae || pixel_space(cfg) ? "pixel" : "latent");
-    if (ctx->vae && decode_video(ctx, final_x, &rs, rec, err)) goto done;
+    if (runner_sample(ctx->engine, strategy, &p.rs, rec, final_x, err)) goto done;
+    if (finish_record(ctx, &p.rs, final_x, rec, err)) goto done;
     rc = 0;
 done:
     free(final_x);
-    free(text[0]);
-    free(text[1]);
+    prepared_release(&p);
     if (rc) record_free(rec);
+    return rc;
+}
+
+int experiment_run_shared(ExperimentContext *ctx, const ExperimentSpec *spec, Strategy *strategies, int count,
+                          RunRecord *recs, RunnerShareStats *stats, Error *err) {
+    const DitConfig *cfg = &ctx->model.cfg;
+    Prepared p = {0};
+    RunnerMember *members = calloc((size_t)count, sizeof *members);
+    float *final_x = NULL;
+    int rc = -1;
+    for (int j = 0; j < count; j++) memset(&recs[j], 0, sizeof recs[j]);
+    if (!members) {
+        error_set(err, "out of memory");
+        goto done;
+    }
+    if (prepare(ctx, spec, &p, &recs[0], err)) goto done;
+    const size_t latent_n = (size_t)cfg->in_dim * p.rs.F * p.rs.H * p.rs.W;
+    if (ctx->vae && !(final_x = malloc((size_t)count * latent_n * sizeof(float)))) {
+        error_set(err, "out of memory for the final latents");
+        goto done;
+    }
+    for (int j = 0; j < count; j++) {
+        if (j > 0) { /* the conditioning attributes of each record */
+            memcpy(recs[j].conditioning, recs[0].conditioning, sizeof recs[j].conditioning);
+            memcpy(recs[j].contexts_path, recs[0].contexts_path, sizeof recs[j].contexts_path);
+            memcpy(recs[j].contexts_sha256, recs[0].contexts_sha256, sizeof recs[j].contexts_sha256);
+            memcpy(recs[j].contexts_negative_id, recs[0].contexts_negative_id, sizeof recs[j].contexts_negative_id);
+        }
+        describe(ctx, spec, &p, &strategies[j], &recs[j]);
+        members[j] = (RunnerMember){.strategy = &strategies[j], .rec = &recs[j],
+                                    .final_x = final_x ? final_x + (size_t)j * latent_n : NULL};
+    }
+    char run_id[512];
+    experiment_run_id(strategies[0].spec, spec->prompt_id, spec->seed, run_id, sizeof run_id);
+    ProgressState progress = {.label = run_id, .enabled = count == 1 && spec->show_progress && isatty(STDERR_FILENO)};
+    p.rs.progress = spec->progress ? spec->progress : progress_line; /* drawn for a run alone only */
+    p.rs.progress_user = spec->progress ? spec->progress_user : &progress;
+    experiment_reset_peak_rss();
+    if (runner_sample_shared(ctx->engine, members, count, &p.rs, stats, err)) goto done;
+    for (int j = 0; j < count; j++)
+        if (finish_record(ctx, &p.rs, members[j].final_x, &recs[j], err)) goto done;
+    rc = 0;
+done:
+    free(final_x);
+    free(members);
+    prepared_release(&p);
+    if (rc)
+        for (int j = 0; j < count; j++) record_free(&recs[j]);
     return rc;
 }
 

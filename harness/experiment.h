@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "harness/contexts.h"
+#include "harness/runner.h"
 #include "harness/solvers/solver.h"
 #include "models/dit/dit.h"
 #include "models/dit/engine.h"
@@ -74,6 +75,13 @@ int experiment_run(ExperimentContext *ctx, const ExperimentSpec *spec, RunRecord
 int experiment_strategy_env(ExperimentContext *ctx, const ExperimentSpec *spec, StrategyEnv *env, Error *err);
 int experiment_run_with(ExperimentContext *ctx, const ExperimentSpec *spec, Strategy *strategy, RunRecord *rec,
                         Error *err);
+
+/* Runs count settings of one spec (everything but strategy_spec: prompt, seed, steps, ...) together as a fork tree
+ * (harness/runner.h runner_sample_shared): strategies[j] (created by the caller, each with a clone hook when
+ * count > 1) fills recs[j] exactly as experiment_run_with would; stats (may be NULL) accumulates what was shared.
+ * Each record's peak_rss_kb is the tree's. On error every record is freed. */
+int experiment_run_shared(ExperimentContext *ctx, const ExperimentSpec *spec, Strategy *strategies, int count,
+                          RunRecord *recs, RunnerShareStats *stats, Error *err);
 
 /* The solver a spec runs with: spec_solver, else the config's default_solver (euler when cfg is NULL or names
  * none). */

@@ -32,6 +32,41 @@ typedef struct {
  * final_x (host, may be NULL) receives x at the end. */
 int runner_sample(Engine *e, Strategy *s, const RunSettings *rs, RunRecord *rec, float *final_x, Error *err);
 
+/* Sharing computation between settings (fork trees, DESIGN §8 and README "Shared computation"). Settings that run
+ * the same prompt, seed, solver, schedule and geometry start from the same x; runner_sample_shared runs them as one
+ * trajectory while they agree and forks it where they part:
+ *   - each model call is made once for all members that agree: every member's hooks are called in the order and with
+ *     the inputs of a run alone; a member whose decision departs (model_begin or blocks_begin REUSE, a sparse
+ *     attention plan, a SUPPLY module, a layer_end that jumps, stops or rewrites the tokens) leaves the shared call
+ *     and, when the engine had already started it, is restored from a clone (strategy_clone) taken at the call's
+ *     start and makes the call alone;
+ *   - after each step members whose guided velocity is bitwise the same take one solver step together; the others
+ *     fork off with a copy of x and the solver history (SolverKind.copy) and continue as their own trajectories,
+ *     run one after another (depth first) from those copies.
+ * Every record is bit-identical to runner_sample's for its strategy (decisions, latents, video, FLOPs, calls); its
+ * times count a shared call for each member (as if it ran alone), and it records which calls were shared
+ * (StepRecord.shared, RunRecord.calls_shared). Every strategy of a tree of two or more needs a clone hook. */
+typedef struct {
+    Strategy *strategy;
+    RunRecord *rec;             /* filled as runner_sample fills it */
+    float *final_x;             /* host, may be NULL: x at the end */
+} RunnerMember;
+
+typedef struct {
+    long calls_run;             /* model calls the engine made (a shared call once, a replay again) */
+    long calls_alone;           /* calls of every member that ran the engine (embed and head at least), alone */
+    long replays;               /* calls made again alone after leaving a shared call */
+    long forks;                 /* trajectories forked off */
+    long branches;              /* trees run (a run alone counts one) */
+    double flops_run, flops_alone;
+} RunnerShareStats;
+
+/* Runs count settings (count >= 1) as one fork tree; stats (may be NULL) accumulates what it ran. runner_sample is
+ * this with one member. Returns 0, or -1 for errors that prevent running (allocation, a strategy without clone in a
+ * tree of two or more, a strategy error), then with the records partly filled. */
+int runner_sample_shared(Engine *e, RunnerMember *members, int count, const RunSettings *rs, RunnerShareStats *stats,
+                         Error *err);
+
 /* Initial noise: standard normal from Philox keyed by seed (stream 0), identical on every backend. */
 void runner_initial_noise(float *x, size_t n, uint64_t seed);
 

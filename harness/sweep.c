@@ -818,6 +818,225 @@ static void sleep_seconds(double s) {
     nanosleep(&t, NULL);
 }
 
+/* Appends this session's line to <out>/sharing.tsv (README "Shared computation"): best effort, the runs are what
+ * matters. */
+static void log_sharing(const char *out, const SweepOptions *opt, const SweepStatus *st) {
+    char path[2100];
+    snprintf(path, sizeof path, "%s/sharing.tsv", out);
+    int fresh = access(path, F_OK) != 0;
+    FILE *f = fopen(path, "a");
+    if (!f) return;
+    if (fresh)
+        fputs("end_time\tsharing\tshare_max\twall_seconds\truns\ttrees\tforks\treplays\tcalls_alone\tcalls_run\t"
+              "calls_saved\tflops_alone\tflops_run\n", f);
+    char when[32];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    fprintf(f, "%s\t%s\t%d\t%.3f\t%ld\t%ld\t%ld\t%ld\t%ld\t%ld\t%ld\t%.6g\t%.6g\n", when, opt->no_share ? "off" : "on",
+            opt->no_share ? 0 : opt->share_max > 0 ? opt->share_max : SWEEP_SHARE_MAX_DEFAULT, st->wall_seconds,
+            st->done - st->skipped, st->trees, st->forks, st->replays, st->calls_alone, st->calls_run,
+            st->calls_alone - st->calls_run, st->flops_alone, st->flops_run);
+    fclose(f);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * One (prompt, seed) group: its runs made one after another (--no-share) or as fork trees (harness/runner.h) */
+
+typedef struct {
+    const SweepOptions *opt;
+    const SweepCallbacks *cb;
+    SweepStatus *st;
+    PlannedRun *runs;
+    long total, g;              /* g: the group's first run */
+    int n_specs;
+    Mean *mean;
+    Claims *claims;             /* NULL unless a worker */
+    LpipsNet *lpips;
+    RunRecord *base;            /* the group's baseline once known (*have_base) */
+    int *have_base;
+    int *estimate_shown;
+    char base_file[600];
+} RunLoop;
+
+/* Finishes run s of the group with rec (consumed: freed, or kept as the baseline): metrics against the baseline,
+ * the file, the status and the callbacks. seconds: what the run took. Returns 0, 2 when the claim was lost (not
+ * written), -1 on errors. */
+static int finish_run(RunLoop *L, int s, RunRecord *rec, double seconds, Error *err) {
+    PlannedRun *r = &L->runs[L->g + s];
+    SweepStatus *st = L->st;
+    if (s > 0 && *L->have_base && L->base->failed) { /* its baseline failed: left out, as when run alone */
+        record_free(rec);
+        if (!r->finished) r->finished = 2, st->done++, st->skipped++;
+        return 0;
+    }
+    const double t0 = clock_seconds();
+    if (attach_metrics(rec, s == 0 ? rec : L->base, L->base_file, L->lpips, err)) {
+        error_prefix(err, "%s: metrics", r->run_id);
+        record_free(rec);
+        return -1;
+    }
+    if (L->claims && !claims_still_ours(L->claims, L->runs[L->g].run_id)) {
+        /* Silent for longer than the stale time (a paused machine): another worker runs this group now. */
+        note(L->cb, "lost the claim of %s to another worker (no heartbeat for %.0fs?): %s not written",
+             L->runs[L->g].run_id, L->claims->stale_after, r->run_id);
+        record_free(rec);
+        return 2;
+    }
+    writing_begin(L->opt);
+    int wrc = record_write(r->path, rec, err);
+    writing_end(L->opt);
+    if (wrc) {
+        record_free(rec);
+        return -1;
+    }
+    seconds += clock_seconds() - t0;
+    if (L->claims && claims_log_run(L->claims, r->run_id, rec->failed ? "failed" : "complete", seconds, err)) {
+        record_free(rec);
+        return -1;
+    }
+    r->finished = 1;
+    st->done++;
+    st->failed += rec->failed;
+    L->mean[s].sum += seconds;
+    L->mean[s].n++;
+    update_eta(st, L->runs, L->total, L->n_specs, L->mean);
+    if (L->cb->run_done) L->cb->run_done(L->cb->user, st, r->run_id, rec, seconds);
+    if (!*L->estimate_shown && st->eta_seconds >= 0) {
+        *L->estimate_shown = 1;
+        if (L->cb->estimate) L->cb->estimate(L->cb->user, st);
+    }
+    if (s == 0) {
+        if (*L->have_base) record_free(L->base);
+        *L->base = *rec; /* the baseline stays in memory for the runs of its prompt and seed */
+        memset(rec, 0, sizeof *rec);
+        *L->have_base = 1;
+        if (L->base->failed)
+            note(L->cb, "baseline %s failed at step %d (%s): the %d other runs of prompt %s seed %llu are left out",
+                 r->run_id, L->base->failed_step, L->base->failure, L->n_specs - 1, L->base->prompt_id,
+                 (unsigned long long)L->base->seed);
+    } else {
+        record_free(rec);
+    }
+    return 0;
+}
+
+/* Whether run s of the group is still to be made (a failed baseline leaves the others out). */
+static int to_run(RunLoop *L, int s) {
+    PlannedRun *r = &L->runs[L->g + s];
+    if (s > 0 && *L->have_base && L->base->failed) {
+        if (!r->finished) r->finished = 2, L->st->done++, L->st->skipped++;
+        return 0;
+    }
+    return !r->finished;
+}
+
+static void add_stats(SweepStatus *st, const RunnerShareStats *s) {
+    st->calls_alone += s->calls_alone;
+    st->calls_run += s->calls_run;
+    st->replays += s->replays;
+    st->forks += s->forks;
+    st->flops_alone += s->flops_alone;
+    st->flops_run += s->flops_run;
+    st->trees += s->branches;
+}
+
+/* Every run of the group alone, in plan order. Returns 0, 1 when stopped, 2 when the claim was lost, -1. */
+static int run_group_alone(RunLoop *L, ExperimentContext *ctx, const SweepPlan *plan, const ExperimentSpec *group,
+                           Error *err) {
+    for (int s = 0; s < L->n_specs; s++) {
+        if (!to_run(L, s)) continue;
+        PlannedRun *r = &L->runs[L->g + s];
+        int step_progress = L->cb->run_start ? L->cb->run_start(L->cb->user, L->st, r->run_id) : 0;
+        const double t0 = clock_seconds();
+        ExperimentSpec spec = *group;
+        spec.strategy_spec = plan->specs.items[s];
+        spec.show_progress = step_progress;
+        RunRecord rec;
+        StrategyEnv env;
+        Strategy strategy;
+        RunnerShareStats stats = {0};
+        if (experiment_strategy_env(ctx, &spec, &env, err) || strategy_create(&strategy, spec.strategy_spec, &env, err))
+            return error_prefix(err, "%s", r->run_id);
+        int erc = experiment_run_shared(ctx, &spec, &strategy, 1, &rec, &stats, err);
+        strategy_destroy(&strategy);
+        if (erc) return error_prefix(err, "%s", r->run_id);
+        add_stats(L->st, &stats);
+        int frc = finish_run(L, s, &rec, clock_seconds() - t0, err);
+        if (frc) return frc;
+        if (L->opt->stop && *L->opt->stop) return 1;
+    }
+    return 0;
+}
+
+/* The group's runs as fork trees of at most share_max settings each (the baseline in the first); a strategy
+ * without a clone hook runs alone. Records are written in plan order once their tree is done. */
+static int run_group_shared(RunLoop *L, ExperimentContext *ctx, const SweepPlan *plan, const ExperimentSpec *group,
+                            Error *err) {
+    const int cap = L->opt->share_max > 0 ? L->opt->share_max : SWEEP_SHARE_MAX_DEFAULT;
+    int *todo = malloc((size_t)L->n_specs * sizeof *todo);
+    Strategy *strategies = calloc((size_t)cap, sizeof *strategies);
+    RunRecord *recs = calloc((size_t)cap, sizeof *recs);
+    int n_todo = 0, rc = 0;
+    if (!todo || !strategies || !recs) {
+        rc = error_set(err, "out of memory");
+        goto out;
+    }
+    for (int s = 0; s < L->n_specs; s++)
+        if (to_run(L, s)) todo[n_todo++] = s;
+    for (int at = 0; at < n_todo && rc == 0;) {
+        /* The next tree: up to cap settings in plan order; one without clone runs alone. */
+        int members[cap], count = 0;
+        StrategyEnv env;
+        ExperimentSpec spec = *group;
+        spec.strategy_spec = plan->specs.items[todo[at]];
+        if (experiment_strategy_env(ctx, &spec, &env, err)) {
+            rc = -1;
+            break;
+        }
+        while (at < n_todo && count < cap) {
+            const int s = todo[at];
+            if (strategy_create(&strategies[count], plan->specs.items[s], &env, err)) {
+                rc = error_prefix(err, "strategy %s", plan->specs.items[s]);
+                break;
+            }
+            if (!strategies[count].clone && count > 0) { /* alone, in a tree of its own */
+                strategy_destroy(&strategies[count]);
+                break;
+            }
+            members[count++] = s;
+            at++;
+            if (!strategies[count - 1].clone) break;
+        }
+        if (rc) {
+            for (int j = 0; j < count; j++) strategy_destroy(&strategies[j]);
+            break;
+        }
+        for (int j = 0; j < count; j++)
+            if (L->cb->run_start) L->cb->run_start(L->cb->user, L->st, L->runs[L->g + members[j]].run_id);
+        RunnerShareStats stats = {0};
+        const double t0 = clock_seconds();
+        int erc = experiment_run_shared(ctx, &spec, strategies, count, recs, &stats, err);
+        const double seconds = clock_seconds() - t0;
+        for (int j = 0; j < count; j++) strategy_destroy(&strategies[j]);
+        if (erc) {
+            rc = error_prefix(err, "%s", L->runs[L->g + members[0]].run_id);
+            break;
+        }
+        add_stats(L->st, &stats);
+        for (int j = 0; j < count; j++) {
+            int frc = rc ? 0 : finish_run(L, members[j], &recs[j], seconds / count, err);
+            if (rc) record_free(&recs[j]);
+            if (frc) rc = frc;
+        }
+        if (rc == 0 && L->opt->stop && *L->opt->stop) rc = 1;
+    }
+out:
+    free(todo);
+    free(strategies);
+    free(recs);
+    return rc;
+}
+
 int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, const SweepCallbacks *cb,
               SweepStatus *final, Error *err) {
     SweepStatus st = {.eta_seconds = -1};
@@ -828,6 +1047,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     LpipsNet *lpips = NULL;
     RunRecord base = {0}, rec = {0};
     int have_base = 0;
+    double loop_start = -1.0;
     Claims claims;
     int claims_open_ = 0;
     char *plan_text = NULL;
@@ -968,6 +1188,7 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     if (lpips_available() && lpips_create(&lpips, err)) goto done;
 
     int estimate_shown = st.eta_seconds >= 0;
+    loop_start = clock_seconds();
     for (int waiting = 1; waiting;) { /* one pass, or in a worker as many as it takes other workers to finish */
     waiting = 0;
     for (long g = 0; g < total; g += n_specs) {
@@ -995,89 +1216,29 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
             adopt_finished_runs(runs, g, n_specs, &st);
         }
         if (have_base) record_free(&base), have_base = 0;
-        char base_file[600];
-        snprintf(base_file, sizeof base_file, "%s.h5", runs[g].run_id);
-        for (int s = 0; s < n_specs; s++) {
-            PlannedRun *r = &runs[g + s];
-            if (s > 0 && !have_base) {
-                /* The baseline was finished before this session: read it back for the metrics. */
-                if (record_read(runs[g].path, &base, err)) goto done;
-                have_base = 1;
-                if (base.failed)
-                    note(cb, "baseline %s failed at step %d: the other runs of prompt %s seed %llu are left out",
-                         runs[g].run_id, base.failed_step, prompt->id, (unsigned long long)plan->seeds[seed_i]);
-            }
-            if (s > 0 && base.failed) {
-                if (!r->finished) {
-                    r->finished = 2;
-                    st.done++;
-                    st.skipped++;
-                }
-                continue;
-            }
-            if (r->finished) continue;
-            int step_progress = cb->run_start ? cb->run_start(cb->user, &st, r->run_id) : 0;
-            const double t0 = clock_seconds();
-            ExperimentSpec spec = {.strategy_spec = plan->specs.items[s], .prompt_id = prompt->id,
-                                   .prompt = prompt->text, .negative_prompt = c->negative_prompt,
-                                   .negative_id = negative_id, .random_context = c->random_context,
-                                   .seed = plan->seeds[seed_i], .steps = steps, .solver = solver,
-                                   .F = grid[0], .H = grid[1], .W = grid[2], .show_progress = step_progress};
-            if (experiment_run(&ctx, &spec, &rec, err)) {
-                error_prefix(err, "%s", r->run_id);
-                goto done;
-            }
-            if (attach_metrics(&rec, s == 0 ? &rec : &base, base_file, lpips, err)) {
-                error_prefix(err, "%s: metrics", r->run_id);
-                record_free(&rec);
-                goto done;
-            }
-            if (claims_open_ && !claims_still_ours(&claims, runs[g].run_id)) {
-                /* Silent for longer than the stale time (a paused machine): another worker runs this group now. */
-                note(cb, "lost the claim of %s to another worker (no heartbeat for %.0fs?): %s not written",
-                     runs[g].run_id, claims.stale_after, r->run_id);
-                record_free(&rec);
-                waiting = 1;
-                break;
-            }
-            writing_begin(opt);
-            int wrc = record_write(r->path, &rec, err);
-            writing_end(opt);
-            if (wrc) {
-                record_free(&rec);
-                goto done;
-            }
-            const double seconds = clock_seconds() - t0;
-            if (claims_open_ && claims_log_run(&claims, r->run_id, rec.failed ? "failed" : "complete", seconds, err)) {
-                record_free(&rec);
-                goto done;
-            }
-            r->finished = 1;
-            st.done++;
-            st.failed += rec.failed;
-            mean[s].sum += seconds;
-            mean[s].n++;
-            update_eta(&st, runs, total, n_specs, mean);
-            if (cb->run_done) cb->run_done(cb->user, &st, r->run_id, &rec, seconds);
-            if (!estimate_shown && st.eta_seconds >= 0) {
-                estimate_shown = 1;
-                if (cb->estimate) cb->estimate(cb->user, &st);
-            }
-            if (s == 0) {
-                base = rec; /* the baseline stays in memory for the runs of its prompt and seed */
-                memset(&rec, 0, sizeof rec);
-                have_base = 1;
-                if (base.failed)
-                    note(cb, "baseline %s failed at step %d (%s): the %d other runs of prompt %s seed %llu are left out",
-                         r->run_id, base.failed_step, base.failure, n_specs - 1, prompt->id,
-                         (unsigned long long)plan->seeds[seed_i]);
-            } else {
-                record_free(&rec);
-            }
-            if (opt->stop && *opt->stop) {
-                rc = 1;
-                goto done;
-            }
+        RunLoop loop = {.opt = opt, .cb = cb, .st = &st, .runs = runs, .total = total, .n_specs = n_specs,
+                        .mean = mean, .claims = claims_open_ ? &claims : NULL, .lpips = lpips, .base = &base,
+                        .have_base = &have_base, .estimate_shown = &estimate_shown, .g = g};
+        snprintf(loop.base_file, sizeof loop.base_file, "%s.h5", runs[g].run_id);
+        if (runs[g].finished == 1) {
+            /* The baseline was finished before this session: read it back for the metrics. */
+            if (record_read(runs[g].path, &base, err)) goto done;
+            have_base = 1;
+            if (base.failed)
+                note(cb, "baseline %s failed at step %d: the other runs of prompt %s seed %llu are left out",
+                     runs[g].run_id, base.failed_step, prompt->id, (unsigned long long)plan->seeds[seed_i]);
+        }
+        ExperimentSpec spec = {.prompt_id = prompt->id, .prompt = prompt->text,
+                               .negative_prompt = c->negative_prompt, .negative_id = negative_id,
+                               .random_context = c->random_context, .seed = plan->seeds[seed_i], .steps = steps,
+                               .solver = solver, .F = grid[0], .H = grid[1], .W = grid[2]};
+        int grc = opt->no_share ? run_group_alone(&loop, &ctx, plan, &spec, err)
+                                : run_group_shared(&loop, &ctx, plan, &spec, err);
+        if (grc < 0) goto done;
+        if (grc == 2) waiting = 1; /* lost the claim: the group is another worker's now */
+        if (grc == 1) {
+            rc = 1;
+            goto done;
         }
         if (claims_open_) claims_release(&claims, runs[g].run_id);
     }
@@ -1089,6 +1250,10 @@ int sweep_run(const SweepConfig *c, SweepPlan *plan, const SweepOptions *opt, co
     }
     rc = 0;
 done:
+    if (loop_start >= 0) {
+        st.wall_seconds = clock_seconds() - loop_start;
+        if (st.calls_alone > 0) log_sharing(c->out, opt, &st);
+    }
     if (claims_open_) claims_close(&claims);
     free(plan_text);
     if (final) *final = st;

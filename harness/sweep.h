@@ -41,6 +41,11 @@
  * claim files (harness/claims.h), and neither lock it nor remove *.tmp files. An interrupt abandons the run in progress (nothing of it is
  * kept) but never a file being written (SweepOptions.writing).
  *
+ * Shared computation: the runs of a (prompt, seed) group that are still to be made run together as fork trees
+ * (harness/runner.h runner_sample_shared; SweepOptions.no_share, share_max); their records are written in plan
+ * order when their tree is done, so an interrupt abandons the tree in progress (its runs are made again on resume,
+ * with the same results). <out>/sharing.tsv gets one line per session: what was run and what sharing saved.
+ *
  * Text conditioning: before anything else (folder, lock, weights) the contexts of every prompt id and of the
  * negative prompt are checked (experiment_check_conditioning); a model without a vocabulary needs contexts or
  * random_context. Finished runs must have the sweep's conditioning and contexts file (by sha256).
@@ -143,6 +148,12 @@ typedef struct {
     int eta_upper_bound;        /* 1 while the estimate is (remaining runs) × (baseline wall): caching is faster */
     long by_others;             /* worker: runs found finished by other workers after the start */
     long taken_over;            /* worker: stale claims taken over */
+    /* Shared computation (fork trees), this session: */
+    long calls_alone;           /* model calls of the runs made that ran the engine, as if each ran alone */
+    long calls_run;             /* model calls the engine made for them (calls_alone - calls_run were saved) */
+    long replays, forks, trees; /* calls made again alone after leaving a shared call; trajectories forked; trees */
+    double flops_alone, flops_run;
+    double wall_seconds;        /* of this session, from the first run to the last */
 } SweepStatus;
 
 typedef struct {
@@ -175,7 +186,14 @@ typedef struct {
     int worker;
     double stale_after;         /* seconds without a heartbeat after which a claim is taken over; 0: 600 */
     int shard, shards;          /* shards > 0: only the groups g (in plan order, from 0) with g % shards == shard */
+    /* Shared computation (README "Shared computation (fork trees)"): by default the runs of each (prompt, seed)
+     * group are made as fork trees of at most share_max settings (0: SWEEP_SHARE_MAX_DEFAULT), the baseline in the
+     * first, with results bit-identical to runs made alone; no_share makes every run alone. */
+    int no_share;
+    int share_max;
 } SweepOptions;
+
+#define SWEEP_SHARE_MAX_DEFAULT 16
 
 /* Runs the plan into c->out (created if missing). plan->specs are replaced by their canonical forms. Returns 0
  * when every run is finished (failed runs included) or, with dry_run, after planning; 1 when stopped by *stop;

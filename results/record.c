@@ -303,6 +303,7 @@ static int write_steps(hid_t f, const RunRecord *r, Error *err) {
     COL2(k, float, cf, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT)
     COL2(call_seconds, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
     COL2(layers_run, int32_t, col, H5T_STD_I32LE, H5T_NATIVE_INT32)
+    COL2(shared, uint8_t, cu, H5T_STD_U8LE, H5T_NATIVE_UINT8)
     COL1(strategy_bytes, double, col, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE)
 #undef COL1
 #undef COL2
@@ -352,6 +353,7 @@ static int write_totals(hid_t f, const RunRecord *r, Error *err) {
     int rc = attr_f64(g, "wall_seconds", r->wall_seconds, err) || attr_f64(g, "model_seconds", r->model_seconds, err) ||
              attr_i32(g, "calls_total", r->calls_total, err) || attr_i32(g, "calls_computed", r->calls_computed, err) ||
              attr_i32(g, "calls_skipped", r->calls_skipped, err) || attr_f64(g, "hit_rate", hit_rate, err) ||
+             attr_i32(g, "calls_shared", r->calls_shared, err) ||
              attr_f64(g, "flops_spent", r->flops_spent, err) || attr_f64(g, "flops_full", r->flops_full, err) ||
              attr_f64(g, "speedup_flops", speedup, err) ||
              attr_f64(g, "cpu_seconds", r->cpu_seconds, err) ||
@@ -790,6 +792,9 @@ static int read_steps(hid_t f, RunRecord *r, Error *err) {
     } else {
         for (hsize_t i = 0; i < n && r->step; i++) r->step[i].layers_run[0] = r->step[i].layers_run[1] = -1;
     }
+    if (!rc && H5Lexists(g, "shared", H5P_DEFAULT) > 0) {
+        COL2(shared, uint8_t, cu, H5T_NATIVE_UINT8)
+    } /* else 0 from the zeroed allocation: older records ran alone */
     if (!rc && H5Lexists(g, "strategy_bytes", H5P_DEFAULT) > 0) {
         COL1(strategy_bytes, double, col, H5T_NATIVE_DOUBLE)
     } else {
@@ -881,6 +886,7 @@ static int read_totals(hid_t f, RunRecord *r, Error *err) {
         *fields[i] = NAN;
         if (!rc && H5Aexists(g, optional[i]) > 0) rc = attr_read_double(g, "/totals", optional[i], fields[i], err);
     }
+    if (!rc) rc = attr_read_int_optional(g, "/totals", "calls_shared", &r->calls_shared, err);
     H5Gclose(g);
     return rc;
 }
@@ -1196,6 +1202,9 @@ int record_print_info(const char *path, FILE *out, Error *err) {
     if (!isnan(r.strategy_bytes_peak))
         fprintf(out, "  memory     the strategy held at most %.3f MiB (after any step)\n",
                 r.strategy_bytes_peak / (1024.0 * 1024.0));
+    if (r.calls_shared > 0)
+        fprintf(out, "  shared     %d calls computed together with other settings of its sweep (times as if alone)\n",
+                r.calls_shared);
     fprintf(out, "  decisions  (C computed, R reused%s)\n", r.failed ? ", - not run" : "");
     print_decisions(out, &r, 0);
     print_decisions(out, &r, 1);

@@ -17,7 +17,7 @@
  *                     xarray's sel(branch="cond") works; attribute "names" = "cond,uncond" as before)
  *                     timestep(step), sigma(step), wall_seconds(step), cpu_seconds(step) (optional on reading:
  *                     NAN when absent), flops(step),
- *                     computed(step,branch) uint8, signal, accumulator, threshold, k, call_seconds (step,branch) float
+ *                     computed(step,branch) uint8, shared(step,branch) uint8 (optional on reading: 0), signal, accumulator, threshold, k, call_seconds (step,branch) float
  *                     optional SVG trace (runs of attention-planning strategies: svg, easycache+svg), with dims
  *                     layer[layers], head[heads]: svg_spatial_heads, svg_temporal_heads (step,branch,layer) int32,
  *                     svg_density (step,branch,layer,head) float, attn_flops, attn_flops_dense (step) double
@@ -25,6 +25,7 @@
  *   /latents          optional: dims step, channel, lframe, lheight, lwidth; latents(step,...) float32 chunked per
  *                     step, deflate + shuffle
  *   /totals           attributes: wall_seconds, model_seconds, calls_total, calls_computed, calls_skipped, hit_rate,
+ *                     calls_shared (optional on reading: 0),
  *                     flops_spent, flops_full, speedup_flops, peak_rss_kb, cpu_seconds (process CPU time of the
  *                     sampling loop, all threads), load_average_start, load_average_end (1-minute load average of
  *                     the machine before and after it; the last three optional on reading: NAN when absent)
@@ -52,6 +53,8 @@ typedef struct {
     int32_t layers_run[2];          /* block layers run by each call (0: reused before the stack; -1: no call, or an
                                      * older record) */
     double strategy_bytes;          /* bytes the strategy held after the step (NAN in older records) */
+    uint8_t shared[2];              /* 1: the call was computed once for this run and other settings of a sweep
+                                     * (harness/runner.h, fork trees); 0 alone (and in older records) */
 } StepRecord;
 
 typedef struct {
@@ -99,6 +102,7 @@ typedef struct {
     /* totals */
     double wall_seconds, model_seconds;
     int calls_total, calls_computed, calls_skipped;
+    int calls_shared;               /* calls computed together with other settings (0 alone and in older records) */
     double flops_spent, flops_full;
     long peak_rss_kb;
     double strategy_bytes_peak;     /* the most bytes the strategy held after any step (NAN in older records) */

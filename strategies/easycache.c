@@ -179,6 +179,25 @@ static void ec_destroy(Strategy *s) {
     s->state = NULL;
 }
 
+static int ec_clone(Strategy *dst, const Strategy *src, Error *err) {
+    const EcState *S = src->state;
+    EcState *D = malloc(sizeof *D);
+    if (!D) return error_set(err, "easycache: out of memory");
+    *D = *S;
+    dst->state = D;
+    int failed = 0;
+    const VecOps *ops = src->ops;
+    D->x_prev = strategy_copy_buffer(ops, S->x_prev, S->n, &failed);
+    D->x_last = strategy_copy_buffer(ops, S->x_last, S->n, &failed);
+    D->y_last = strategy_copy_buffer(ops, S->y_last, S->n, &failed);
+    for (int i = 0; i < BRANCH_COUNT; i++) D->br[i].delta = strategy_copy_buffer(ops, S->br[i].delta, S->n, &failed);
+    if (failed) {
+        ec_destroy(dst);
+        return error_set(err, "easycache: out of memory for a copy of the cache");
+    }
+    return 0;
+}
+
 static const char *const ec_params[] = {"thresh", "warmup", "defaults", NULL};
 
 static int ec_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
@@ -198,6 +217,7 @@ static int ec_create(Strategy *s, const StrategyParams *p, const StrategyEnv *en
     s->state = E;
     s->destroy = ec_destroy;
     s->bytes_held = ec_bytes_held;
+    s->clone = ec_clone;
     s->model_begin = ec_model_begin;
     s->model_reuse = ec_model_reuse;
     s->model_end = ec_model_end;

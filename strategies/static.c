@@ -87,6 +87,21 @@ static void static_destroy(Strategy *s) {
     s->state = NULL;
 }
 
+static int static_clone(Strategy *dst, const Strategy *src, Error *err) {
+    const StaticState *S = src->state;
+    StaticState *D = malloc(sizeof *D);
+    if (!D) return error_set(err, "static: out of memory");
+    *D = *S;
+    dst->state = D;
+    int failed = 0;
+    for (int i = 0; i < BRANCH_COUNT; i++) D->br[i].delta = strategy_copy_buffer(src->ops, S->br[i].delta, S->br[i].n, &failed);
+    if (failed) {
+        static_destroy(dst);
+        return error_set(err, "static: out of memory for a copy of the cache");
+    }
+    return 0;
+}
+
 static const char *const static_params[] = {"interval", "warmup", NULL};
 
 static int static_create(Strategy *s, const StrategyParams *p, const StrategyEnv *env, Error *err) {
@@ -101,6 +116,7 @@ static int static_create(Strategy *s, const StrategyParams *p, const StrategyEnv
     s->state = S;
     s->destroy = static_destroy;
     s->bytes_held = static_bytes_held;
+    s->clone = static_clone;
     s->model_begin = static_model_begin;
     s->model_reuse = static_model_reuse;
     s->model_end = static_model_end;

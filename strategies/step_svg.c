@@ -61,6 +61,18 @@ static void composite_destroy(Strategy *s) {
     s->state = NULL;
 }
 
+static int composite_clone(Strategy *dst, const Strategy *src, Error *err) {
+    const Composite *c = src->state;
+    Composite *d = calloc(1, sizeof *d);
+    if (!d) return error_set(err, "%s: out of memory", src->info->name);
+    dst->state = d;
+    if (strategy_clone(&d->step, &c->step, err) || strategy_clone(&d->attn, &c->attn, err)) {
+        composite_destroy(dst);
+        return -1;
+    }
+    return 0;
+}
+
 static int is_param_of(const StrategyInfo *info, const char *key) {
     for (int i = 0; info->param_names[i]; i++)
         if (strcmp(info->param_names[i], key) == 0) return 1;
@@ -96,6 +108,7 @@ static int compose_create(Strategy *s, const StrategyParams *p, const StrategyEn
     s->state = c;
     s->destroy = composite_destroy;
     s->bytes_held = composite_bytes_held;
+    s->clone = composite_clone;
     if (create_part(&c->step, step, p, env, err) ||
         create_part(&c->attn, &strategy_svg_info, p, env, err))
         return -1;

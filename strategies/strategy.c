@@ -212,6 +212,17 @@ int strategy_clone(Strategy *dst, const Strategy *src, Error *err) {
     return 0;
 }
 
+float *strategy_copy_buffer(const VecOps *ops, const float *src, size_t n, int *failed) {
+    if (!src) return NULL;
+    float *dst = ops->alloc(ops->ctx, n);
+    if (!dst) {
+        *failed = 1;
+        return NULL;
+    }
+    ops->copy(ops->ctx, dst, src, n);
+    return dst;
+}
+
 size_t strategy_bytes_held(const Strategy *s) { return s->bytes_held ? s->bytes_held(s) : 0; }
 
 int strategy_param_defaults(const StrategyParams *p, int *official, Error *err) {

@@ -141,6 +141,9 @@ void strategy_destroy(Strategy *s);
 /* An independent copy of src with its whole state, through its clone hook; an error when it has none. On success
  * dst must be released with strategy_destroy. */
 int strategy_clone(Strategy *dst, const Strategy *src, Error *err);
+/* For clone hooks: a new backend buffer holding a copy of src's n floats; NULL when src is NULL (nothing to copy) or,
+ * with *failed set to 1, when it could not be allocated. */
+float *strategy_copy_buffer(const VecOps *ops, const float *src, size_t n, int *failed);
 /* Bytes the strategy holds now (its bytes_held hook; 0 without one). */
 size_t strategy_bytes_held(const Strategy *s);
 

@@ -79,6 +79,14 @@ static void svg_destroy(Strategy *s) {
     s->state = NULL;
 }
 
+static int svg_clone(Strategy *dst, const Strategy *src, Error *err) {
+    SvgState *D = malloc(sizeof *D);
+    if (!D) return error_set(err, "svg: out of memory");
+    *D = *(const SvgState *)src->state;
+    dst->state = D;
+    return 0;
+}
+
 static const char *const svg_params[] = {"svg_version", "sparsity", "dense_steps", "dense_layers", "rows",
                                          "row_seed",    "band",     NULL};
 
@@ -107,6 +115,7 @@ static int svg_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     s->state = S;
     s->destroy = svg_destroy;
     s->bytes_held = svg_bytes_held;
+    s->clone = svg_clone;
     s->attention_plan = svg_plan;
     char a[32], b[32], c[32];
     strategy_format_double(st.sparsity, a, sizeof a);

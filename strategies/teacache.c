@@ -177,6 +177,26 @@ static void tea_destroy(Strategy *s) {
     s->state = NULL;
 }
 
+static int tea_clone(Strategy *dst, const Strategy *src, Error *err) {
+    const TeaState *S = src->state;
+    TeaState *D = malloc(sizeof *D);
+    if (!D) return error_set(err, "teacache: out of memory");
+    *D = *S;
+    dst->state = D;
+    int failed = 0;
+    for (int i = 0; i < BRANCH_COUNT; i++) {
+        const TeaBranch *b = &S->br[i];
+        D->br[i].m_prev = strategy_copy_buffer(src->ops, b->m_prev, b->m_n, &failed);
+        D->br[i].tokens_in = strategy_copy_buffer(src->ops, b->tokens_in, b->t_n, &failed);
+        D->br[i].residual = strategy_copy_buffer(src->ops, b->residual, b->t_n, &failed);
+    }
+    if (failed) {
+        tea_destroy(dst);
+        return error_set(err, "teacache: out of memory for a copy of the cache");
+    }
+    return 0;
+}
+
 int teacache_read_coeffs(const char *path, double coeffs[5], Error *err) {
     FILE *f = fopen(path, "r");
     if (!f) return error_set(err, "%s: cannot open TeaCache coefficients: %s", path, strerror(errno));
@@ -318,6 +338,7 @@ static int tea_create(Strategy *s, const StrategyParams *p, const StrategyEnv *e
     s->state = T;
     s->destroy = tea_destroy;
     s->bytes_held = tea_bytes_held;
+    s->clone = tea_clone;
     s->blocks_begin = tea_blocks_begin;
     s->blocks_reuse = tea_blocks_reuse;
     s->blocks_end = tea_blocks_end;

@@ -102,7 +102,8 @@ def check_xarray(path, exp):
     kinds = {"timestep": np.float32, "sigma": np.float32, "wall_seconds": np.float64, "cpu_seconds": np.float64,
              "flops": np.float64,
              "computed": np.uint8, "signal": np.float32, "accumulator": np.float32, "threshold": np.float32,
-             "k": np.float32, "call_seconds": np.float64, "layers_run": np.int32, "strategy_bytes": np.float64}
+             "k": np.float32, "call_seconds": np.float64, "layers_run": np.int32, "strategy_bytes": np.float64,
+             "shared": np.uint8}
     assert set(ds.data_vars) == set(kinds), set(ds.data_vars)
     for name, dtype in kinds.items():
         var = ds[name]

@@ -118,6 +118,7 @@ static void fill_record(RunRecord *r, int latents, int metrics) {
             s->signal[b] = rnd(), s->accumulator[b] = rnd(), s->threshold[b] = rnd(), s->k[b] = rnd();
             s->call_seconds[b] = fabs(rnd());
             s->layers_run[b] = s->computed[b] ? 1 + i % 3 : 0;
+            s->shared[b] = s->computed[b] && i % 2;
         }
         s->strategy_bytes = 1e6 * fabs(rnd());
     }
@@ -134,7 +135,7 @@ static void fill_record(RunRecord *r, int latents, int metrics) {
         for (size_t i = 0; i < nl; i++) r->latents[i] = (float)rnd();
     }
     r->wall_seconds = 12.5 + fabs(rnd()), r->model_seconds = 10 + fabs(rnd());
-    r->calls_total = 2 * STEPS, r->calls_computed = 8, r->calls_skipped = 6;
+    r->calls_total = 2 * STEPS, r->calls_computed = 8, r->calls_skipped = 6, r->calls_shared = 3;
     r->flops_spent = 8e12 * fabs(rnd()), r->flops_full = 2e13 * fabs(rnd());
     r->peak_rss_kb = 123456789;
     r->strategy_bytes_peak = 4096.0;
@@ -207,6 +208,7 @@ static void assert_records_equal(const RunRecord *a, const RunRecord *b) {
             cr_assert(same_f(x->k[c], y->k[c]), "k[%d][%d]", i, c);
             cr_assert_eq(x->call_seconds[c], y->call_seconds[c], "call_seconds[%d][%d]", i, c);
             cr_assert_eq(x->layers_run[c], y->layers_run[c], "layers_run[%d][%d]", i, c);
+            cr_assert_eq(x->shared[c], y->shared[c], "shared[%d][%d]", i, c);
         }
         cr_assert_eq(x->strategy_bytes, y->strategy_bytes, "strategy_bytes[%d]", i);
     }
@@ -230,6 +232,7 @@ static void assert_records_equal(const RunRecord *a, const RunRecord *b) {
     cr_assert_eq(a->calls_total, b->calls_total);
     cr_assert_eq(a->calls_computed, b->calls_computed);
     cr_assert_eq(a->calls_skipped, b->calls_skipped);
+    cr_assert_eq(a->calls_shared, b->calls_shared);
     cr_assert_eq(a->flops_spent, b->flops_spent);
     cr_assert_eq(a->flops_full, b->flops_full);
     cr_assert_eq(a->peak_rss_kb, b->peak_rss_kb);
@@ -397,7 +400,7 @@ static void write_sidecar(const char *json_path, const RunRecord *r) {
         for (int b = 0; b < 2; b++) col[2 * i + b] = r->step[i].F[b]; \
     cJSON_AddItemToObject(st, #F, num_array(col, 2 * n));
     ADD1(timestep) ADD1(sigma) ADD1(wall_seconds) ADD1(cpu_seconds) ADD1(flops) ADD1(strategy_bytes)
-    ADD2(computed) ADD2(signal) ADD2(accumulator) ADD2(threshold) ADD2(k) ADD2(call_seconds) ADD2(layers_run)
+    ADD2(computed) ADD2(signal) ADD2(accumulator) ADD2(threshold) ADD2(k) ADD2(call_seconds) ADD2(layers_run) ADD2(shared)
 #undef ADD1
 #undef ADD2
     free(col);
@@ -422,6 +425,7 @@ static void write_sidecar(const char *json_path, const RunRecord *r) {
     add_num(t, "calls_total", r->calls_total);
     add_num(t, "calls_computed", r->calls_computed);
     add_num(t, "calls_skipped", r->calls_skipped);
+    add_num(t, "calls_shared", r->calls_shared);
     add_num(t, "hit_rate", (double)r->calls_skipped / r->calls_total);
     add_num(t, "flops_spent", r->flops_spent);
     add_num(t, "flops_full", r->flops_full);

@@ -78,6 +78,11 @@ static void dpmpp_step(Solver *s, int i, float *x, const float *v) {
     }
 }
 
+static void dpmpp_copy(Solver *dst, const Solver *src) {
+    src->ops->copy(src->ops->ctx, dst->m, src->m, src->n);
+    src->ops->copy(src->ops->ctx, dst->m1, src->m1, src->n);
+}
+
 const SolverKind solver_dpmpp = {
     .name = "dpm++",
     .summary = "DPM-Solver++ 2M midpoint (Wan's 'dpm++'): grid from sigma 1, model timestep int(1000*sigma)",
@@ -85,4 +90,5 @@ const SolverKind solver_dpmpp = {
     .create = dpmpp_create,
     .step = dpmpp_step,
     .destroy = dpmpp_destroy,
+    .copy = dpmpp_copy,
 };

@@ -37,6 +37,8 @@ static void euler_step(Solver *s, int i, float *x, const float *v) {
 
 static void euler_destroy(Solver *s) { free(s); }
 
+static void euler_copy(Solver *dst, const Solver *src) { (void)dst, (void)src; } /* no history */
+
 const SolverKind solver_euler = {
     .name = "euler",
     .summary = "Euler steps on the shifted flow-matching schedule, model timestep 1000*sigma",
@@ -44,4 +46,5 @@ const SolverKind solver_euler = {
     .create = euler_create,
     .step = euler_step,
     .destroy = euler_destroy,
+    .copy = euler_copy,
 };

@@ -27,6 +27,9 @@ typedef struct {
     /* Step i: moves x (backend memory) in place from sigmas[i] to sigmas[i + 1]; v is the guided velocity
      * the model gave at (x, sigmas[i]). Steps come in order 0, 1, ..., steps - 1. */
     void (*step)(Solver *s, int i, float *x, const float *v);
+    /* Makes dst's history that of src (both made by this kind's create with the same n, sigmas and steps), so that
+     * dst continues src's trajectory: a shared-computation sweep forks a trajectory with it (harness/runner.h). */
+    void (*copy)(Solver *dst, const Solver *src);
     void (*destroy)(Solver *s);
 } SolverKind;
 

@@ -119,6 +119,15 @@ static void unipc_step(Solver *s, int i, float *x, const float *v) {
     }
 }
 
+static void unipc_copy(Solver *dst, const Solver *src) {
+    const VecOps *o = src->ops;
+    o->copy(o->ctx, dst->m, src->m, src->n);
+    o->copy(o->ctx, dst->m1, src->m1, src->n);
+    o->copy(o->ctx, dst->m2, src->m2, src->n);
+    o->copy(o->ctx, dst->corrected, src->corrected, src->n);
+    dst->last_order = src->last_order;
+}
+
 const SolverKind solver_unipc = {
     .name = "unipc",
     .summary = "UniPC bh2 order 2 (Wan's default): grid from sigma 0.999, model timestep int(1000*sigma)",
@@ -126,4 +135,5 @@ const SolverKind solver_unipc = {
     .create = unipc_create,
     .step = unipc_step,
     .destroy = unipc_destroy,
+    .copy = unipc_copy,
 };
