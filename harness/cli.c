@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Both parsers report through cli_usage_error, so a bad number gets the same hint to --help as any usage error. */
 int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out) {
@@ -47,4 +48,26 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, "\nTry 'cachebench %s --help'.\n", cmd);
     return 2;
+}
+
+void cli_wrap_list(const char *list, int indent, int width, char *buf, size_t cap) {
+    size_t used = 0;
+    int column = indent, first = 1;
+    if (!cap) return;
+    buf[0] = '\0';
+    for (const char *p = list; *p && used + 1 < cap;) {
+        const char *comma = strstr(p, ", ");
+        const int len = comma ? (int)(comma - p) + 1 : (int)strlen(p); /* the item and its comma */
+        int n;
+        if (!first && column + 1 + len > width) {
+            n = snprintf(buf + used, cap - used, "\n%*s%.*s", indent, "", len, p);
+            column = indent + len;
+        } else {
+            n = snprintf(buf + used, cap - used, "%s%.*s", first ? "" : " ", len, p);
+            column += (first ? 0 : 1) + len;
+        }
+        used = n < 0 || used + (size_t)n >= cap ? cap - 1 : used + (size_t)n;
+        first = 0;
+        p += comma ? len + 1 : len;
+    }
 }

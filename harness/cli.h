@@ -5,6 +5,8 @@
 #ifndef CACHEBENCH_CLI_H
 #define CACHEBENCH_CLI_H
 
+#include <stddef.h>
+
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
@@ -25,6 +27,9 @@ int cmd_status(int argc, char **argv);
  * and return -1. */
 int cli_parse_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *text, double lo, double hi, double *out);
+/* Wraps a ", "-separated list at the commas into lines of at most width characters, every line after the first
+ * indented by indent spaces, into buf (for --help texts). */
+void cli_wrap_list(const char *list, int indent, int width, char *buf, size_t cap);
 /* Prints "cachebench <cmd>: <message>\nTry 'cachebench <cmd> --help'.\n" to stderr and returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -17,8 +17,9 @@
 #include "strategies/strategy.h"
 
 static void run_usage(FILE *out) {
-    char strategies[512];
-    strategy_list_names(strategies, sizeof strategies);
+    char names[1024], strategies[1200];
+    strategy_list_names(names, sizeof names);
+    cli_wrap_list(names, 34, 110, strategies, sizeof strategies);
     fprintf(out,
             "Usage: cachebench run --prompt TEXT [options]\n"
             "Runs one sampling trajectory and writes one HDF5 run record into --out.\n\n"

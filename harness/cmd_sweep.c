@@ -22,8 +22,9 @@
 #include "strategies/strategy.h"
 
 static void sweep_usage(FILE *out) {
-    char strategies[512];
-    strategy_list_names(strategies, sizeof strategies);
+    char names[1024], strategies[1200];
+    strategy_list_names(names, sizeof names);
+    cli_wrap_list(names, 34, 110, strategies, sizeof strategies);
     fprintf(out,
             "Usage: cachebench sweep --prompts FILE --out DIR [--strategy TEMPLATE]... [options]\n"
             "       cachebench sweep --config FILE [options that override it]\n"

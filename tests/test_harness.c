@@ -7,6 +7,7 @@
 
 #include "core/rng.h"
 #include "core/sha256.h"
+#include "harness/cli.h"
 #include "harness/solvers/solver.h"
 
 Test(rng, philox4x32_10_known_answers) {
@@ -84,4 +85,16 @@ Test(sampler, registry_lists_every_solver_once) {
     }
     cr_assert_null(solver_by_name("heun"));
     cr_assert_null(solver_at(solver_count()));
+}
+
+/* --help's lists of strategies: wrapped at commas, continuation lines indented, no item split. */
+Test(cli, wrap_list_breaks_at_commas) {
+    char buf[256];
+    cli_wrap_list("none, static, teacache, easycache", 4, 24, buf, sizeof buf);
+    cr_assert_str_eq(buf, "none, static,\n    teacache, easycache");
+    cli_wrap_list("one", 4, 24, buf, sizeof buf);
+    cr_assert_str_eq(buf, "one");
+    char small[8];
+    cli_wrap_list("none, static, teacache", 0, 80, small, sizeof small);
+    cr_assert_str_eq(small, "none, s", "truncated to the buffer, terminated");
 }
