@@ -1,5 +1,5 @@
 /* Shared computation in sweeps (README "Shared computation (fork trees)"): the demo sweep (datasets/demo_sweep.ini:
- * none, static x3, teacache x3, easycache x3 on the 4 short prompts, seed 0, 50 steps) and a 10-setting EasyCache
+ * none and every strategy at two or three settings on the 4 short prompts, seed 0, 50 steps) and a 10-setting EasyCache
  * threshold sweep (thresh 0.01..0.1, warm-up 10, same prompts and steps), each made without and with sharing into
  * fresh temporary folders by this one process, side by side: the sweep's wall time (runs, metrics and files), the
  * process CPU time (with one thread: the work, whatever else the machine runs), the model calls the engine made and

@@ -16,6 +16,16 @@ set xlabel xlabel
 set ylabel ylabel
 set grid
 set key outside right top box width 3
+# gnuplot's default colours repeat after 8; the built-in strategies alone are 12.
+set linetype 9 lc rgb "#8c564b"
+set linetype 10 lc rgb "#ff7f0e"
+set linetype 11 lc rgb "#7f7f7f"
+set linetype 12 lc rgb "#bcbd22"
+set linetype 13 lc rgb "#17becf"
+set linetype 14 lc rgb "#e377c2"
+set linetype 15 lc rgb "#2ca02c"
+set linetype 16 lc rgb "#1f3a93"
+set linetype cycle 16
 set offsets graph 0.05, graph 0.15, graph 0.08, graph 0.05
 # Labels right of their points on an opaque ground, so that a Pareto line running through them does not hide them.
 set style textbox opaque noborder margins 0.5, 0.5
