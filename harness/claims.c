@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,15 +111,11 @@ int claims_open(Claims *c, const char *out, double stale_after, Error *err) {
     snprintf(c->me.token, sizeof c->me.token, "%s:%ld:%lld.%09ld", c->me.host, c->me.pid, (long long)t.tv_sec,
              t.tv_nsec);
     c->me.started = unix_now();
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
     return 0;
 }
 
 void claims_close(Claims *c) {
     if (c->held[0]) claims_release(c, c->held);
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
 }
 
 /* A claim (or takeover) file is stale when its heartbeat is older than stale_after; one that cannot be parsed (being
@@ -214,43 +212,42 @@ static int refresh(Claims *c, const char *name, int write_beat) {
 
 int claims_still_ours(Claims *c, const char *name) { return refresh(c, name, 0); }
 
-static void *heartbeat_main(void *arg) {
-    Claims *c = arg;
+/* The heartbeat process: rewrites the claim every stale_after/4 seconds until its worker stops it, and dies with
+ * its worker (a killed worker's claim must go stale). Only file I/O and formatting, no allocation. */
+static void heartbeat_main(Claims *c, pid_t worker) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     double interval = c->stale_after / 4;
     if (interval < 0.05) interval = 0.05;
-    pthread_mutex_lock(&c->mu);
-    while (!c->quit) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        double when = (double)t.tv_sec + 1e-9 * (double)t.tv_nsec + interval;
-        t.tv_sec = (time_t)when;
-        t.tv_nsec = (long)((when - (double)t.tv_sec) * 1e9);
-        pthread_cond_timedwait(&c->cv, &c->mu, &t);
-        if (c->quit) break;
+    while (getppid() == worker) {
+        struct timespec t = {(time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9)};
+        while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+        }
+        if (getppid() != worker) break;
         refresh(c, c->held, 1);
     }
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
+    _exit(0);
 }
 
 int claims_hold(Claims *c, const char *name, Error *err) {
     snprintf(c->held, sizeof c->held, "%s", name);
-    c->quit = 0;
-    if (pthread_create(&c->thread, NULL, heartbeat_main, c) != 0) {
+    const pid_t worker = getpid();
+    fflush(NULL); /* nothing buffered is written twice */
+    const pid_t pid = fork();
+    if (pid < 0) {
         c->held[0] = '\0';
-        return error_set(err, "cannot start the heartbeat thread");
+        return error_set(err, "cannot start the heartbeat process: %s", strerror(errno));
     }
+    if (pid == 0) heartbeat_main(c, worker);
+    c->heartbeat_pid = pid;
     c->beating = 1;
     return 0;
 }
 
 void claims_release(Claims *c, const char *name) {
     if (c->beating) {
-        pthread_mutex_lock(&c->mu);
-        c->quit = 1;
-        pthread_cond_signal(&c->cv);
-        pthread_mutex_unlock(&c->mu);
-        pthread_join(c->thread, NULL);
+        kill(c->heartbeat_pid, SIGKILL);
+        while (waitpid(c->heartbeat_pid, NULL, 0) < 0 && errno == EINTR) {
+        }
         c->beating = 0;
     }
     if (claims_still_ours(c, name)) {

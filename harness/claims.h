@@ -5,7 +5,10 @@
  * OUT/claims/<group>.claim, created atomically with link(2) from a private temporary file (link is atomic on NFS,
  * where O_EXCL was not always), holding
  *     host=<hostname>  pid=<pid>  token=<unique per worker process>  started=<unix s>  heartbeat=<unix s>
- * one per line. A thread rewrites the heartbeat every stale_after/4 seconds while the group runs. A claim whose
+ * one per line. A heartbeat process (a child that dies with its worker: PR_SET_PDEATHSIG) rewrites the heartbeat
+ * every stale_after/4 seconds while the group runs; a process rather than a thread, so that the worker stays
+ * single-threaded and the children it forks to read run files (results/record.c) cannot inherit a lock another
+ * thread held (AddressSanitizer's allocator deadlocked them). A claim whose
  * heartbeat is older than stale_after (its worker died, or lost its machine), or of this host whose process is
  * gone, is taken over: the taker first
  * creates <group>.takeover the same atomic way, so only one worker takes a claim over, re-reads the claim (still
@@ -20,7 +23,7 @@
 #ifndef CACHEBENCH_CLAIMS_H
 #define CACHEBENCH_CLAIMS_H
 
-#include <pthread.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "core/error.h"
@@ -39,11 +42,9 @@ typedef struct {
     char workers_dir[4096];         /* OUT/workers */
     ClaimInfo me;                   /* host, pid, token of this process */
     double stale_after;             /* seconds */
-    /* The heartbeat thread, while a group is held. */
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int beating, quit;
+    /* The heartbeat process, while a group is held. */
+    pid_t heartbeat_pid;
+    int beating;
     char held[CLAIM_NAME_MAX];
 } Claims;
 
@@ -55,7 +56,7 @@ void claims_close(Claims *c);
 /* Tries to claim group name: 1 claimed (a stale claim taken over: its holder in *previous, else previous->pid 0),
  * 0 held by a live worker, -1 error. */
 int claims_try(Claims *c, const char *name, ClaimInfo *previous, Error *err);
-/* Starts the heartbeat thread for the claimed group (one at a time). */
+/* Starts the heartbeat process for the claimed group (one at a time). */
 int claims_hold(Claims *c, const char *name, Error *err);
 /* 1 when the claim file of name is still this process's. */
 int claims_still_ours(Claims *c, const char *name);
