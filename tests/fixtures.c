@@ -212,3 +212,10 @@ int fixture_replay_case(const char *path, const DitConfig *cfg, const char *weig
     dit_free(&m);
     return rc;
 }
+
+StrategyEnv fixture_strategy_env(const Engine *e, int steps, size_t model_numel) {
+    const DitConfig *cfg = &e->model->cfg;
+    return (StrategyEnv){.num_steps = steps, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
+                         .dim = cfg->dim, .model_numel = model_numel, .tokens_numel = (size_t)e->L * cfg->dim,
+                         .ops = e->ops, .model_name = cfg->name};
+}

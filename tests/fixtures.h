@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 #include "models/dit/config.h"
+#include "models/dit/engine.h"
+#include "strategies/strategy.h"
 #include "models/svg_grid.h"
 
 /* A small config with the tiny model's structure but tiny sizes, for exhaustive reference checks:
@@ -42,6 +44,10 @@ void fixture_random(float *x, size_t n, uint64_t seed);
  * (σ = band/5): p's Sparse VideoGen mask drops only keys of negligible weight (< e^-12.5 of the nearest), the other
  * pattern's mask drops keys of weight ~0.3-0.8. The profiler must classify it as p. */
 void fixture_decaying_head(float *q, float *k, const SvgShape *g, AttnPattern p, int heads, int hd, int h);
+
+/* The StrategyEnv a run of `steps` steps gives a strategy on engine e, prepared for a latent of model_numel floats
+ * (what the runner's callers build: the engine's model config, its token count, its VecOps). */
+StrategyEnv fixture_strategy_env(const Engine *e, int steps, size_t model_numel);
 
 /* The inputs of one sampling run, for a Python replay of a strategy's official code (tests/strategy_replay.py):
  * what the runner feeds the model for `cachebench run` of the model cfg at weights (a .safetensors with vocab.txt

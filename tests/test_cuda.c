@@ -621,9 +621,7 @@ static void strategy_run(Engine *e, const char *spec, int steps, RunRecord *rec)
     fixture_random(text, 3 * (size_t)cfg->text_dim, 5);
     Error err = {{0}};
     cr_assert_eq(e->prepare(e, F, H, W, &err), 0, "%s", err.msg);
-    StrategyEnv env = {.num_steps = steps, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
-                       .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)e->L * cfg->dim, .ops = e->ops,
-                       .model_name = cfg->name};
+    StrategyEnv env = fixture_strategy_env(e, steps, n);
     Strategy s;
     cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
     RunSettings rs = {.steps = steps, .shift = cfg->default_shift, .guidance = cfg->default_guidance, .seed = 7,

@@ -426,9 +426,7 @@ Test(dbcache, runner_counts_flops_layers_and_bytes_of_hits) {
                  {"dbcache:thresh=1,warmup=2,fn=2,bn=0", 2, 0},
                  {"fbcache:thresh=1e30,warmup=2", 1, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        StrategyEnv env = {.num_steps = STEPS, .num_layers = cfg.num_layers, .num_heads = cfg.num_heads,
-                           .dim = cfg.dim, .model_numel = n, .tokens_numel = tokens, .ops = e->ops,
-                           .model_name = cfg.name};
+        StrategyEnv env = fixture_strategy_env(e, STEPS, n);
         Strategy s;
         cr_assert_eq(strategy_create(&s, cases[c].spec, &env, &err), 0, "%s: %s", cases[c].spec, err.msg);
         RunSettings rs = {.steps = STEPS, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = F, .H = H, .W = W,

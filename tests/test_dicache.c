@@ -327,9 +327,7 @@ static void run_small(int layers, const char *spec, RunRecord *rec, float **fina
     float *text = calloc(tn, sizeof(float)), *zeros = calloc(tn, sizeof(float));
     *final_x = malloc(n * sizeof(float));
     fixture_random(text, 2 * (size_t)cfg.text_dim, 5);
-    StrategyEnv env = {.num_steps = steps, .num_layers = layers, .num_heads = cfg.num_heads, .dim = cfg.dim,
-                       .model_numel = n, .tokens_numel = (size_t)e->L * cfg.dim, .ops = e->ops,
-                       .model_name = cfg.name};
+    StrategyEnv env = fixture_strategy_env(e, steps, n);
     Strategy s;
     cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
     RunSettings rs = {.steps = steps, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = F, .H = H, .W = W,

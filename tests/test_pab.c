@@ -328,9 +328,7 @@ static float *run_grid(const DitModel *model, Engine *engine, const char *spec, 
     fixture_random(neg, tn, 6);
     Error err = {{0}};
     cr_assert_eq(engine->prepare(engine, F, H, W, &err), 0, "%s", err.msg);
-    StrategyEnv env = {.num_steps = RSTEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
-                       .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)engine->L * cfg->dim,
-                       .ops = engine->ops, .model_name = cfg->name};
+    StrategyEnv env = fixture_strategy_env(engine, RSTEPS, n);
     Strategy s;
     cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
     RunSettings rs = {.steps = RSTEPS, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = F, .H = H, .W = W,
@@ -503,9 +501,7 @@ static double replay_compare(const char *case_path, const char *py_out, const Re
     const size_t text_n = (size_t)cfg->text_len * cfg->text_dim, n = (size_t)cfg->in_dim * F * H * W;
     float *text_c = tensor_floats(&cf, "text.cond", text_n), *text_u = tensor_floats(&cf, "text.uncond", text_n);
     st_close(&cf);
-    StrategyEnv env = {.num_steps = REPLAY_STEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
-                       .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)engine->L * cfg->dim,
-                       .ops = engine->ops, .model_name = cfg->name};
+    StrategyEnv env = fixture_strategy_env(engine, REPLAY_STEPS, n);
     Strategy s;
     cr_assert_eq(strategy_create(&s, rc->spec, &env, &err), 0, "%s", err.msg);
     memset(&plan_log, 0, sizeof plan_log);

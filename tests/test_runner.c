@@ -79,9 +79,7 @@ static int run_patched(const char *spec, void (*patch)(Strategy *), RunRecord *r
     float *text = calloc(tn, sizeof(float)), *zeros = calloc(tn, sizeof(float)), *x = malloc(n * sizeof(float));
     fixture_random(text, 2 * (size_t)cfg->text_dim, 5);
     cr_assert_eq(engine.base.prepare(&engine.base, F, H, W, err), 0, "%s", err->msg);
-    StrategyEnv env = {.num_steps = STEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
-                       .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)engine.base.L * cfg->dim,
-                       .ops = engine.base.ops, .model_name = cfg->name};
+    StrategyEnv env = fixture_strategy_env(&engine.base, STEPS, n);
     Strategy s;
     cr_assert_eq(strategy_create(&s, spec, &env, err), 0, "%s: %s", spec, err->msg);
     if (patch) patch(&s);

@@ -727,9 +727,7 @@ Test(svg, run_records_trace) {
     RunSettings rs = {.steps = steps, .shift = 3.0f, .guidance = 4.0f, .seed = 2, .F = F, .H = H, .W = W,
                       .text = {text[0], text[1]}};
     cr_assert_eq(e->prepare(e, F, H, W, &err), 0, "%s", err.msg);
-    StrategyEnv env = {.num_steps = steps, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
-                       .dim = cfg->dim, .model_numel = (size_t)cfg->in_dim * F * H * W,
-                       .tokens_numel = (size_t)e->L * cfg->dim, .ops = e->ops, .model_name = cfg->name};
+    StrategyEnv env = fixture_strategy_env(e, steps, (size_t)cfg->in_dim * F * H * W);
 
     Strategy none, svg;
     RunRecord base, rec;

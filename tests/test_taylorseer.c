@@ -404,9 +404,7 @@ static float *run_small(SmallModel *sm, const char *spec, RunRecord *rec) {
     float *text = calloc(tn, sizeof(float)), *zeros = calloc(tn, sizeof(float)), *x = malloc(n * sizeof(float));
     fixture_random(text, 2 * (size_t)cfg->text_dim, 5);
     Error err = {{0}};
-    StrategyEnv env = {.num_steps = RSTEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
-                       .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)sm->engine->L * cfg->dim,
-                       .ops = sm->engine->ops, .model_name = cfg->name};
+    StrategyEnv env = fixture_strategy_env(sm->engine, RSTEPS, n);
     Strategy s;
     cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
     RunSettings rs = {.steps = RSTEPS, .shift = 3.0f, .guidance = 4.0f, .seed = 9, .F = RF, .H = RH, .W = RW,
@@ -663,9 +661,8 @@ Test(taylorseer, allocation_failure_fails_the_run) {
     const char *specs[] = {"taylorseer", "taylorseer:lite=1"};
     for (int c = 0; c < 2; c++) {
         for (int budget = 0; budget < 4; budget++) { /* nothing, then part of the first branch's buffers */
-            StrategyEnv env = {.num_steps = RSTEPS, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
-                               .dim = cfg->dim, .model_numel = n, .tokens_numel = (size_t)sm.engine->L * cfg->dim,
-                               .ops = &ops, .model_name = cfg->name};
+            StrategyEnv env = fixture_strategy_env(sm.engine, RSTEPS, n);
+            env.ops = &ops; /* the failing allocator */
             Strategy s;
             Error err = {{0}};
             cr_assert_eq(strategy_create(&s, specs[c], &env, &err), 0, "%s", err.msg);
@@ -701,9 +698,7 @@ static float *run_on(Engine *e, const DitModel *m, const char *spec, RunRecord *
     fixture_random(text, 3 * (size_t)cfg->text_dim, 5);
     Error err = {{0}};
     cr_assert_eq(e->prepare(e, F, H, W, &err), 0, "%s", err.msg);
-    StrategyEnv env = {.num_steps = 8, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads, .dim = cfg->dim,
-                       .model_numel = n, .tokens_numel = (size_t)e->L * cfg->dim, .ops = e->ops,
-                       .model_name = cfg->name};
+    StrategyEnv env = fixture_strategy_env(e, 8, n);
     Strategy s;
     cr_assert_eq(strategy_create(&s, spec, &env, &err), 0, "%s: %s", spec, err.msg);
     RunSettings rs = {.steps = 8, .shift = cfg->default_shift, .guidance = cfg->default_guidance, .seed = 7, .F = F,
