@@ -1,5 +1,7 @@
 #include "tests/fixtures.h"
 
+#include <criterion/criterion.h>
+
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -15,6 +17,9 @@
 #include "harness/runner.h"
 #include "harness/solvers/solver.h"
 #include "models/safetensors.h"
+#ifdef CACHEBENCH_CUDA
+#include "models/dit/engine_cuda.h"
+#endif
 
 static const DitConfig SMALL = {
     .name = "tiny", /* uses the tiny vocabulary path and name-based defaults */
@@ -218,4 +223,20 @@ StrategyEnv fixture_strategy_env(const Engine *e, int steps, size_t model_numel)
     return (StrategyEnv){.num_steps = steps, .num_layers = cfg->num_layers, .num_heads = cfg->num_heads,
                          .dim = cfg->dim, .model_numel = model_numel, .tokens_numel = (size_t)e->L * cfg->dim,
                          .ops = e->ops, .model_name = cfg->name};
+}
+
+void fixture_require_cuda_device(void) {
+#ifdef CACHEBENCH_CUDA
+    CudaDeviceInfo info;
+    Error err = {{0}};
+    const char *prefix = "no CUDA device available: ";
+    if (cuda_device_info(&info, &err))
+        cr_skip_test("no CUDA device: %s",
+                     strncmp(err.msg, prefix, strlen(prefix)) == 0 ? err.msg + strlen(prefix) : err.msg);
+    if (info.major < 8)
+        cr_skip_test("no CUDA device: %s has compute capability %d.%d, the CUDA engine needs 8.0", info.name,
+                     info.major, info.minor);
+#else
+    cr_skip_test("no CUDA device: this build has no CUDA backend (nvcc was not found at build time, or CUDA=0)");
+#endif
 }

@@ -45,6 +45,10 @@ void fixture_random(float *x, size_t n, uint64_t seed);
  * pattern's mask drops keys of weight ~0.3-0.8. The profiler must classify it as p. */
 void fixture_decaying_head(float *q, float *k, const SvgShape *g, AttnPattern p, int heads, int hd, int h);
 
+/* Returns only when a CUDA device of compute capability 8.0 or newer is usable; skips the calling test otherwise
+ * (also in builds without the CUDA backend). */
+void fixture_require_cuda_device(void);
+
 /* The StrategyEnv a run of `steps` steps gives a strategy on engine e, prepared for a latent of model_numel floats
  * (what the runner's callers build: the engine's model config, its token count, its VecOps). */
 StrategyEnv fixture_strategy_env(const Engine *e, int steps, size_t model_numel);

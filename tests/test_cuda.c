@@ -28,23 +28,6 @@
 
 #define NO_CUDA_BUILD "this build has no CUDA backend (nvcc was not found at build time, or CUDA=0)"
 
-/* Returns only when a CUDA device of compute capability 8.0 or newer is usable; skips the calling test otherwise. */
-static void require_device(void) {
-#ifdef CACHEBENCH_CUDA
-    CudaDeviceInfo info;
-    Error err = {{0}};
-    const char *prefix = "no CUDA device available: ";
-    if (cuda_device_info(&info, &err))
-        cr_skip_test("no CUDA device: %s",
-                     strncmp(err.msg, prefix, strlen(prefix)) == 0 ? err.msg + strlen(prefix) : err.msg);
-    if (info.major < 8)
-        cr_skip_test("no CUDA device: %s has compute capability %d.%d, the CUDA engine needs 8.0", info.name,
-                     info.major, info.minor);
-#else
-    cr_skip_test("no CUDA device: " NO_CUDA_BUILD);
-#endif
-}
-
 /* ---------------------------------------------------------------- runs everywhere */
 
 Test(cuda, engine_create_names_the_missing_backend_or_device) {
@@ -265,7 +248,7 @@ static DitConfig wan_width_two_layers(void) {
 /* ---------------------------------------------------------------- stages and forward (need a device) */
 
 Test(cuda, tiny_stages_match_cpu_fp32, .timeout = 120) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     const DitConfig *cfg = dit_config_by_name("tiny");
     check_stages(cfg, cfg->frames, cfg->height, cfg->width, &FP32);
@@ -273,7 +256,7 @@ Test(cuda, tiny_stages_match_cpu_fp32, .timeout = 120) {
 }
 
 Test(cuda, tiny_stages_match_cpu_bf16, .timeout = 120) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     const DitConfig *cfg = dit_config_by_name("tiny");
     check_stages(cfg, cfg->frames, cfg->height, cfg->width, &BF16);
@@ -282,7 +265,7 @@ Test(cuda, tiny_stages_match_cpu_bf16, .timeout = 120) {
 }
 
 Test(cuda, small_config_odd_grid_matches_cpu, .timeout = 60) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     /* head_dim 16, temporal patch 2 and a non-square grid: every axis of patchify/unpatchify and RoPE. */
     DitConfig cfg = *fixture_small_config();
@@ -294,7 +277,7 @@ Test(cuda, small_config_odd_grid_matches_cpu, .timeout = 60) {
 }
 
 Test(cuda, wan13b_width_two_layers_match_cpu_fp32, .timeout = 300) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     DitConfig cfg = wan_width_two_layers();
     check_stages(&cfg, 3, 10, 14, &FP32);
@@ -302,7 +285,7 @@ Test(cuda, wan13b_width_two_layers_match_cpu_fp32, .timeout = 300) {
 }
 
 Test(cuda, wan13b_width_two_layers_match_cpu_bf16, .timeout = 300) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     DitConfig cfg = wan_width_two_layers();
     check_stages(&cfg, 3, 10, 14, &BF16);
@@ -313,7 +296,7 @@ Test(cuda, wan13b_width_two_layers_match_cpu_bf16, .timeout = 300) {
 /* ---------------------------------------------------------------- attention kernels alone */
 
 Test(cuda, attention_kernels_match_cpu, .timeout = 120) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     /* Partial query and key tiles, many key tiles (the online softmax rescales), head_dim of every model we run. q is
      * scaled up so that the softmax is peaked and a wrong running max would show. */
@@ -353,7 +336,7 @@ Test(cuda, attention_kernels_match_cpu, .timeout = 120) {
  * run the key sets of svg_tile_keys, so band, FLOPs and densities must be equal, not just close. fp32: 1e-4 (only the
  * summation order and the CPU's vectorised exp differ); bf16: 2e-2 (q, k, v rounded to 8 significant bits). */
 Test(cuda, svg_attention_matches_cpu, .timeout = 120) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     const struct { int F, P, hd, band; double sparsity; int block; } shapes[] = {
         {4, 16, 16, 0, 0.5, 0},          {5, 30, 32, 0, 0.75, 0},   {8, 64, 128, 0, 0.75, 0}, {3, 21, 64, 7, 0.0, 0},
@@ -404,7 +387,7 @@ Test(cuda, svg_attention_matches_cpu, .timeout = 120) {
  * 0.198); on random inputs it picks what the CPU picks wherever the CPU's two MSEs differ by more than 1e-3 relative
  * (closer calls may flip with the summation order). */
 Test(cuda, svg_profile_classifies_like_cpu, .timeout = 120) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     {
         const int F = 4, P = 64, L = F * P, heads = 2, hd = 8, rows = 32;
@@ -476,7 +459,7 @@ Test(cuda, svg_profile_classifies_like_cpu, .timeout = 120) {
 /* ---------------------------------------------------------------- VecOps and the sampler update */
 
 Test(cuda, vec_ops_match_cpu) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     DitModel m;
     Error err = {{0}};
@@ -521,7 +504,7 @@ Test(cuda, vec_ops_match_cpu) {
 }
 
 Test(cuda, guide_and_axpby_match_cpu_and_count_non_finite) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     DitModel m;
     Error err = {{0}};
@@ -568,7 +551,7 @@ Test(cuda, guide_and_axpby_match_cpu_and_count_non_finite) {
 /* Every solver through the CUDA VecOps against the CPU ones: the same inputs (random starting x, a random velocity
  * per step), steps 0..5 of a 6-step grid (UniPC's and DPM++'s every order rule). */
 Test(cuda, solvers_match_cpu) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     DitModel m;
     Error err = {{0}};
@@ -664,7 +647,7 @@ static void both_free(BothRuns *r) {
 #endif
 
 Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     /* The strategy sees the engine only through VecOps and the stage tensors, so its compute/reuse decisions must not
      * depend on the backend. fp32 mode: the accumulated signal differs from the CPU's by ~1e-6 relative, far below the
@@ -696,7 +679,7 @@ Test(cuda, easycache_decides_the_same_on_cuda_and_cpu, .timeout = 300) {
 }
 
 Test(cuda, svg_run_matches_cpu, .timeout = 300) {
-    require_device();
+    fixture_require_cuda_device();
 #ifdef CACHEBENCH_CUDA
     /* A whole svg trajectory (dense steps, then profiled sparse steps on every layer: HEAD keeps floor(0.03 · layers)
      * = 0 layers dense) through both engines in fp32: the same heads classified the same way, the same attention

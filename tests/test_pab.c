@@ -410,13 +410,9 @@ Test(pab, ranges_of_one_reproduce_none_bit_for_bit) {
 /* ---- the CUDA engine ---------------------------------------------------------------------------------------- */
 
 Test(pab, cuda_engine_matches_cpu, .timeout = 300) {
-#ifndef CACHEBENCH_CUDA
-    cr_skip_test("no CUDA device: this build has no CUDA backend");
-#else
-    CudaDeviceInfo info;
+    fixture_require_cuda_device();
+#ifdef CACHEBENCH_CUDA
     Error err = {{0}};
-    if (cuda_device_info(&info, &err)) cr_skip_test("no CUDA device: %s", err.msg);
-    if (info.major < 8) cr_skip_test("no CUDA device: %s is older than compute capability 8.0", info.name);
     /* The strategy works through VecOps and module plans only, so on both engines (CUDA in fp32) the same modules are
      * supplied (trace signal), with the same FLOPs and bytes, and the final latents agree within 1e-3 of their scale. */
     DitModel m;

@@ -712,13 +712,9 @@ static float *run_on(Engine *e, const DitModel *m, const char *spec, RunRecord *
 #endif
 
 Test(taylorseer, cuda_engine_matches_cpu, .timeout = 300) {
-#ifndef CACHEBENCH_CUDA
-    cr_skip_test("no CUDA device: this build has no CUDA backend");
-#else
-    CudaDeviceInfo info;
+    fixture_require_cuda_device();
+#ifdef CACHEBENCH_CUDA
     Error err = {{0}};
-    if (cuda_device_info(&info, &err)) cr_skip_test("no CUDA device: %s", err.msg);
-    if (info.major < 8) cr_skip_test("no CUDA device: %s is older than compute capability 8.0", info.name);
     /* The strategy works through VecOps and module plans only, so both engines (CUDA in fp32, within 1e-4 of the CPU
      * per stage) must give the same schedule, FLOPs and bytes, and final latents within 1e-3 of their scale
      * (forecasts extrapolate module outputs linearly: no amplification beyond a few times the stage error). */
