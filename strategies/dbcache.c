@@ -303,13 +303,6 @@ static void db_destroy(Strategy *s) {
     s->state = NULL;
 }
 
-static int copy_buffer(const VecOps *ops, float **dst, const float *src, size_t n) {
-    if (!src) return 0;
-    if (ensure(ops, dst, n)) return -1;
-    ops->copy(ops->ctx, *dst, src, n);
-    return 0;
-}
-
 static int db_clone(Strategy *dst, const Strategy *src, Error *err) {
     const Db *S = src->state;
     Db *D = malloc(sizeof *D);
@@ -317,18 +310,14 @@ static int db_clone(Strategy *dst, const Strategy *src, Error *err) {
     *D = *S; /* settings and counters; every buffer pointer is replaced below */
     dst->state = D;
     const VecOps *ops = src->ops;
-    D->h = NULL;
+    int fail = 0;
+    D->h = strategy_copy_buffer(ops, S->h, S->n, &fail);
     for (int b = 0; b < BRANCH_COUNT; b++) {
-        D->br[b].ref = D->br[b].resid = NULL;
-        memset(D->br[b].ts.bank, 0, sizeof D->br[b].ts.bank);
-    }
-    int fail = copy_buffer(ops, &D->h, S->h, S->n);
-    for (int b = 0; b < BRANCH_COUNT; b++) {
-        fail |= copy_buffer(ops, &D->br[b].ref, S->br[b].ref, S->n);
-        fail |= copy_buffer(ops, &D->br[b].resid, S->br[b].resid, S->n);
+        D->br[b].ref = strategy_copy_buffer(ops, S->br[b].ref, S->n, &fail);
+        D->br[b].resid = strategy_copy_buffer(ops, S->br[b].resid, S->n, &fail);
         for (int k = 0; k < 2; k++)
             for (int i = 0; i <= DBCACHE_MAX_ORDER; i++)
-                fail |= copy_buffer(ops, &D->br[b].ts.bank[k][i], S->br[b].ts.bank[k][i], S->n);
+                D->br[b].ts.bank[k][i] = strategy_copy_buffer(ops, S->br[b].ts.bank[k][i], S->n, &fail);
     }
     if (fail) {
         db_destroy(dst);

@@ -180,23 +180,16 @@ static void dc_destroy(Strategy *s) {
     s->state = NULL;
 }
 
-static int dc_clone_buffer(const VecOps *ops, float **dst, const float *src, size_t n) {
-    *dst = NULL;
-    if (!src) return 0;
-    if (!(*dst = ops->alloc(ops->ctx, n))) return -1;
-    ops->copy(ops->ctx, *dst, src, n);
-    return 0;
-}
-
 static int dc_clone(Strategy *dst, const Strategy *src, Error *err) {
     const DcState *S = src->state;
     DcState *D = malloc(sizeof *D);
     if (!D) return error_set(err, "dicache: out of memory");
     *D = *S;
-    int failed = dc_clone_buffer(src->ops, &D->x_in, S->x_in, S->n);
+    int failed = 0;
+    D->x_in = strategy_copy_buffer(src->ops, S->x_in, S->n, &failed);
     for (int b = 0; b < BRANCH_COUNT; b++)
         for (int i = 0; i < DC_BUFS; i++)
-            failed |= dc_clone_buffer(src->ops, &D->br[b].buf[i], S->br[b].buf[i], S->n);
+            D->br[b].buf[i] = strategy_copy_buffer(src->ops, S->br[b].buf[i], S->n, &failed);
     dst->state = D;
     if (failed) {
         dc_destroy(dst);

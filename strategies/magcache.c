@@ -395,15 +395,13 @@ static int mag_clone(Strategy *dst, const Strategy *src, Error *err) {
     *D = *S;
     for (int i = 0; i < BRANCH_COUNT; i++) D->gamma[i] = NULL, D->br[i].residual = NULL;
     dst->state = D;
+    int failed = 0;
     for (int i = 0; i < BRANCH_COUNT; i++) {
         D->gamma[i] = malloc((size_t)S->steps * sizeof(double));
         if (!D->gamma[i]) goto oom;
         memcpy(D->gamma[i], S->gamma[i], (size_t)S->steps * sizeof(double));
-        if (S->br[i].residual) {
-            D->br[i].residual = src->ops->alloc(src->ops->ctx, S->br[i].t_n);
-            if (!D->br[i].residual) goto oom;
-            src->ops->copy(src->ops->ctx, D->br[i].residual, S->br[i].residual, S->br[i].t_n);
-        }
+        D->br[i].residual = strategy_copy_buffer(src->ops, S->br[i].residual, S->br[i].t_n, &failed);
+        if (failed) goto oom;
     }
     return 0;
 oom:

@@ -151,13 +151,13 @@ static int pab_clone(Strategy *dst, const Strategy *src, Error *err) {
     if (!P) return error_set(err, "pab: out of memory for a copy of the state");
     memcpy(P->count, S->count, pab_slots(S) * sizeof *P->count);
     P->call_supplied = S->call_supplied;
+    int failed = 0;
     for (size_t i = 0; i < pab_slots(S); i++) {
-        if (!S->cache[i]) continue;
-        if (!(P->cache[i] = ops->alloc(ops->ctx, S->n))) {
+        P->cache[i] = strategy_copy_buffer(ops, S->cache[i], S->n, &failed);
+        if (failed) {
             pab_free(ops, P);
             return error_set(err, "pab: out of memory copying a cached module output (%zu floats)", S->n);
         }
-        ops->copy(ops->ctx, P->cache[i], S->cache[i], S->n);
     }
     dst->state = P;
     return 0;
